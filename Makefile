@@ -1,0 +1,50 @@
+# dsub developer targets. `make help` lists them.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+GOBIN   := $(shell $(GO) env GOPATH)/bin
+export PATH := $(GOBIN):$(PATH)
+
+.PHONY: help setup build test unit lint demo demo-down bench fuzz clean
+
+help:
+	@echo "make build     build bin/dsub (version stamped: $(VERSION))"
+	@echo "make test      setup + lint + go test -race ./... (integration tests use testenv)"
+	@echo "make demo      start a local 4-host sshd cluster and run dsub across it"
+	@echo "make demo-down remove the demo cluster"
+	@echo "make bench     run bench/ against peer tools (see bench/README.md)"
+	@echo "make fuzz      run each fuzz target for FUZZTIME (default 30s)"
+
+setup:
+	@./scripts/setup.sh
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/dsub ./cmd/dsub
+
+lint: setup
+	$(GO) vet ./...
+	staticcheck ./...
+	@$(GO) mod tidy -diff || (echo "go mod tidy would change go.mod/go.sum" && exit 1)
+
+unit:
+	$(GO) test -race -short ./...
+
+test: lint
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+demo: setup build
+	@./scripts/demo.sh
+
+demo-down:
+	@$(GO) run ./testenv/cmd/testenv down --state .dsub-testenv/demo
+
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,32 @@
+// Command dsub distributes jobs and admin commands to many hosts over SSH.
+// Nothing is installed on the hosts: a stock sshd and an account suffice.
+//
+// main is deliberately thin: it builds one root context, cancelled by the
+// first SIGINT or SIGTERM (a second one exits at once), runs the command,
+// and turns the error into an exit status in exactly one place (exitCode).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "dsub: interrupted; cleaning up (press Ctrl-C again to exit at once)")
+		cancel()
+		<-sigs
+		fmt.Fprintln(os.Stderr, "dsub: exiting now")
+		os.Exit(exitInterrupted)
+	}()
+	code := exitCode(ctx, run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
+	cancel()
+	os.Exit(code)
+}

@@ -1,0 +1,271 @@
+// Package hostrange expands and folds pdsh/clush-style host ranges:
+// "node[01-03,7].lab" is node01.lab, node02.lab, node03.lab and node07.lab.
+// Expand turns patterns into names; Fold turns names back into the shortest
+// patterns, for grouped output.
+package hostrange
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxHosts bounds one expansion, so that a typo such as node[1-1000000000]
+// is an error rather than an allocation of gigabytes.
+const MaxHosts = 100000
+
+// Expand expands one pattern. Brackets hold comma-separated numbers or
+// lo-hi ranges; a zero-padded bound ("01") pads every number to its width.
+// Several bracket groups give their cartesian product, in order. A
+// bracket group holding ':' is an IPv6 literal and is kept as is.
+func Expand(pattern string) ([]string, error) {
+	if pattern == "" {
+		return nil, fmt.Errorf("empty host pattern")
+	}
+	out := []string{""}
+	rest := pattern
+	for rest != "" {
+		i := strings.IndexByte(rest, '[')
+		if i < 0 {
+			out = appendAll(out, []string{rest})
+			break
+		}
+		j := strings.IndexByte(rest[i:], ']')
+		if j < 0 {
+			return nil, fmt.Errorf("host pattern %q: unclosed '['", pattern)
+		}
+		j += i
+		body := rest[i+1 : j]
+		if strings.IndexByte(rest[:i], ']') >= 0 {
+			return nil, fmt.Errorf("host pattern %q: unexpected ']'", pattern)
+		}
+		out = appendAll(out, []string{rest[:i]})
+		if strings.Contains(body, ":") { // IPv6 literal
+			out = appendAll(out, []string{rest[i : j+1]})
+			rest = rest[j+1:]
+			continue
+		}
+		nums, err := expandBody(body)
+		if err != nil {
+			return nil, fmt.Errorf("host pattern %q: %w", pattern, err)
+		}
+		if len(out)*len(nums) > MaxHosts {
+			return nil, fmt.Errorf("host pattern %q expands to more than %d hosts", pattern, MaxHosts)
+		}
+		out = appendAll(out, nums)
+		rest = rest[j+1:]
+	}
+	for _, r := range pattern {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
+			return nil, fmt.Errorf("host pattern %q: stray space, control character or invalid UTF-8", pattern)
+		}
+	}
+	for _, s := range out {
+		if strings.ContainsAny(s, "[],") && !strings.HasPrefix(s, "[") {
+			return nil, fmt.Errorf("host pattern %q: stray bracket or comma", pattern)
+		}
+	}
+	return out, nil
+}
+
+// ExpandList expands a comma-separated list of patterns, honouring commas
+// inside brackets: "a[1-2],b" is a1, a2, b.
+func ExpandList(list string) ([]string, error) {
+	var out []string
+	for _, p := range SplitList(list) {
+		names, err := Expand(p)
+		if err != nil {
+			return nil, err
+		}
+		if len(out)+len(names) > MaxHosts {
+			return nil, fmt.Errorf("host list expands to more than %d hosts", MaxHosts)
+		}
+		out = append(out, names...)
+	}
+	return out, nil
+}
+
+// SplitList splits at commas outside brackets, dropping empty items.
+func SplitList(list string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i := 0; i <= len(list); i++ {
+		if i == len(list) || list[i] == ',' && depth == 0 {
+			if s := strings.TrimSpace(list[start:i]); s != "" {
+				out = append(out, s)
+			}
+			start = i + 1
+			continue
+		}
+		switch list[i] {
+		case '[':
+			depth++
+		case ']':
+			if depth > 0 {
+				depth--
+			}
+		}
+	}
+	return out
+}
+
+func appendAll(prefixes, suffixes []string) []string {
+	out := make([]string, 0, len(prefixes)*len(suffixes))
+	for _, p := range prefixes {
+		for _, s := range suffixes {
+			out = append(out, p+s)
+		}
+	}
+	return out
+}
+
+func expandBody(body string) ([]string, error) {
+	if body == "" {
+		return nil, fmt.Errorf("empty range []")
+	}
+	var out []string
+	for _, part := range strings.Split(body, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		if !isRange {
+			hi = lo
+		}
+		a, err := parseNum(lo)
+		if err != nil {
+			return nil, err
+		}
+		b, err := parseNum(hi)
+		if err != nil {
+			return nil, err
+		}
+		if b < a {
+			return nil, fmt.Errorf("range %q runs backwards", part)
+		}
+		if b-a >= MaxHosts || len(out)+int(b-a) >= MaxHosts {
+			return nil, fmt.Errorf("range %q has more than %d hosts", part, MaxHosts)
+		}
+		width := 0
+		if len(lo) > 1 && lo[0] == '0' {
+			width = len(lo)
+		}
+		for n := a; n <= b; n++ {
+			out = append(out, fmt.Sprintf("%0*d", width, n))
+		}
+	}
+	return out, nil
+}
+
+func parseNum(s string) (uint64, error) {
+	if s == "" {
+		return 0, fmt.Errorf("missing number in range")
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return 0, fmt.Errorf("%q is not a number", s)
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("number %q too large", s)
+	}
+	return n, nil
+}
+
+// Fold is the inverse of ExpandList: it groups names that differ only in
+// their last run of digits (with the same zero-padding width) into bracket
+// ranges. The result is sorted and expands back to exactly the input set.
+func Fold(names []string) string {
+	type key struct {
+		prefix, suffix string
+		width          int // 0: not zero-padded
+	}
+	groups := map[key][]uint64{}
+	var plain []string
+	seen := map[string]bool{}
+	for _, n := range names {
+		if seen[n] {
+			continue
+		}
+		seen[n] = true
+		i, j := lastDigits(n)
+		if i < 0 || j-i > 9 || strings.ContainsAny(n, "[],") {
+			plain = append(plain, n)
+			continue
+		}
+		num, _ := strconv.ParseUint(n[i:j], 10, 64)
+		width := 0
+		if j-i > 1 && n[i] == '0' || len(strconv.FormatUint(num, 10)) < j-i {
+			width = j - i
+		}
+		k := key{n[:i], n[j:], width}
+		groups[k] = append(groups[k], num)
+	}
+	// Unpadded numbers may join a padded group of the same width.
+	for k, nums := range groups {
+		if k.width != 0 {
+			continue
+		}
+		for k2 := range groups {
+			if k2.width == 0 || k2.prefix != k.prefix || k2.suffix != k.suffix {
+				continue
+			}
+			var keep []uint64
+			for _, v := range nums {
+				if len(strconv.FormatUint(v, 10)) == k2.width {
+					groups[k2] = append(groups[k2], v)
+				} else {
+					keep = append(keep, v)
+				}
+			}
+			nums = keep
+		}
+		if len(nums) == 0 {
+			delete(groups, k)
+		} else {
+			groups[k] = nums
+		}
+	}
+	var parts []string
+	for k, nums := range groups {
+		sort.Slice(nums, func(a, b int) bool { return nums[a] < nums[b] })
+		if len(nums) == 1 {
+			parts = append(parts, fmt.Sprintf("%s%0*d%s", k.prefix, k.width, nums[0], k.suffix))
+			continue
+		}
+		var rs []string
+		for i := 0; i < len(nums); {
+			j := i
+			for j+1 < len(nums) && nums[j+1] == nums[j]+1 {
+				j++
+			}
+			if i == j {
+				rs = append(rs, fmt.Sprintf("%0*d", k.width, nums[i]))
+			} else {
+				rs = append(rs, fmt.Sprintf("%0*d-%0*d", k.width, nums[i], k.width, nums[j]))
+			}
+			i = j + 1
+		}
+		parts = append(parts, k.prefix+"["+strings.Join(rs, ",")+"]"+k.suffix)
+	}
+	parts = append(parts, plain...)
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// lastDigits returns the bounds of the last run of ASCII digits in s, or -1.
+func lastDigits(s string) (int, int) {
+	j := len(s)
+	for j > 0 && (s[j-1] < '0' || s[j-1] > '9') {
+		j--
+	}
+	if j == 0 {
+		return -1, -1
+	}
+	i := j
+	for i > 0 && s[i-1] >= '0' && s[i-1] <= '9' {
+		i--
+	}
+	return i, j
+}

@@ -1,0 +1,78 @@
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// logWriter forwards progress lines to t.Log.
+type logWriter struct{ t testing.TB }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// Start brings up an n-host cluster for the calling test and removes it
+// with t.Cleanup. Each call gets a unique name and fresh ports, so parallel
+// tests and packages do not collide. The backend comes from ChooseBackend:
+// when CI=true a missing Docker engine fails the test; elsewhere, a machine
+// with neither Docker nor root for the process backend skips it, saying why.
+func Start(t testing.TB, n int) *Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if os.Getenv("CI") != "true" {
+		if b, err := ChooseBackend(ctx, ""); err == nil && b == Process && os.Geteuid() != 0 {
+			t.Skip("testenv: no Docker engine, and the process backend needs root")
+		}
+	}
+	c, err := StartUnique(ctx, n, logWriter{t})
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := c.Down(ctx); err != nil {
+			t.Errorf("testenv down: %v", err)
+		}
+	})
+	return c
+}
+
+// StartUnique brings up an n-host cluster with a unique name in a fresh
+// temporary state directory. It is Start for TestMain, benchmarks and demos,
+// where no testing.TB exists; the caller must Down the cluster. It logs the
+// backend used and how long start-up took.
+func StartUnique(ctx context.Context, n int, log io.Writer) (*Cluster, error) {
+	return StartBackend(ctx, n, "", log)
+}
+
+// StartBackend is StartUnique with an explicit backend ("" chooses).
+func StartBackend(ctx context.Context, n int, b Backend, log io.Writer) (*Cluster, error) {
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	name := "t" + hex.EncodeToString(rnd[:])
+	dir, err := os.MkdirTemp("", "dsub-testenv-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	c, err := Up(ctx, Options{N: n, Name: name, Dir: dir, Backend: b, Log: log})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	fmt.Fprintf(log, "testenv: cluster %s up: %d hosts, backend=%s, in %s (state %s)\n",
+		c.Name, n, c.Backend, time.Since(start).Round(time.Millisecond), c.Dir)
+	return c, nil
+}
