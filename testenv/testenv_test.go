@@ -176,8 +176,6 @@ func TestUpWritesUsableState(t *testing.T) {
 	}
 }
 
-
-
 // TestFaults checks each fault against what a client observes.
 func TestFaults(t *testing.T) {
 	testFaults(t, testenv.Start(t, 3))
