@@ -104,14 +104,3 @@ func ExitStatus(err error) int {
 	}
 	return -1
 }
-
-func wrap(op, host string, kind Kind, err error) error {
-	if err == nil {
-		return nil
-	}
-	var e *Error
-	if errors.As(err, &e) && e.Host == host {
-		return err
-	}
-	return &Error{Op: op, Host: host, Kind: kind, Err: err}
-}

@@ -46,7 +46,7 @@ func (dockerBackend) create(ctx context.Context, c *Cluster, h *Host, authorized
 			return err
 		}
 		_, err = docker(ctx, "run", "-d", "--init", "--name", h.Container, "--hostname", h.Name,
-			"--network", c.Network, "--label", "dsub.testenv="+c.Name,
+			"--network", c.Network, "--network-alias", h.Name, "--label", "dsub.testenv="+c.Name,
 			"-p", h.Addr+":"+strconv.Itoa(h.Port)+":22",
 			"-e", "DSUB_AUTHORIZED_KEY="+authorizedKey, c.Image)
 		if err == nil {

@@ -1,0 +1,466 @@
+// Package inventory loads hosts.toml, dsub's list of hosts and how to reach
+// them, and selects hosts from it. Parsing goes from an io.Reader, over
+// built-in defaults and any matching ~/.ssh/config entry, to validation;
+// every error names the file and, where TOML gives one, the line. A file
+// with any error yields no hosts at all, so nothing runs on a bad config.
+package inventory
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/dsub-dev/dsub/internal/hostrange"
+	"github.com/dsub-dev/dsub/remote"
+)
+
+// Host is one host of the inventory, fully resolved.
+type Host struct {
+	Name           string        // unique display name
+	Address        string        // host to connect to (after ssh_config HostName)
+	Port           int           // TCP port
+	User           string        // login user
+	IdentityFiles  []string      // private keys, ~ expanded
+	IdentitiesOnly bool          // use only IdentityFiles, not every agent key
+	KnownHosts     []string      // known_hosts files, ~ expanded
+	Slots          int           // concurrent jobs; 0 = the host's CPU count
+	Workdir        string        // dsub's directory on the host ("~/" = home)
+	ConnectTimeout time.Duration // TCP + handshake + auth
+	Keepalive      time.Duration // keepalive interval; 0 disables
+	ProxyJump      string        // "user@bastion:port[,next...]"
+	Labels         []string
+	Source         string // "file:line" of the [[host]] entry
+}
+
+// Remote returns the connection settings of h for package remote.
+func (h *Host) Remote() (remote.Config, error) {
+	jumps, err := remote.ParseProxyJump(h.ProxyJump)
+	if err != nil {
+		return remote.Config{}, &Error{File: h.Source, Msg: fmt.Sprintf("host %q: proxy_jump: %v", h.Name, err)}
+	}
+	return remote.Config{
+		Name: h.Name, Host: h.Address, Port: h.Port, User: h.User,
+		IdentityFiles: h.IdentityFiles, IdentitiesOnly: h.IdentitiesOnly,
+		KnownHosts: h.KnownHosts, ConnectTimeout: h.ConnectTimeout,
+		Keepalive: h.Keepalive, ProxyJump: jumps,
+	}, nil
+}
+
+// Error is a problem in a hosts file. File may carry ":line".
+type Error struct {
+	File string
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.File + ": " + e.Msg }
+
+// Errors collects every problem found in one file.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	var b strings.Builder
+	for i, e := range es {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// IsConfigError reports whether err is a hosts file problem.
+func IsConfigError(err error) bool {
+	var e *Error
+	var es Errors
+	return errors.As(err, &e) || errors.As(err, &es)
+}
+
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("bad duration %q (use e.g. \"10s\", \"500ms\", \"2m\")", b)
+	}
+	if v < 0 {
+		return fmt.Errorf("negative duration %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// settings are the keys allowed in [defaults] and in each [[host]]. A nil
+// field was not set.
+type settings struct {
+	User           *string   `toml:"user"`
+	Port           *int      `toml:"port"`
+	IdentityFiles  *[]string `toml:"identity_files"`
+	IdentitiesOnly *bool     `toml:"identities_only"`
+	KnownHosts     *[]string `toml:"known_hosts"`
+	Slots          *int      `toml:"slots"`
+	Workdir        *string   `toml:"workdir"`
+	ConnectTimeout *duration `toml:"connect_timeout"`
+	Keepalive      *duration `toml:"keepalive"`
+	ProxyJump      *string   `toml:"proxy_jump"`
+	Labels         *[]string `toml:"labels"`
+}
+
+type hostEntry struct {
+	Address *string `toml:"address"`
+	Name    *string `toml:"name"`
+	settings
+}
+
+type file struct {
+	Defaults settings    `toml:"defaults"`
+	Host     []hostEntry `toml:"host"`
+}
+
+// Options adjust loading.
+type Options struct {
+	// SSHConfig is the OpenSSH client config consulted for HostName,
+	// User, Port, IdentityFile, IdentitiesOnly and ProxyJump: "" means
+	// ~/.ssh/config, "none" disables it. Values in hosts.toml win.
+	SSHConfig string
+	// Home is the local home directory for "~" (default: $HOME).
+	Home string
+	// LocalUser is the default login user (default: $USER).
+	LocalUser string
+}
+
+// Load reads and parses the hosts file at path.
+func Load(path string, opts Options) ([]*Host, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Msg: "cannot read hosts file: " + errors.Unwrap(err).Error()}
+	}
+	return Parse(bytes.NewReader(b), path, opts)
+}
+
+// DefaultPath is the hosts file used without --hosts: ./hosts.toml if it
+// exists, else $DSUB_HOSTS, else ./hosts.toml (to be reported missing).
+func DefaultPath() string {
+	if _, err := os.Stat("hosts.toml"); err == nil {
+		return "hosts.toml"
+	}
+	if p := os.Getenv("DSUB_HOSTS"); p != "" {
+		return p
+	}
+	return "hosts.toml"
+}
+
+var tomlLineErr = regexp.MustCompile(`^toml: line (\d+) \(last key ("[^"]*")\): (.*)$`)
+
+var hostHeader = regexp.MustCompile(`^\s*\[\[\s*host\s*\]\]`)
+
+// Parse reads a hosts file from r; name is used in messages.
+func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, &Error{File: name, Msg: err.Error()}
+	}
+	if opts.Home == "" {
+		opts.Home, _ = os.UserHomeDir()
+	}
+	if opts.LocalUser == "" {
+		opts.LocalUser = os.Getenv("USER")
+		if opts.LocalUser == "" {
+			opts.LocalUser = "root"
+		}
+	}
+	var f file
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&f)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &Error{File: fmt.Sprintf("%s:%d", name, pe.Position.Line), Msg: tomlMsg(pe)}
+		}
+		// Type mismatches come as plain errors: "toml: line N (last key K): msg".
+		if m := tomlLineErr.FindStringSubmatch(err.Error()); m != nil {
+			return nil, &Error{File: name + ":" + m[1], Msg: fmt.Sprintf("key %s: %s", m[2], m[3])}
+		}
+		return nil, &Error{File: name, Msg: err.Error()}
+	}
+	lines := strings.Split(string(data), "\n")
+	var errs Errors
+	for _, k := range md.Undecoded() {
+		key := k[len(k)-1]
+		msg := fmt.Sprintf("unknown key %q", k.String())
+		switch strings.ToLower(key) {
+		case "password", "passphrase", "pass":
+			msg += " (passwords are not supported: use keys or ssh-agent)"
+		default:
+			msg += " (known keys: address, name, user, port, identity_files, identities_only, known_hosts, slots, workdir, connect_timeout, keepalive, proxy_jump, labels)"
+		}
+		errs = append(errs, &Error{File: fmt.Sprintf("%s:%d", name, keyLine(lines, key)), Msg: msg})
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	var headers []int
+	for i, l := range lines {
+		if hostHeader.MatchString(l) {
+			headers = append(headers, i+1)
+		}
+	}
+	if len(f.Host) == 0 {
+		return nil, &Error{File: name, Msg: "no hosts: add at least one [[host]] with an address"}
+	}
+
+	base := builtinDefaults(opts)
+	if err := validate(&f.Defaults, name+" [defaults]"); err != nil {
+		errs = append(errs, err)
+	}
+	base.apply(&f.Defaults, opts.Home)
+
+	var hosts []*Host
+	var all []*hostState
+	where := map[string]string{}
+	for i, e := range f.Host {
+		src := name
+		if i < len(headers) {
+			src = fmt.Sprintf("%s:%d", name, headers[i])
+		}
+		if err := validate(&e.settings, src); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if e.Address == nil || strings.TrimSpace(*e.Address) == "" {
+			errs = append(errs, &Error{File: src, Msg: "host entry has no address"})
+			continue
+		}
+		addrs, err := hostrange.Expand(*e.Address)
+		if err != nil {
+			errs = append(errs, &Error{File: src, Msg: "address: " + err.Error()})
+			continue
+		}
+		names := addrs
+		if e.Name != nil {
+			names, err = hostrange.Expand(*e.Name)
+			if err != nil {
+				errs = append(errs, &Error{File: src, Msg: "name: " + err.Error()})
+				continue
+			}
+			if len(names) != len(addrs) {
+				errs = append(errs, &Error{File: src, Msg: fmt.Sprintf("name %q gives %d names for %d addresses: a range address needs a range name of the same size", *e.Name, len(names), len(addrs))})
+				continue
+			}
+		}
+		for j, a := range addrs {
+			h := base.clone()
+			h.apply(&e.settings, opts.Home)
+			h.Source = src
+			host, port, err := splitAddress(a)
+			if err != nil {
+				errs = append(errs, &Error{File: src, Msg: err.Error()})
+				continue
+			}
+			h.Address = host
+			if port != 0 {
+				if e.Port != nil && *e.Port != port {
+					errs = append(errs, &Error{File: src, Msg: fmt.Sprintf("address %q has port %d but port = %d", a, port, *e.Port)})
+					continue
+				}
+				h.Port = port
+				h.set["port"] = true
+			}
+			h.Name = names[j]
+			if e.Name == nil && port == 0 {
+				h.Name = host
+			}
+			if prev, dup := where[h.Name]; dup {
+				errs = append(errs, &Error{File: src, Msg: fmt.Sprintf("duplicate host name %q (also at %s)", h.Name, prev)})
+				continue
+			}
+			where[h.Name] = src
+			hosts = append(hosts, &h.Host)
+			all = append(all, h)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if err := applySSHConfig(all, opts); err != nil {
+		return nil, err
+	}
+	return hosts, nil
+}
+
+func tomlMsg(pe toml.ParseError) string {
+	msg := pe.Message
+	if pe.LastKey != "" {
+		msg = fmt.Sprintf("key %q: %s", pe.LastKey, msg)
+	}
+	return msg
+}
+
+// keyLine finds the first line assigning key, or 0.
+func keyLine(lines []string, key string) int {
+	re := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(key) + `"?\s*=`)
+	for i, l := range lines {
+		if re.MatchString(l) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func validate(s *settings, src string) *Error {
+	bad := func(f string, a ...any) *Error { return &Error{File: src, Msg: fmt.Sprintf(f, a...)} }
+	switch {
+	case s.Port != nil && (*s.Port < 1 || *s.Port > 65535):
+		return bad("port %d out of range 1-65535", *s.Port)
+	case s.Slots != nil && *s.Slots < 0:
+		return bad("slots %d: must be 0 (the host's CPU count) or more", *s.Slots)
+	case s.ConnectTimeout != nil && s.ConnectTimeout.Duration == 0:
+		return bad("connect_timeout must be positive")
+	case s.User != nil && *s.User == "":
+		return bad("user is empty")
+	case s.Workdir != nil && *s.Workdir == "":
+		return bad("workdir is empty")
+	}
+	if s.ProxyJump != nil {
+		if _, err := remote.ParseProxyJump(*s.ProxyJump); err != nil {
+			return bad("proxy_jump: %v", err)
+		}
+	}
+	if s.Labels != nil {
+		for _, l := range *s.Labels {
+			if l == "" || strings.ContainsAny(l, ", \t") {
+				return bad("label %q: labels are non-empty words without commas or spaces", l)
+			}
+		}
+	}
+	return nil
+}
+
+// hostState is a Host plus which fields hosts.toml set explicitly (those
+// win over ~/.ssh/config).
+type hostState struct {
+	Host
+	set map[string]bool
+}
+
+func builtinDefaults(opts Options) *hostState {
+	h := &hostState{set: map[string]bool{}}
+	h.User = opts.LocalUser
+	h.Port = 22
+	for _, k := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
+		h.IdentityFiles = append(h.IdentityFiles, filepath.Join(opts.Home, ".ssh", k))
+	}
+	h.KnownHosts = []string{filepath.Join(opts.Home, ".ssh", "known_hosts")}
+	h.Workdir = "~/.cache/dsub"
+	h.ConnectTimeout = 10 * time.Second
+	h.Keepalive = 5 * time.Second
+	return h
+}
+
+func (h *hostState) clone() *hostState {
+	c := &hostState{Host: h.Host, set: map[string]bool{}}
+	for k, v := range h.set {
+		c.set[k] = v
+	}
+	c.IdentityFiles = append([]string(nil), h.IdentityFiles...)
+	c.KnownHosts = append([]string(nil), h.KnownHosts...)
+	c.Labels = append([]string(nil), h.Labels...)
+	return c
+}
+
+func (h *hostState) apply(s *settings, home string) {
+	if s.User != nil {
+		h.User, h.set["user"] = *s.User, true
+	}
+	if s.Port != nil {
+		h.Port, h.set["port"] = *s.Port, true
+	}
+	if s.IdentityFiles != nil {
+		h.IdentityFiles, h.set["identity_files"] = expandAll(*s.IdentityFiles, home), true
+	}
+	if s.IdentitiesOnly != nil {
+		h.IdentitiesOnly, h.set["identities_only"] = *s.IdentitiesOnly, true
+	}
+	if s.KnownHosts != nil {
+		h.KnownHosts = expandAll(*s.KnownHosts, home)
+	}
+	if s.Slots != nil {
+		h.Slots = *s.Slots
+	}
+	if s.Workdir != nil {
+		h.Workdir = *s.Workdir
+	}
+	if s.ConnectTimeout != nil {
+		h.ConnectTimeout = s.ConnectTimeout.Duration
+	}
+	if s.Keepalive != nil {
+		h.Keepalive = s.Keepalive.Duration
+	}
+	if s.ProxyJump != nil {
+		h.ProxyJump, h.set["proxy_jump"] = *s.ProxyJump, true
+	}
+	if s.Labels != nil {
+		h.Labels = append([]string(nil), *s.Labels...)
+	}
+}
+
+// ExpandHome expands a leading "~/" (or "~") in a local path.
+func ExpandHome(p, home string) string {
+	if p == "~" {
+		return home
+	}
+	if strings.HasPrefix(p, "~/") {
+		return filepath.Join(home, p[2:])
+	}
+	return p
+}
+
+func expandAll(ps []string, home string) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = ExpandHome(p, home)
+	}
+	return out
+}
+
+// splitAddress splits "host", "host:port", "IP", "[v6]:port" or a bare
+// IPv6 address. port is 0 when none is given.
+func splitAddress(a string) (string, int, error) {
+	if strings.HasPrefix(a, "[") {
+		h, p, err := net.SplitHostPort(a)
+		if err != nil {
+			if strings.HasSuffix(a, "]") {
+				return a[1 : len(a)-1], 0, nil
+			}
+			return "", 0, fmt.Errorf("address %q: %v", a, err)
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return "", 0, fmt.Errorf("address %q: bad port %q", a, p)
+		}
+		return h, n, nil
+	}
+	if strings.Count(a, ":") > 1 { // bare IPv6
+		if net.ParseIP(a) == nil {
+			return "", 0, fmt.Errorf("address %q: not a valid IPv6 address (write [addr]:port)", a)
+		}
+		return a, 0, nil
+	}
+	h, p, ok := strings.Cut(a, ":")
+	if !ok {
+		return a, 0, nil
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 1 || n > 65535 || h == "" {
+		return "", 0, fmt.Errorf("address %q: bad host or port", a)
+	}
+	return h, n, nil
+}

@@ -1,0 +1,123 @@
+package inventory
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// applySSHConfig fills in what hosts.toml left unset from the OpenSSH
+// client config, as OpenSSH itself evaluates it: `ssh -G` applies Host and
+// Match blocks, Include, tokens and first-match-wins exactly as ssh would,
+// which no Go parser does completely. It runs only when the config file
+// exists, once per distinct address.
+func applySSHConfig(hosts []*hostState, opts Options) error {
+	path := opts.SSHConfig
+	if path == "none" {
+		return nil
+	}
+	explicit := path != ""
+	if path == "" {
+		path = filepath.Join(opts.Home, ".ssh", "config")
+	}
+	path = ExpandHome(path, opts.Home)
+	if _, err := os.Stat(path); err != nil {
+		if explicit {
+			return &Error{File: path, Msg: "cannot read ssh config: " + err.Error()}
+		}
+		return nil
+	}
+	sshBin, err := exec.LookPath("ssh")
+	if err != nil {
+		return &Error{File: path, Msg: "reading ssh config needs the OpenSSH client (ssh) on PATH; install it or pass --ssh-config none"}
+	}
+	var mu sync.Mutex
+	cache := map[string]map[string][]string{}
+	g, ctx := errgroup.WithContext(context.Background())
+	g.SetLimit(8)
+	for _, h := range hosts {
+		mu.Lock()
+		_, done := cache[h.Address]
+		cache[h.Address] = nil
+		mu.Unlock()
+		if done {
+			continue
+		}
+		addr := h.Address
+		g.Go(func() error {
+			kv, err := sshG(ctx, sshBin, path, addr)
+			if err != nil {
+				return &Error{File: path, Msg: fmt.Sprintf("evaluating it for %s: %v", addr, err)}
+			}
+			mu.Lock()
+			cache[addr] = kv
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, h := range hosts {
+		kv := cache[h.Address]
+		if v := first(kv, "hostname"); v != "" {
+			h.Address = v
+		}
+		if v := first(kv, "user"); v != "" && !h.set["user"] {
+			h.User = v
+		}
+		if v := first(kv, "port"); v != "" && !h.set["port"] {
+			if n, err := strconv.Atoi(v); err == nil {
+				h.Port = n
+			}
+		}
+		if v := kv["identityfile"]; len(v) > 0 && !h.set["identity_files"] {
+			h.IdentityFiles = expandAll(v, opts.Home)
+		}
+		if v := first(kv, "identitiesonly"); v != "" && !h.set["identities_only"] {
+			h.IdentitiesOnly = v == "yes"
+		}
+		if v := first(kv, "proxyjump"); v != "" && v != "none" && !h.set["proxy_jump"] {
+			h.ProxyJump = v
+		}
+	}
+	return nil
+}
+
+func first(kv map[string][]string, k string) string {
+	if v := kv[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// sshG runs `ssh -G -F path host` and returns its key → values.
+func sshG(ctx context.Context, sshBin, path, host string) (map[string][]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, sshBin, "-G", "-F", path, "--", host)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("ssh -G: %v: %s", err, strings.TrimSpace(errb.String()))
+	}
+	kv := map[string][]string{}
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if ok {
+			kv[k] = append(kv[k], v)
+		}
+	}
+	return kv, nil
+}

@@ -1,0 +1,421 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/skeema/knownhosts"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+	xknownhosts "golang.org/x/crypto/ssh/knownhosts"
+)
+
+// Dialer connects to hosts. One Dialer serves every host of a run: it owns
+// the admission limits on handshakes, the ssh-agent connection, loaded
+// keys, known_hosts databases and shared connections to jump hosts.
+type Dialer struct {
+	// Fanout limits handshakes in flight across all hosts (default 64),
+	// so that many hosts behind one sshd (or one bastion) do not trip
+	// sshd's MaxStartups (10:30:100).
+	Fanout int
+	// PerJump limits handshakes in flight through one jump host (default 8).
+	PerJump int
+	// AcceptNew trusts a host's key on first use and appends it to the
+	// host's first known_hosts file. A changed key is refused regardless.
+	AcceptNew bool
+	// NoAgent ignores SSH_AUTH_SOCK.
+	NoAgent bool
+	// Warn receives non-fatal notices (a key accepted on first use, an
+	// unusable identity file); nil discards them.
+	Warn func(msg string)
+
+	initOnce sync.Once
+	sem      chan struct{}
+	agent    agent.ExtendedAgent
+	agentErr error
+
+	mu    sync.Mutex
+	keys  map[string]keyResult             // identity file → parsed key; guarded by mu
+	dbs   map[string]*knownhosts.HostKeyDB // joined known_hosts paths → db; guarded by mu
+	jumps map[string]*jumpConn             // jump chain key → shared client; guarded by mu
+
+	khMu     sync.Mutex               // serialises accept-new appends
+	accepted map[string]ssh.PublicKey // host → key accepted this session; guarded by khMu
+}
+
+type keyResult struct {
+	signer ssh.Signer
+	pub    ssh.PublicKey // set for encrypted keys whose public half is known
+	err    error
+}
+
+type jumpConn struct {
+	once   sync.Once
+	client *ssh.Client
+	err    error
+	sem    chan struct{}
+}
+
+func (d *Dialer) init() {
+	d.initOnce.Do(func() {
+		n := d.Fanout
+		if n <= 0 {
+			n = 64
+		}
+		d.sem = make(chan struct{}, n)
+		d.keys = map[string]keyResult{}
+		d.dbs = map[string]*knownhosts.HostKeyDB{}
+		d.jumps = map[string]*jumpConn{}
+		d.accepted = map[string]ssh.PublicKey{}
+		if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" && !d.NoAgent {
+			c, err := net.Dial("unix", sock)
+			if err != nil {
+				d.agentErr = err
+				return
+			}
+			d.agent = agent.NewClient(c)
+		}
+	})
+}
+
+func (d *Dialer) warn(format string, args ...any) {
+	if d.Warn != nil {
+		d.Warn(fmt.Sprintf(format, args...))
+	}
+}
+
+// Close closes shared jump-host connections and the agent connection.
+func (d *Dialer) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, j := range d.jumps {
+		if j.client != nil {
+			j.client.Close()
+		}
+	}
+	d.jumps = map[string]*jumpConn{}
+	return nil
+}
+
+// dial opens one authenticated connection to cfg's host. The whole of TCP
+// connect, handshake and authentication is bounded by cfg.ConnectTimeout
+// (x/crypto's ClientConfig.Timeout covers only the TCP connect). A
+// handshake cut off by EOF or reset, which is how sshd's MaxStartups sheds
+// load, is retried with jitter while time remains.
+func (d *Dialer) dial(parent context.Context, cfg *Config) (*ssh.Client, error) {
+	d.init()
+	ctx, cancel := context.WithTimeout(parent, cfg.ConnectTimeout)
+	defer cancel()
+
+	auth, err := d.authMethod(cfg)
+	if err != nil {
+		return nil, &Error{Op: "connect", Host: cfg.Name, Kind: KindAuth, Err: err}
+	}
+	hkcb, algos, err := d.hostKeyCallback(cfg)
+	if err != nil {
+		return nil, &Error{Op: "connect", Host: cfg.Name, Kind: KindConfig, Err: err}
+	}
+	sc := &ssh.ClientConfig{
+		User:              cfg.User,
+		Auth:              []ssh.AuthMethod{auth},
+		HostKeyCallback:   hkcb,
+		HostKeyAlgorithms: algos,
+		ClientVersion:     "SSH-2.0-dsub",
+	}
+	for attempt := 0; ; attempt++ {
+		client, err := d.dialOnce(ctx, cfg, sc)
+		if err == nil {
+			return client, nil
+		}
+		kind := classifyDial(err)
+		if kind == KindTransport && retryableHandshake(err) && attempt < 5 {
+			wait := time.Duration(50+rand.IntN(200)) * time.Millisecond << attempt
+			select {
+			case <-time.After(wait):
+				continue
+			case <-ctx.Done():
+			}
+		}
+		e := &Error{Op: "connect", Host: cfg.Name, Kind: kind, Err: err}
+		if kind == KindTransport && (ctx.Err() != nil || isNetTimeout(err)) {
+			// Whose deadline was it? The caller's makes this a timeout
+			// or a cancellation; our own connect timeout means the host
+			// did not answer in time: a transport failure.
+			pd, hasPD := parent.Deadline()
+			cd, _ := ctx.Deadline()
+			switch {
+			case errors.Is(parent.Err(), context.Canceled):
+				e.Kind = KindCanceled
+			case parent.Err() != nil || hasPD && !pd.After(cd):
+				e.Kind = KindTimeout
+			default:
+				e.Err = fmt.Errorf("%w (no answer within connect timeout %s: TCP, handshake and auth)", err, cfg.ConnectTimeout)
+			}
+		}
+		var hk *HostKeyError
+		if errors.As(err, &hk) {
+			e.Hint = hk.hint()
+		}
+		if kind == KindAuth {
+			e.Hint = fmt.Sprintf("check that %s@%s accepts one of your keys (identity files: %s)", cfg.User, cfg.Host, strings.Join(cfg.IdentityFiles, ", "))
+		}
+		return nil, e
+	}
+}
+
+func isNetTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
+}
+
+func (d *Dialer) dialOnce(ctx context.Context, cfg *Config, sc *ssh.ClientConfig) (*ssh.Client, error) {
+	select {
+	case d.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a handshake slot: %w", ctx.Err())
+	}
+	defer func() { <-d.sem }()
+
+	var conn net.Conn
+	var err error
+	if len(cfg.ProxyJump) > 0 {
+		conn, err = d.dialViaJump(ctx, cfg)
+	} else {
+		var nd net.Dialer
+		conn, err = nd.DialContext(ctx, "tcp", cfg.addr())
+	}
+	if err != nil {
+		return nil, err
+	}
+	return handshake(ctx, conn, cfg.addr(), sc)
+}
+
+// handshake runs the SSH handshake on conn, bounded by ctx's deadline and
+// aborted by its cancellation.
+func handshake(ctx context.Context, conn net.Conn, addr string, sc *ssh.ClientConfig) (*ssh.Client, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, sc)
+	if !stop() || err != nil {
+		conn.Close()
+		if err == nil {
+			c.Close()
+			err = ctx.Err()
+		}
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// dialViaJump reaches cfg's host through its ProxyJump chain. The
+// connection to each chain prefix is shared by every host behind it, and
+// handshakes through one jump host are limited to PerJump at a time.
+func (d *Dialer) dialViaJump(ctx context.Context, cfg *Config) (net.Conn, error) {
+	j, err := d.jump(ctx, cfg, len(cfg.ProxyJump))
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case j.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-j.sem }()
+	return j.client.DialContext(ctx, "tcp", cfg.addr())
+}
+
+// jump returns the shared client for the first n hops of cfg.ProxyJump.
+func (d *Dialer) jump(ctx context.Context, cfg *Config, n int) (*jumpConn, error) {
+	hops := cfg.ProxyJump[:n]
+	var key strings.Builder
+	for _, h := range hops {
+		fmt.Fprintf(&key, "%s@%s,", h.User, h.addr())
+	}
+	d.mu.Lock()
+	j, ok := d.jumps[key.String()]
+	if !ok {
+		per := d.PerJump
+		if per <= 0 {
+			per = 8
+		}
+		j = &jumpConn{sem: make(chan struct{}, per)}
+		d.jumps[key.String()] = j
+	}
+	d.mu.Unlock()
+	j.once.Do(func() {
+		hop := hops[n-1]
+		hc := *cfg
+		hc.Name = fmt.Sprintf("%s (jump host %s for %s)", hop.Host, hop.addr(), cfg.Name)
+		hc.Host, hc.Port, hc.ProxyJump = hop.Host, hop.Port, hops[:n-1]
+		if hc.Port == 0 {
+			hc.Port = 22
+		}
+		if hop.User != "" {
+			hc.User = hop.User
+		}
+		j.client, j.err = d.dial(context.WithoutCancel(ctx), &hc)
+	})
+	if j.err != nil {
+		// Let a later call try again rather than caching the failure.
+		d.mu.Lock()
+		if d.jumps[key.String()] == j {
+			delete(d.jumps, key.String())
+		}
+		d.mu.Unlock()
+		return nil, j.err
+	}
+	return j, nil
+}
+
+func classifyDial(err error) Kind {
+	var hk *HostKeyError
+	switch {
+	case errors.As(err, &hk):
+		return KindHostKey
+	case strings.Contains(err.Error(), "unable to authenticate"), strings.Contains(err.Error(), "no supported methods remain"):
+		return KindAuth
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return KindTransport
+}
+
+// retryableHandshake reports errors that sshd's MaxStartups produces: the
+// server drops the connection before or during key exchange.
+func retryableHandshake(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) ||
+		strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "handshake failed: EOF")
+}
+
+// HostKeyError is a host key that is unknown or does not match known_hosts.
+type HostKeyError struct {
+	Host        string // "host:port" as dialled
+	Changed     bool   // a different key is known: possible man-in-the-middle
+	Key         ssh.PublicKey
+	KnownHosts  []string
+	Fingerprint string
+}
+
+func (e *HostKeyError) Error() string {
+	if e.Changed {
+		return fmt.Sprintf("HOST KEY MISMATCH for %s: the server presented %s %s, which differs from known_hosts (%s). "+
+			"Someone may be intercepting the connection, or the host was reinstalled. Refusing to connect",
+			e.Host, e.Key.Type(), e.Fingerprint, strings.Join(e.KnownHosts, ", "))
+	}
+	return fmt.Sprintf("unknown host %s: its %s key %s is not in known_hosts (%s)",
+		e.Host, e.Key.Type(), e.Fingerprint, strings.Join(e.KnownHosts, ", "))
+}
+
+func (e *HostKeyError) hint() string {
+	host, port, _ := net.SplitHostPort(e.Host)
+	file := "~/.ssh/known_hosts"
+	if len(e.KnownHosts) > 0 {
+		file = e.KnownHosts[0]
+	}
+	if e.Changed {
+		return fmt.Sprintf("if the change is expected, remove the old entry with: ssh-keygen -R '%s' -f %s", knownhosts.Normalize(e.Host), file)
+	}
+	return fmt.Sprintf("verify the fingerprint, then add it with: ssh-keyscan -p %s -t %s %s >> %s   (or pass --accept-new to trust on first use)",
+		port, e.Key.Type(), host, file)
+}
+
+// hostKeyCallback checks keys against cfg's known_hosts files. It also
+// returns the HostKeyAlgorithms to offer: those of the keys known for the
+// host, so that a host known by its ed25519 key is not asked for its rsa
+// key and then refused (golang/go#29286).
+func (d *Dialer) hostKeyCallback(cfg *Config) (ssh.HostKeyCallback, []string, error) {
+	var files []string
+	for _, f := range cfg.KnownHosts {
+		if _, err := os.Stat(f); err == nil {
+			files = append(files, f)
+		}
+	}
+	var db *knownhosts.HostKeyDB
+	if len(files) > 0 {
+		key := strings.Join(files, "\x00")
+		d.mu.Lock()
+		db = d.dbs[key]
+		if db == nil {
+			var err error
+			if db, err = knownhosts.NewDB(files...); err != nil {
+				d.mu.Unlock()
+				return nil, nil, fmt.Errorf("read known_hosts %s: %w", strings.Join(files, ", "), err)
+			}
+			d.dbs[key] = db
+		}
+		d.mu.Unlock()
+	}
+	var algos []string
+	if db != nil {
+		algos = db.HostKeyAlgorithms(cfg.addr())
+	}
+	cb := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+		var err error = &xknownhosts.KeyError{}
+		if db != nil {
+			err = db.HostKeyCallback()(hostname, remote, key)
+		}
+		if err == nil {
+			return nil
+		}
+		hk := &HostKeyError{Host: hostname, Key: key, KnownHosts: cfg.KnownHosts, Fingerprint: ssh.FingerprintSHA256(key)}
+		if knownhosts.IsHostKeyChanged(err) {
+			hk.Changed = true
+			return hk
+		}
+		if !knownhosts.IsHostUnknown(err) {
+			return err
+		}
+		return d.acceptNew(hk, hostname, remote, key)
+	}
+	return cb, algos, nil
+}
+
+// acceptNew records an unknown host's key when the Dialer allows it.
+func (d *Dialer) acceptNew(hk *HostKeyError, hostname string, remote net.Addr, key ssh.PublicKey) error {
+	d.khMu.Lock()
+	defer d.khMu.Unlock()
+	norm := knownhosts.Normalize(hostname)
+	if k, ok := d.accepted[norm]; ok {
+		if string(k.Marshal()) == string(key.Marshal()) {
+			return nil
+		}
+		hk.Changed = true
+		return hk
+	}
+	if !d.AcceptNew || len(hk.KnownHosts) == 0 {
+		return hk
+	}
+	file := hk.KnownHosts[0]
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return fmt.Errorf("accept-new: %w", err)
+	}
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("accept-new: %w", err)
+	}
+	err = knownhosts.WriteKnownHost(f, hostname, remote, key)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("accept-new: write %s: %w", file, err)
+	}
+	d.accepted[norm] = key
+	d.warn("accepted new host key for %s: %s %s (added to %s)", norm, key.Type(), ssh.FingerprintSHA256(key), file)
+	return nil
+}

@@ -1,0 +1,549 @@
+package remote_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/dsub-dev/dsub/remote"
+	"github.com/dsub-dev/dsub/testenv"
+)
+
+// cluster is shared by the tests of this package; tests that inject faults
+// restore the host before they end.
+var cluster *testenv.Cluster
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	c, err := testenv.StartUnique(ctx, 4, os.Stderr)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "remote tests:", err)
+		os.Exit(1)
+	}
+	cluster = c
+	code := m.Run()
+	if err := c.Down(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "testenv down:", err)
+	}
+	os.Exit(code)
+}
+
+func needCluster(t *testing.T) {
+	t.Helper()
+	if cluster == nil {
+		t.Skip("integration test; run without -short")
+	}
+}
+
+func hostConfig(t *testing.T, name string) remote.Config {
+	t.Helper()
+	h, err := cluster.Host(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return remote.Config{
+		Name: h.Name, Host: h.Addr, Port: h.Port, User: h.User,
+		IdentityFiles: []string{cluster.KeyFile}, IdentitiesOnly: true,
+		KnownHosts: []string{cluster.KnownHosts}, ConnectTimeout: 5 * time.Second, Keepalive: time.Second,
+	}
+}
+
+func newHost(t *testing.T, name string) *remote.SSHHost {
+	t.Helper()
+	needCluster(t)
+	d := &remote.Dialer{NoAgent: true}
+	h := d.Host(hostConfig(t, name))
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func run(t *testing.T, h remote.Host, c *remote.Cmd) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := h.Run(ctx, c)
+	return out.String(), errb.String(), err
+}
+
+// randomArg draws from the characters that break naive quoting.
+func randomArg(r *mrand.Rand) string {
+	pieces := []string{"", " ", "'", `"`, "\\", "$(id)", "`id`", "$HOME", "${x}", "\n", "\t", ";", "&&", "|", "*", "?", "[a]",
+		"~", "#", "!", "%s", "-n", "--", "é", "日本語", "🙂", "a b", "\r", "{}", "<", ">", "(", ")", "=", "\x01", "\x7f"}
+	n := r.IntN(5)
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		b.WriteString(pieces[r.IntN(len(pieces))])
+	}
+	return b.String()
+}
+
+// TestArgvReachesProgramByteForByte is the quoting property test: random
+// argv built from shell metacharacters, quotes, $(), newlines, empty
+// strings and UTF-8 arrive at the remote program unchanged.
+func TestArgvReachesProgramByteForByte(t *testing.T) {
+	h := newHost(t, "h01")
+	r := mrand.New(mrand.NewPCG(1, 2))
+	for i := 0; i < 150; i++ {
+		args := []string{randomArg(r), randomArg(r), randomArg(r)}
+		if i == 0 {
+			args = []string{"", "a b", "$(x)", "'", "\n"}
+		}
+		out, _, err := run(t, h, &remote.Cmd{Argv: append([]string{"printf", `%s\0`}, args...)})
+		if err != nil {
+			t.Fatalf("args %q: %v", args, err)
+		}
+		want := strings.Join(args, "\x00") + "\x00"
+		if out != want {
+			t.Fatalf("args %q arrived as %q", args, out)
+		}
+	}
+}
+
+func TestShellLineAndEnvAndDir(t *testing.T) {
+	h := newHost(t, "h01")
+	out, _, err := run(t, h, &remote.Cmd{Shell: `echo "$A|$B" | tr a-z A-Z; pwd`, Env: map[string]string{"A": "x y'$(z)", "B": "line1\nline2"}, Dir: "~"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1, _ := cluster.Host("h01")
+	want := "X Y'$(Z)|LINE1\nLINE2\n" + "/home/" + h1.User + "\n"
+	if c := cluster; c.Backend == testenv.Process {
+		want = "X Y'$(Z)|LINE1\nLINE2\n" + h1.Home + "\n"
+	}
+	if out != want {
+		t.Errorf("got %q, want %q", out, want)
+	}
+	if _, _, err := run(t, h, &remote.Cmd{Argv: []string{"true"}, Env: map[string]string{"BAD-NAME": "x"}}); remote.KindOf(err) != remote.KindConfig {
+		t.Errorf("invalid env name: err = %v, want config error", err)
+	}
+}
+
+func TestExitStatusSignalAndStreams(t *testing.T) {
+	h := newHost(t, "h01")
+	tests := []struct {
+		name, shell     string
+		status          int
+		signal, out, er string
+	}{
+		{"ok", "echo out; echo err >&2", 0, "", "out\n", "err\n"},
+		{"exit 3", "echo partial; exit 3", 3, "", "partial\n", ""},
+		{"signal", "kill -s KILL $$", -1, "KILL", "", ""},
+		{"stderr without newline", "printf abc >&2", 0, "", "", "abc"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, er, err := run(t, h, &remote.Cmd{Shell: tt.shell})
+			if got := remote.ExitStatus(err); got != tt.status {
+				t.Errorf("status = %d (%v), want %d", got, err, tt.status)
+			}
+			var ee *remote.ExitError
+			if tt.status != 0 {
+				if !errors.As(err, &ee) || ee.Signal != tt.signal || remote.KindOf(err) != remote.KindRemoteExit {
+					t.Errorf("err = %#v, want remote exit with signal %q", err, tt.signal)
+				}
+				if !strings.Contains(err.Error(), "on h01") {
+					t.Errorf("error %q does not name the host", err)
+				}
+			}
+			if out != tt.out || er != tt.er {
+				t.Errorf("stdout %q stderr %q, want %q %q", out, er, tt.out, tt.er)
+			}
+		})
+	}
+}
+
+// pgrep lists the host user's processes whose command line matches pat.
+func pgrep(t *testing.T, host, pat string) string {
+	t.Helper()
+	h, _ := cluster.Host(host)
+	out, _ := cluster.Exec(context.Background(), host, "pgrep", "-a", "-u", h.User, "-f", pat)
+	return strings.TrimSpace(string(out))
+}
+
+// TestCancelKillsRemoteProcessGroup: cancelling the context kills the
+// command and every process it started, not just the channel.
+func TestCancelKillsRemoteProcessGroup(t *testing.T) {
+	h := newHost(t, "h02")
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- h.Run(ctx, &remote.Cmd{Shell: "sleep 311 & sleep 312 & sh -c 'sleep 313'; wait"})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for pgrep(t, "h02", "sleep 31[123]") == "" || strings.Count(pgrep(t, "h02", "sleep 31[123]"), "\n") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("remote sleeps never started: %q", pgrep(t, "h02", "sleep 31"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	start := time.Now()
+	cancel()
+	err := <-errc
+	if remote.KindOf(err) != remote.KindCanceled {
+		t.Errorf("err = %v, want canceled", err)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Errorf("cancel took %s", d)
+	}
+	if left := pgrep(t, "h02", "sleep 31[123]"); left != "" {
+		t.Errorf("processes left on the host after cancel:\n%s", left)
+	}
+}
+
+func TestTimeoutKillsRemoteProcess(t *testing.T) {
+	h := newHost(t, "h02")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err := h.Run(ctx, &remote.Cmd{Argv: []string{"sleep", "321"}})
+	if remote.KindOf(err) != remote.KindTimeout {
+		t.Errorf("err = %v, want timeout", err)
+	}
+	if left := pgrep(t, "h02", "sleep 321"); left != "" {
+		t.Errorf("process left after timeout: %s", left)
+	}
+}
+
+// TestManyConcurrentSessions: 20 sessions at once on one host, beyond
+// sshd's MaxSessions of 10 per connection; none may fail.
+func TestManyConcurrentSessions(t *testing.T) {
+	h := newHost(t, "h03")
+	var wg sync.WaitGroup
+	errs := make([]error, 20)
+	outs := make([]string, 20)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out bytes.Buffer
+			errs[i] = h.Run(context.Background(), &remote.Cmd{Shell: fmt.Sprintf("sleep 0.5; echo %d", i), Stdout: &out})
+			outs[i] = out.String()
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil || outs[i] != fmt.Sprintf("%d\n", i) {
+			t.Errorf("session %d: %q, %v", i, outs[i], err)
+		}
+	}
+	// High churn: 200 short sessions, 20 at a time.
+	sem := make(chan struct{}, 20)
+	var mu sync.Mutex
+	var failed []error
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := h.Run(context.Background(), &remote.Cmd{Argv: []string{"true"}}); err != nil {
+				mu.Lock()
+				failed = append(failed, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Errorf("%d of 200 churn sessions failed; first: %v", len(failed), failed[0])
+	}
+}
+
+func writeKnownHosts(t *testing.T, lines ...string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestHostKeyChecking(t *testing.T) {
+	needCluster(t)
+	h1, _ := cluster.Host("h01")
+	h2, _ := cluster.Host("h02")
+	entry := fmt.Sprintf("[%s]:%d", h1.Addr, h1.Port)
+	ctx := context.Background()
+
+	t.Run("wrong key refused", func(t *testing.T) {
+		cfg := hostConfig(t, "h01")
+		cfg.KnownHosts = []string{writeKnownHosts(t, entry+" "+h2.HostKey)}
+		d := &remote.Dialer{NoAgent: true, AcceptNew: true} // accept-new never overrides a mismatch
+		err := d.Host(cfg).Run(ctx, &remote.Cmd{Argv: []string{"touch", "should-not-exist"}})
+		var hk *remote.HostKeyError
+		if remote.KindOf(err) != remote.KindHostKey || !errors.As(err, &hk) || !hk.Changed {
+			t.Fatalf("err = %v, want host key mismatch", err)
+		}
+		if !strings.Contains(err.Error(), "HOST KEY MISMATCH") || !strings.Contains(err.Error(), "ssh-keygen -R") {
+			t.Errorf("message not loud or lacks a hint: %v", err)
+		}
+		// Nothing ran: the file is absent.
+		ok := newHost(t, "h01")
+		if _, _, err := run(t, ok, &remote.Cmd{Argv: []string{"test", "!", "-e", "should-not-exist"}}); err != nil {
+			t.Errorf("command ran on a host with a mismatched key: %v", err)
+		}
+	})
+	t.Run("unknown refused then accept-new", func(t *testing.T) {
+		cfg := hostConfig(t, "h01")
+		kh := filepath.Join(t.TempDir(), "sub", "known_hosts") // does not exist yet
+		cfg.KnownHosts = []string{kh}
+		err := (&remote.Dialer{NoAgent: true}).Host(cfg).Run(ctx, &remote.Cmd{Argv: []string{"true"}})
+		if remote.KindOf(err) != remote.KindHostKey || !strings.Contains(err.Error(), "unknown host") ||
+			!strings.Contains(err.Error(), "SHA256:") || !strings.Contains(err.Error(), "ssh-keyscan") || !strings.Contains(err.Error(), "--accept-new") {
+			t.Fatalf("unknown host: err = %v", err)
+		}
+		var warned []string
+		d := &remote.Dialer{NoAgent: true, AcceptNew: true, Warn: func(s string) { warned = append(warned, s) }}
+		if _, _, err := run(t, d.Host(cfg), &remote.Cmd{Argv: []string{"true"}}); err != nil {
+			t.Fatalf("accept-new: %v", err)
+		}
+		b, _ := os.ReadFile(kh)
+		if !strings.Contains(string(b), entry) || len(warned) != 1 {
+			t.Errorf("accept-new wrote %q, warned %q", b, warned)
+		}
+		// Now known: a fresh Dialer without accept-new connects.
+		if _, _, err := run(t, (&remote.Dialer{NoAgent: true}).Host(cfg), &remote.Cmd{Argv: []string{"true"}}); err != nil {
+			t.Errorf("after accept-new: %v", err)
+		}
+	})
+	t.Run("only ed25519 known while server also has rsa", func(t *testing.T) {
+		// The cluster's known_hosts holds only ed25519 keys (golang/go#29286).
+		b, _ := os.ReadFile(cluster.KnownHosts)
+		if strings.Contains(string(b), "ssh-rsa") {
+			t.Fatal("known_hosts unexpectedly holds rsa keys")
+		}
+		if _, _, err := run(t, newHost(t, "h01"), &remote.Cmd{Argv: []string{"true"}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("hashed entry", func(t *testing.T) {
+		cfg := hostConfig(t, "h01")
+		kh := writeKnownHosts(t, entry+" "+h1.HostKey)
+		if out, err := execOut("ssh-keygen", "-H", "-f", kh); err != nil {
+			t.Fatalf("ssh-keygen -H: %v %s", err, out)
+		}
+		b, _ := os.ReadFile(kh)
+		if !strings.HasPrefix(string(b), "|1|") {
+			t.Fatalf("not hashed: %q", b)
+		}
+		cfg.KnownHosts = []string{kh}
+		if _, _, err := run(t, (&remote.Dialer{NoAgent: true}).Host(cfg), &remote.Cmd{Argv: []string{"true"}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestAuthErrors(t *testing.T) {
+	needCluster(t)
+	dir := t.TempDir()
+	// A key the hosts do not accept.
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	blk, _ := ssh.MarshalPrivateKey(priv, "")
+	other := filepath.Join(dir, "other")
+	os.WriteFile(other, pem.EncodeToMemory(blk), 0o600)
+	// A passphrase-protected key, with no agent.
+	blk, _ = ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("secret"))
+	locked := filepath.Join(dir, "locked")
+	os.WriteFile(locked, pem.EncodeToMemory(blk), 0o600)
+
+	tests := []struct {
+		name  string
+		files []string
+		kind  remote.Kind
+		want  string
+	}{
+		{"wrong key", []string{other}, remote.KindAuth, "unable to authenticate"},
+		{"passphrase", []string{locked}, remote.KindAuth, "passphrase-protected and no ssh-agent holds it"},
+		{"missing", []string{filepath.Join(dir, "nope")}, remote.KindAuth, "not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := hostConfig(t, "h01")
+			cfg.IdentityFiles = tt.files
+			err := (&remote.Dialer{NoAgent: true}).Host(cfg).Run(context.Background(), &remote.Cmd{Argv: []string{"true"}})
+			if remote.KindOf(err) != tt.kind || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v (kind %v), want %v containing %q", err, remote.KindOf(err), tt.kind, tt.want)
+			}
+		})
+	}
+}
+
+// TestPausedHostTimesOut: a hung host costs the caller its timeout, not
+// forever, and other hosts are unaffected.
+func TestPausedHostTimesOut(t *testing.T) {
+	needCluster(t)
+	ctx := context.Background()
+	if err := cluster.Pause(ctx, "h04"); err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Unpause(ctx, "h04")
+	cfg := hostConfig(t, "h04")
+	h := (&remote.Dialer{NoAgent: true}).Host(cfg)
+	defer h.Close()
+	tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := h.Run(tctx, &remote.Cmd{Argv: []string{"true"}})
+	if k := remote.KindOf(err); k != remote.KindTimeout {
+		t.Errorf("err = %v (kind %v), want timeout", err, k)
+	}
+	if d := time.Since(start); d > 6*time.Second {
+		t.Errorf("took %s", d)
+	}
+	if _, _, err := run(t, newHost(t, "h03"), &remote.Cmd{Argv: []string{"true"}}); err != nil {
+		t.Errorf("other host: %v", err)
+	}
+}
+
+// TestKeepaliveDetectsHungConnection: an established, idle connection to
+// a host that hangs is declared dead after three missed keepalives (1s
+// apart here), and a command on the hung host fails as a transport error.
+func TestKeepaliveDetectsHungConnection(t *testing.T) {
+	h := newHost(t, "h04")
+	ctx := context.Background()
+	if err := h.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h.Conns() != 1 {
+		t.Fatalf("Conns() = %d after Connect", h.Conns())
+	}
+	if err := cluster.Pause(ctx, "h04"); err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Unpause(ctx, "h04")
+	start := time.Now()
+	for h.Conns() > 0 {
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("hung connection never declared dead")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("hung connection declared dead after %s (keepalive 1s, 3 misses)", time.Since(start).Round(time.Millisecond))
+	err := h.Run(ctx, &remote.Cmd{Argv: []string{"true"}})
+	if remote.KindOf(err) != remote.KindTransport || !strings.Contains(err.Error(), "connect timeout") {
+		t.Errorf("err = %v (kind %v), want transport with connect timeout", err, remote.KindOf(err))
+	}
+}
+
+func TestFileOperations(t *testing.T) {
+	h := newHost(t, "h01")
+	ctx := context.Background()
+	data := make([]byte, 5<<20+123)
+	rand.Read(data)
+	base := fmt.Sprintf("~/files-%d", time.Now().UnixNano())
+	n, err := h.Upload(ctx, base+"/a/b/blob", bytes.NewReader(data), 0o750)
+	if err != nil || n != int64(len(data)) {
+		t.Fatalf("upload: %d, %v", n, err)
+	}
+	fi, err := h.Stat(ctx, base+"/a/b/blob")
+	if err != nil || fi.Size() != int64(len(data)) || fi.Mode().Perm() != 0o750 {
+		t.Fatalf("stat: %v %v", fi, err)
+	}
+	var got bytes.Buffer
+	if _, err := h.Download(ctx, base+"/a/b/blob", &got); err != nil || !bytes.Equal(got.Bytes(), data) {
+		t.Fatalf("download: %d bytes, %v", got.Len(), err)
+	}
+	// No temp files left beside it.
+	ents, err := h.ReadDir(ctx, base+"/a/b")
+	if err != nil || len(ents) != 1 || ents[0].Name() != "blob" {
+		t.Errorf("readdir: %v %v", ents, err)
+	}
+	steps := []struct {
+		name string
+		f    func() error
+	}{
+		{"mkdir", func() error { return h.MkdirAll(ctx, base+"/x/y") }},
+		{"write", func() error { return h.WriteFile(ctx, base+"/x/y/f", []byte("hello\n"), 0o600) }},
+		{"chmod", func() error { return h.Chmod(ctx, base+"/x/y/f", 0o644) }},
+		{"symlink", func() error { return h.Symlink(ctx, "f", base+"/x/y/l") }},
+		{"rename", func() error { return h.Rename(ctx, base+"/x/y/f", base+"/x/y/g") }},
+	}
+	for _, s := range steps {
+		if err := s.f(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+	}
+	if b, err := h.ReadFile(ctx, base+"/x/y/g"); err != nil || string(b) != "hello\n" {
+		t.Errorf("read: %q %v", b, err)
+	}
+	if b, err := h.ReadFile(ctx, base+"/x/y/l"); err == nil {
+		t.Errorf("symlink to renamed file should dangle, read %q", b)
+	}
+	if fi, err := h.Stat(ctx, base+"/x/y/g"); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("chmod: %v %v", fi, err)
+	}
+	if err := h.Remove(ctx, base+"/x/y/l"); err != nil {
+		t.Error(err)
+	}
+	_, err = h.Stat(ctx, base+"/nope")
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "stat files-") || !strings.Contains(err.Error(), "on h01") {
+		t.Errorf("stat missing: %v", err)
+	}
+	if err := h.RemoveAll(ctx, base); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Stat(ctx, base); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after RemoveAll: %v", err)
+	}
+	if err := h.RemoveAll(ctx, "~"); remote.KindOf(err) != remote.KindConfig {
+		t.Errorf("RemoveAll(~) = %v, want refusal", err)
+	}
+}
+
+// TestProxyJump reaches h03 through h01.
+func TestProxyJump(t *testing.T) {
+	needCluster(t)
+	h3, _ := cluster.Host("h03")
+	cfg := hostConfig(t, "h03")
+	j, _ := cluster.Host("h01")
+	cfg.ProxyJump = []remote.Jump{{User: j.User, Host: j.Addr, Port: j.Port}}
+	if cluster.Backend == testenv.Docker {
+		// From inside h01, h03 is reachable by name on the cluster network.
+		cfg.Host, cfg.Port = "h03", 22
+		cfg.KnownHosts = []string{writeKnownHosts(t,
+			fmt.Sprintf("[%s]:%d %s", j.Addr, j.Port, j.HostKey), "h03 "+h3.HostKey)}
+	}
+	d := &remote.Dialer{NoAgent: true}
+	defer d.Close()
+	out, _, err := run(t, d.Host(cfg), &remote.Cmd{Argv: []string{"uname", "-n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cluster.Backend == testenv.Docker && strings.TrimSpace(out) != "h03" {
+		t.Errorf("uname -n via jump = %q", out)
+	}
+}
+
+func TestProbe(t *testing.T) {
+	h := newHost(t, "h01")
+	info, err := remote.Probe(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.OS != "linux" || info.Arch == "" || info.CPUs < 1 || info.RTT <= 0 {
+		t.Errorf("probe = %+v", info)
+	}
+}
+
+var _ io.Writer = (*bytes.Buffer)(nil)

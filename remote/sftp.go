@@ -1,0 +1,241 @@
+package remote
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/pkg/sftp"
+)
+
+// sftpPath maps "~/x" to "x": sftp-server starts in the home directory, so
+// relative paths are home-relative.
+func sftpPath(p string) string {
+	switch {
+	case p == "~":
+		return "."
+	case strings.HasPrefix(p, "~/"):
+		return p[2:]
+	}
+	return p
+}
+
+// sftpClient returns the host's SFTP client, started on first use on one
+// of its connections, where it holds one session slot for as long as it
+// lives.
+func (h *SSHHost) sftpClient(ctx context.Context) (*sftp.Client, error) {
+	h.sftpMu.Lock()
+	defer h.sftpMu.Unlock()
+	if h.sftp != nil {
+		select {
+		case <-h.sftpConn.done:
+			h.sftp.Close()
+			h.sftp = nil
+		default:
+			return h.sftp, nil
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		c, err := h.acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cl, err := sftp.NewClient(c.client,
+			sftp.UseConcurrentWrites(true),
+			sftp.UseConcurrentReads(true),
+			sftp.MaxConcurrentRequestsPerFile(64))
+		if err != nil {
+			var oce *ssh.OpenChannelError
+			if errors.As(err, &oce) && attempt < 20 {
+				h.backOff(c) // refused: MaxSessions back-pressure
+				select {
+				case <-time.After(time.Duration(10*(attempt+1)) * time.Millisecond):
+					continue
+				case <-ctx.Done():
+					return nil, h.ctxErr(ctx, "sftp", "server refused the sftp channel")
+				}
+			}
+			h.release(c)
+			return nil, &Error{Op: "sftp", Host: h.cfg.Name, Kind: KindTransport, Err: err}
+		}
+		h.sftp, h.sftpConn = cl, c
+		go func() {
+			_ = cl.Wait() // returns when the client or its connection closes
+			h.release(c)
+		}()
+		return cl, nil
+	}
+}
+
+// fsErr wraps a file operation's error, classifying a lost connection as a
+// transport error.
+func (h *SSHHost) fsErr(op, p string, err error) error {
+	if err == nil {
+		return nil
+	}
+	kind := KindOther
+	if errors.Is(err, sftp.ErrSSHFxConnectionLost) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		kind = KindTransport
+		h.sftpMu.Lock()
+		if h.sftp != nil {
+			h.sftp.Close()
+			h.sftp = nil
+		}
+		h.sftpMu.Unlock()
+	}
+	return &Error{Op: op + " " + p, Host: h.cfg.Name, Kind: kind, Err: err}
+}
+
+// withSFTP runs f with the SFTP client; cancelling ctx aborts f by closing
+// the client (the next call opens a new one).
+func (h *SSHHost) withSFTP(ctx context.Context, op, p string, f func(*sftp.Client) error) error {
+	cl, err := h.sftpClient(ctx)
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() {
+		h.sftpMu.Lock()
+		if h.sftp == cl {
+			h.sftp.Close()
+			h.sftp = nil
+		}
+		h.sftpMu.Unlock()
+	})
+	err = f(cl)
+	if !stop() {
+		return h.ctxErr(ctx, op+" "+p, "interrupted")
+	}
+	return h.fsErr(op, p, err)
+}
+
+// Upload writes src to p with mode perm: to a temporary name in the same
+// directory with concurrent writes, then renamed into place (posix-rename,
+// so a reader never sees a partial file and an existing file is replaced
+// atomically).
+func (h *SSHHost) Upload(ctx context.Context, p string, src io.Reader, perm fs.FileMode) (int64, error) {
+	p = sftpPath(p)
+	var n int64
+	err := h.withSFTP(ctx, "upload", p, func(cl *sftp.Client) error {
+		dir := path.Dir(p)
+		if err := cl.MkdirAll(dir); err != nil {
+			return fmt.Errorf("mkdir %s: %w", dir, err)
+		}
+		var rnd [6]byte
+		_, _ = rand.Read(rnd[:])
+		tmp := path.Join(dir, "."+path.Base(p)+".dsub-tmp-"+hex.EncodeToString(rnd[:]))
+		f, err := cl.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		if err != nil {
+			return err
+		}
+		n, err = f.ReadFromWithConcurrency(src, 0)
+		if err == nil {
+			err = f.Chmod(perm)
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			if err = cl.PosixRename(tmp, p); err != nil && strings.Contains(err.Error(), "unsupported") {
+				_ = cl.Remove(p)
+				err = cl.Rename(tmp, p)
+			}
+		}
+		if err != nil {
+			_ = cl.Remove(tmp)
+		}
+		return err
+	})
+	return n, err
+}
+
+// Download copies the remote file p into dst.
+func (h *SSHHost) Download(ctx context.Context, p string, dst io.Writer) (int64, error) {
+	p = sftpPath(p)
+	var n int64
+	err := h.withSFTP(ctx, "download", p, func(cl *sftp.Client) error {
+		f, err := cl.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		n, err = f.WriteTo(dst)
+		return err
+	})
+	return n, err
+}
+
+func (h *SSHHost) MkdirAll(ctx context.Context, p string) error {
+	p = sftpPath(p)
+	return h.withSFTP(ctx, "mkdir", p, func(cl *sftp.Client) error { return cl.MkdirAll(p) })
+}
+
+func (h *SSHHost) Stat(ctx context.Context, p string) (fs.FileInfo, error) {
+	p = sftpPath(p)
+	var fi fs.FileInfo
+	err := h.withSFTP(ctx, "stat", p, func(cl *sftp.Client) (err error) { fi, err = cl.Stat(p); return })
+	return fi, err
+}
+
+func (h *SSHHost) ReadDir(ctx context.Context, p string) ([]fs.FileInfo, error) {
+	p = sftpPath(p)
+	var fis []fs.FileInfo
+	err := h.withSFTP(ctx, "readdir", p, func(cl *sftp.Client) (err error) { fis, err = cl.ReadDir(p); return })
+	return fis, err
+}
+
+func (h *SSHHost) Chmod(ctx context.Context, p string, perm fs.FileMode) error {
+	p = sftpPath(p)
+	return h.withSFTP(ctx, "chmod", p, func(cl *sftp.Client) error { return cl.Chmod(p, perm) })
+}
+
+func (h *SSHHost) Symlink(ctx context.Context, target, link string) error {
+	link = sftpPath(link)
+	return h.withSFTP(ctx, "symlink", link, func(cl *sftp.Client) error { return cl.Symlink(target, link) })
+}
+
+func (h *SSHHost) Remove(ctx context.Context, p string) error {
+	p = sftpPath(p)
+	return h.withSFTP(ctx, "remove", p, func(cl *sftp.Client) error { return cl.Remove(p) })
+}
+
+func (h *SSHHost) RemoveAll(ctx context.Context, p string) error {
+	p = sftpPath(p)
+	if p == "" || p == "." || p == "/" {
+		return &Error{Op: "remove-all " + p, Host: h.cfg.Name, Kind: KindConfig, Err: errors.New("refusing to remove the home or root directory")}
+	}
+	return h.withSFTP(ctx, "remove-all", p, func(cl *sftp.Client) error {
+		err := cl.RemoveAll(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	})
+}
+
+func (h *SSHHost) Rename(ctx context.Context, from, to string) error {
+	from, to = sftpPath(from), sftpPath(to)
+	return h.withSFTP(ctx, "rename", from, func(cl *sftp.Client) error { return cl.PosixRename(from, to) })
+}
+
+func (h *SSHHost) ReadFile(ctx context.Context, p string) ([]byte, error) {
+	var b strings.Builder
+	if _, err := h.Download(ctx, p, &b); err != nil {
+		return nil, err
+	}
+	return []byte(b.String()), nil
+}
+
+func (h *SSHHost) WriteFile(ctx context.Context, p string, data []byte, perm fs.FileMode) error {
+	_, err := h.Upload(ctx, p, strings.NewReader(string(data)), perm)
+	return err
+}

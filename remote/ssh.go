@@ -1,0 +1,469 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// SSHHost is a Host reached over SSH. It connects lazily, keeps its
+// connections open, and opens more (up to MaxConns) only when every open
+// one carries MaxPerConn sessions.
+type SSHHost struct {
+	cfg Config
+	d   *Dialer
+
+	mu        sync.Mutex
+	conns     []*conn       // live connections; guarded by mu
+	dialing   int           // dials in progress; guarded by mu
+	changed   chan struct{} // closed and replaced when capacity may have freed; guarded by mu
+	closed    bool          // guarded by mu
+	dialErr   error         // last dial failure, while no connection is live; guarded by mu
+	dialErrAt time.Time     // when dialErr happened; guarded by mu
+	noDial    time.Time     // no new extra connection before this; guarded by mu
+
+	sftpMu   sync.Mutex
+	sftp     *sftp.Client // guarded by sftpMu
+	sftpConn *conn        // the connection carrying sftp; guarded by sftpMu
+}
+
+var _ Host = (*SSHHost)(nil)
+
+// conn is one SSH connection and its session accounting.
+type conn struct {
+	client *ssh.Client
+	active int           // sessions open; guarded by SSHHost.mu
+	limit  int           // current session cap, lowered on refusals; guarded by SSHHost.mu
+	dead   bool          // guarded by SSHHost.mu
+	done   chan struct{} // closed when the connection ends
+}
+
+// Host returns an SSHHost for cfg. It does not connect until first use.
+func (d *Dialer) Host(cfg Config) *SSHHost {
+	d.init()
+	c := cfg.withDefaults()
+	return &SSHHost{cfg: c, d: d, changed: make(chan struct{})}
+}
+
+// Name is the host's display name.
+func (h *SSHHost) Name() string { return h.cfg.Name }
+
+// Config returns the host's connection settings.
+func (h *SSHHost) Config() Config { return h.cfg }
+
+// Connect opens the first connection now (if none is open), for callers
+// that want connection errors up front.
+func (h *SSHHost) Connect(ctx context.Context) error {
+	c, err := h.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	h.release(c)
+	return nil
+}
+
+// Conns returns the number of live connections to the host.
+func (h *SSHHost) Conns() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
+// Close closes every connection of the host.
+func (h *SSHHost) Close() error {
+	h.sftpMu.Lock()
+	if h.sftp != nil {
+		h.sftp.Close()
+		h.sftp = nil
+	}
+	h.sftpMu.Unlock()
+	h.mu.Lock()
+	h.closed = true
+	conns := h.conns
+	h.conns = nil
+	h.notifyLocked()
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.client.Close()
+	}
+	return nil
+}
+
+func (h *SSHHost) notifyLocked() {
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+// acquire reserves a session slot on a live connection, dialling a new
+// connection when all are full and MaxConns allows.
+func (h *SSHHost) acquire(ctx context.Context) (*conn, error) {
+	start := time.Now()
+	for {
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			return nil, &Error{Op: "session", Host: h.cfg.Name, Kind: KindCanceled, Err: errors.New("host closed")}
+		}
+		if len(h.conns) == 0 && h.dialErr != nil && h.dialErrAt.After(start) {
+			// We waited on a dial that failed: share its error rather
+			// than queue up one connect timeout per waiter.
+			err := h.dialErr
+			h.mu.Unlock()
+			return nil, err
+		}
+		var best *conn
+		for _, c := range h.conns {
+			if !c.dead && c.active < c.limit && (best == nil || c.active < best.active) {
+				best = c
+			}
+		}
+		if best != nil {
+			best.active++
+			h.mu.Unlock()
+			return best, nil
+		}
+		canDial := len(h.conns)+h.dialing < h.cfg.MaxConns && (len(h.conns) == 0 || time.Now().After(h.noDial))
+		if canDial && (h.dialing == 0 || len(h.conns) > 0) {
+			h.dialing++
+			h.mu.Unlock()
+			client, err := h.d.dial(ctx, &h.cfg)
+			h.mu.Lock()
+			h.dialing--
+			if err != nil {
+				h.notifyLocked()
+				if len(h.conns) == 0 {
+					h.dialErr, h.dialErrAt = err, time.Now()
+					h.mu.Unlock()
+					return nil, err
+				}
+				// Others are live: wait for them rather than fail.
+				h.noDial = time.Now().Add(5 * time.Second)
+				h.mu.Unlock()
+				continue
+			}
+			c := &conn{client: client, limit: h.cfg.MaxPerConn, done: make(chan struct{}), active: 1}
+			h.conns = append(h.conns, c)
+			h.dialErr = nil
+			h.notifyLocked()
+			h.mu.Unlock()
+			go h.watch(c)
+			return c, nil
+		}
+		wait := h.changed
+		h.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, h.ctxErr(ctx, "session", "waiting for a free session slot")
+		}
+	}
+}
+
+func (h *SSHHost) release(c *conn) {
+	h.mu.Lock()
+	c.active--
+	h.notifyLocked()
+	h.mu.Unlock()
+}
+
+// markDead drops c from the pool; the next acquire dials afresh.
+func (h *SSHHost) markDead(c *conn) {
+	h.mu.Lock()
+	if !c.dead {
+		c.dead = true
+		for i, x := range h.conns {
+			if x == c {
+				h.conns = append(h.conns[:i], h.conns[i+1:]...)
+				break
+			}
+		}
+		h.notifyLocked()
+	}
+	h.mu.Unlock()
+	c.client.Close()
+}
+
+// watch runs keepalives on c and marks it dead when the connection ends or
+// misses three keepalives in a row.
+func (h *SSHHost) watch(c *conn) {
+	ended := make(chan struct{})
+	go func() {
+		c.client.Wait()
+		close(ended)
+	}()
+	defer func() {
+		h.markDead(c)
+		close(c.done)
+	}()
+	if h.cfg.Keepalive <= 0 {
+		<-ended
+		return
+	}
+	t := time.NewTicker(h.cfg.Keepalive)
+	defer t.Stop()
+	missed := 0
+	var reply chan struct{} // non-nil while a keepalive is outstanding
+	for {
+		select {
+		case <-ended:
+			return
+		case <-reply:
+			reply, missed = nil, 0
+		case <-t.C:
+			if reply != nil {
+				missed++
+				if missed >= 3 {
+					return // dead: three intervals without an answer
+				}
+				continue
+			}
+			r := make(chan struct{})
+			reply = r
+			go func() {
+				// Any reply, even a failure, proves the peer alive.
+				if _, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil); err == nil {
+					close(r)
+				}
+			}()
+		}
+	}
+}
+
+func (h *SSHHost) ctxErr(ctx context.Context, op, what string) error {
+	kind := KindCanceled
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		kind = KindTimeout
+	}
+	return &Error{Op: op, Host: h.cfg.Name, Kind: kind, Err: fmt.Errorf("%s: %w", what, ctx.Err())}
+}
+
+// session opens a session, treating a refused channel open as
+// back-pressure: the connection's cap is lowered for a while and the open
+// is retried, on this or another connection, until ctx ends. A channel
+// open that hangs is bounded by ConnectTimeout, after which the connection
+// is presumed dead.
+func (h *SSHHost) session(ctx context.Context) (*ssh.Session, *conn, error) {
+	for attempt := 0; ; attempt++ {
+		c, err := h.acquire(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		type res struct {
+			s   *ssh.Session
+			err error
+		}
+		ch := make(chan res, 1)
+		go func() {
+			s, err := c.client.NewSession()
+			ch <- res{s, err}
+		}()
+		var r res
+		select {
+		case r = <-ch:
+		case <-time.After(h.cfg.ConnectTimeout):
+			h.release(c)
+			h.markDead(c)
+			return nil, nil, &Error{Op: "session", Host: h.cfg.Name, Kind: KindTransport,
+				Err: fmt.Errorf("opening a session took longer than %s; connection presumed dead", h.cfg.ConnectTimeout)}
+		case <-ctx.Done():
+			go func() {
+				if r := <-ch; r.s != nil {
+					r.s.Close()
+				}
+			}()
+			h.release(c)
+			return nil, nil, h.ctxErr(ctx, "session", "opening a session")
+		}
+		if r.err == nil {
+			return r.s, c, nil
+		}
+		var oce *ssh.OpenChannelError
+		if errors.As(r.err, &oce) {
+			h.backOff(c)
+			select {
+			case <-time.After(time.Duration(5+rand.IntN(20*min(attempt+1, 10))) * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return nil, nil, h.ctxErr(ctx, "session", "server refused new sessions (MaxSessions)")
+			}
+		}
+		h.release(c)
+		h.markDead(c)
+		if attempt < 2 {
+			continue // the connection died under us: redial once or twice
+		}
+		return nil, nil, &Error{Op: "session", Host: h.cfg.Name, Kind: KindTransport, Err: r.err}
+	}
+}
+
+// backOff lowers c's session cap to what the server just accepted, and
+// restores it after a pause.
+func (h *SSHHost) backOff(c *conn) {
+	h.mu.Lock()
+	c.active--
+	if c.limit > 1 && c.active < c.limit {
+		c.limit = max(1, c.active)
+		go func() {
+			time.Sleep(2 * time.Second)
+			h.mu.Lock()
+			c.limit = h.cfg.MaxPerConn
+			h.notifyLocked()
+			h.mu.Unlock()
+		}()
+	}
+	h.notifyLocked()
+	h.mu.Unlock()
+}
+
+// Run runs c on the host. See Host.
+func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
+	line, err := CommandLine(c)
+	if err != nil {
+		return &Error{Op: "exec", Host: h.cfg.Name, Kind: KindConfig, Err: err}
+	}
+	if err := ctx.Err(); err != nil {
+		return h.ctxErr(ctx, "exec", "before start")
+	}
+	s, cn, err := h.session(ctx)
+	if err != nil {
+		return err
+	}
+	released := false
+	closeSession := func() {
+		if !released {
+			released = true
+			s.Close()
+			h.release(cn)
+		}
+	}
+	defer closeSession()
+
+	pg := &pgidWriter{w: c.Stderr, got: make(chan int, 1)}
+	if c.NoProcessGroup {
+		pg.state = pgPassthrough
+	}
+	s.Stdin = c.Stdin
+	s.Stdout = c.Stdout
+	if s.Stdout == nil {
+		s.Stdout = io.Discard
+	}
+	s.Stderr = pg
+	if err := s.Start(line); err != nil {
+		return &Error{Op: "exec", Host: h.cfg.Name, Kind: KindTransport, Err: err}
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	select {
+	case err := <-done:
+		return h.exitErr(err, cn)
+	case <-ctx.Done():
+	}
+	// Cancelled: kill the remote process group. Closing the channel alone
+	// leaves the process running; Signal is ignored for root before
+	// OpenSSH 10, so the kill goes through a fresh session.
+	_ = s.Signal(ssh.SIGTERM)
+	pgid := 0
+	select {
+	case pgid = <-pg.got:
+	case err := <-done: // it finished on its own
+		return h.exitErr(err, cn)
+	case <-time.After(2 * time.Second):
+	}
+	closeSession() // free the slot first: the kill needs one
+	if pgid > 0 {
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if err := h.KillGroup(kctx, pgid); err != nil {
+			cancel()
+			return fmt.Errorf("%w; and killing its process group %d failed: %v", h.ctxErr(ctx, "exec", "command interrupted"), pgid, err)
+		}
+		cancel()
+	}
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	return h.ctxErr(ctx, "exec", "command interrupted")
+}
+
+// KillGroup sends SIGTERM to the remote process group pgid, then SIGKILL
+// to whatever remains after up to two seconds.
+func (h *SSHHost) KillGroup(ctx context.Context, pgid int) error {
+	p := strconv.Itoa(pgid)
+	script := `kill -s TERM -- -` + p + ` 2>/dev/null || exit 0; i=0; while kill -s 0 -- -` + p + ` 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; kill -s KILL -- -` + p + ` 2>/dev/null; exit 0`
+	var out bytes.Buffer
+	return h.Run(ctx, &Cmd{Shell: script, NoProcessGroup: true, Stdout: &out, Stderr: &out})
+}
+
+func (h *SSHHost) exitErr(err error, cn *conn) error {
+	if err == nil {
+		return nil
+	}
+	var ee *ssh.ExitError
+	if errors.As(err, &ee) {
+		x := &ExitError{Status: ee.ExitStatus(), Signal: ee.Signal()}
+		if x.Signal != "" {
+			x.Status = -1
+		}
+		return &Error{Op: "exec", Host: h.cfg.Name, Kind: KindRemoteExit, Err: x}
+	}
+	select {
+	case <-cn.done:
+		err = fmt.Errorf("connection lost: %w", err)
+	default:
+	}
+	return &Error{Op: "exec", Host: h.cfg.Name, Kind: KindTransport, Err: err}
+}
+
+const (
+	pgWaiting = iota
+	pgPassthrough
+)
+
+// pgidWriter strips the process-group report from the start of stderr and
+// passes everything else through. x/crypto writes stderr from one
+// goroutine, so it needs no lock.
+type pgidWriter struct {
+	w     io.Writer
+	got   chan int
+	state int
+	buf   []byte
+}
+
+func (p *pgidWriter) Write(b []byte) (int, error) {
+	n := len(b)
+	if p.state == pgWaiting {
+		p.buf = append(p.buf, b...)
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 && len(p.buf) < 64 && bytes.HasPrefix([]byte(pgidMarker), p.buf[:min(len(p.buf), len(pgidMarker))]) {
+			return n, nil // need more
+		}
+		p.state = pgPassthrough
+		rest := p.buf
+		if i >= 0 && bytes.HasPrefix(p.buf, []byte(pgidMarker)) {
+			if pgid, err := strconv.Atoi(string(p.buf[len(pgidMarker):i])); err == nil {
+				p.got <- pgid
+			}
+			rest = p.buf[i+1:]
+		}
+		p.buf = nil
+		if len(rest) == 0 || p.w == nil {
+			return n, nil
+		}
+		_, err := p.w.Write(rest)
+		return n, err
+	}
+	if p.w == nil {
+		return n, nil
+	}
+	_, err := p.w.Write(b)
+	return n, err
+}
