@@ -164,7 +164,7 @@ func (d *Dialer) dial(parent context.Context, cfg *Config) (*ssh.Client, error) 
 		}
 		var hk *HostKeyError
 		if errors.As(err, &hk) {
-			e.Hint = hk.hint()
+			e.Err, e.Hint = hk, hk.hint() // drop x/crypto's "handshake failed" wrapping
 		}
 		if kind == KindAuth {
 			e.Hint = fmt.Sprintf("check that %s@%s accepts one of your keys (identity files: %s)", cfg.User, cfg.Host, strings.Join(cfg.IdentityFiles, ", "))
@@ -322,16 +322,24 @@ func (e *HostKeyError) Error() string {
 }
 
 func (e *HostKeyError) hint() string {
-	host, port, _ := net.SplitHostPort(e.Host)
+	host, port, err := net.SplitHostPort(e.Host)
+	if err != nil {
+		host, port = e.Host, "22"
+	}
+	host = strings.Trim(host, "[]")
 	file := "~/.ssh/known_hosts"
 	if len(e.KnownHosts) > 0 {
 		file = e.KnownHosts[0]
 	}
 	if e.Changed {
-		return fmt.Sprintf("if the change is expected, remove the old entry with: ssh-keygen -R '%s' -f %s", knownhosts.Normalize(e.Host), file)
+		return fmt.Sprintf("if the change is expected, remove the old entry with: ssh-keygen -R '%s' -f %s", e.Host, file)
+	}
+	kt := strings.TrimPrefix(e.Key.Type(), "ssh-")
+	if strings.HasPrefix(kt, "ecdsa") {
+		kt = "ecdsa"
 	}
 	return fmt.Sprintf("verify the fingerprint, then add it with: ssh-keyscan -p %s -t %s %s >> %s   (or pass --accept-new to trust on first use)",
-		port, e.Key.Type(), host, file)
+		port, kt, host, file)
 }
 
 // hostKeyCallback checks keys against cfg's known_hosts files. It also
@@ -360,9 +368,11 @@ func (d *Dialer) hostKeyCallback(cfg *Config) (ssh.HostKeyCallback, []string, er
 		}
 		d.mu.Unlock()
 	}
-	var algos []string
+	algos := defaultHostKeyAlgos
 	if db != nil {
-		algos = db.HostKeyAlgorithms(cfg.addr())
+		if known := db.HostKeyAlgorithms(cfg.addr()); len(known) > 0 {
+			algos = known
+		}
 	}
 	cb := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
 		var err error = &xknownhosts.KeyError{}
@@ -372,7 +382,7 @@ func (d *Dialer) hostKeyCallback(cfg *Config) (ssh.HostKeyCallback, []string, er
 		if err == nil {
 			return nil
 		}
-		hk := &HostKeyError{Host: hostname, Key: key, KnownHosts: cfg.KnownHosts, Fingerprint: ssh.FingerprintSHA256(key)}
+		hk := &HostKeyError{Host: knownhosts.Normalize(hostname), Key: key, KnownHosts: cfg.KnownHosts, Fingerprint: ssh.FingerprintSHA256(key)}
 		if knownhosts.IsHostKeyChanged(err) {
 			hk.Changed = true
 			return hk
@@ -383,6 +393,14 @@ func (d *Dialer) hostKeyCallback(cfg *Config) (ssh.HostKeyCallback, []string, er
 		return d.acceptNew(hk, hostname, remote, key)
 	}
 	return cb, algos, nil
+}
+
+// defaultHostKeyAlgos is OpenSSH's preference order, used for hosts with
+// no known key: an unknown host is then shown, and accepted, by its
+// ed25519 key as ssh would.
+var defaultHostKeyAlgos = []string{
+	ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
+	ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256,
 }
 
 // acceptNew records an unknown host's key when the Dialer allows it.

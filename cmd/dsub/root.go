@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dsub-dev/dsub/inventory"
 	"github.com/dsub-dev/dsub/remote"
 )
 
@@ -48,7 +49,7 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 		return exitInterrupted
 	}
 	var ue usageError
-	if errors.As(err, &ue) || remote.KindOf(err) == remote.KindConfig {
+	if errors.As(err, &ue) || remote.KindOf(err) == remote.KindConfig || inventory.IsConfigError(err) {
 		fmt.Fprintln(stderr, "dsub:", err)
 		return exitUsage
 	}
@@ -91,5 +92,6 @@ the hosts beyond a stock sshd and an account you can log into.` + exitHelp,
 			return nil
 		},
 	})
+	root.AddCommand(newPingCmd(stdout, stderr), newExecCmd(stdout, stderr), newPutCmd(stdout, stderr), newGetCmd(stdout, stderr))
 	return root
 }

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/dsub-dev/dsub/testenv"
+)
+
+var cluster *testenv.Cluster
+
+func TestMain(m *testing.M) {
+	testscript.Main(withCluster{m}, map[string]func(){
+		"dsub": func() {
+			code := exitCode(context.Background(), run(context.Background(), os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
+			os.Exit(code)
+		},
+	})
+}
+
+// withCluster starts the shared testenv cluster around the package's tests
+// (but not around the dsub subprocesses testscript re-executes).
+type withCluster struct{ m *testing.M }
+
+func (w withCluster) Run() int {
+	flag.Parse()
+	if !testing.Short() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		c, err := testenv.StartUnique(ctx, 4, os.Stderr)
+		cancel()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cmd/dsub tests:", err)
+			return 1
+		}
+		cluster = c
+		defer c.Down(context.Background())
+	}
+	return w.m.Run()
+}
+
+// TestScripts runs testdata/script/*.txtar against the shared cluster.
+// Each script sees $HOSTS (the cluster's hosts.toml), $KEY, $KNOWN, and
+// $ADDRn / $USERn / $HOSTKEYn for host hn.
+func TestScripts(t *testing.T) {
+	if cluster == nil {
+		t.Skip("integration test; run without -short")
+	}
+	t.Logf("testenv backend: %s", cluster.Backend)
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("HOSTS", cluster.HostsFile)
+			env.Setenv("KEY", cluster.KeyFile)
+			env.Setenv("KNOWN", cluster.KnownHosts)
+			env.Setenv("HOME", env.WorkDir) // no ~/.ssh/config, no agent
+			env.Setenv("SSH_AUTH_SOCK", "")
+			for i, h := range cluster.Hosts {
+				env.Setenv(fmt.Sprintf("ADDR%d", i+1), h.HostPort())
+				env.Setenv(fmt.Sprintf("USER%d", i+1), h.User)
+				env.Setenv(fmt.Sprintf("HOSTKEY%d", i+1), h.HostKey)
+				env.Setenv(fmt.Sprintf("KHADDR%d", i+1), fmt.Sprintf("[%s]:%d", h.Addr, h.Port))
+			}
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// expand FILE... replaces $VARs in files with the script's env.
+			"expand": func(ts *testscript.TestScript, neg bool, args []string) {
+				for _, f := range args {
+					ts.Check(os.WriteFile(ts.MkAbs(f), []byte(os.Expand(ts.ReadFile(f), ts.Getenv)), 0o600))
+				}
+			},
+			// pause/unpause HOST inject testenv faults.
+			"fault": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 {
+					ts.Fatalf("usage: fault pause|unpause|kill|restart HOST")
+				}
+				f := map[string]func(context.Context, string) error{
+					"pause": cluster.Pause, "unpause": cluster.Unpause, "kill": cluster.Kill, "restart": cluster.Restart,
+				}[args[0]]
+				if f == nil {
+					ts.Fatalf("unknown fault %q", args[0])
+				}
+				ts.Check(f(context.Background(), args[1]))
+			},
+		},
+	})
+}
+
+// TestExitCodes checks the documented exit statuses end to end.
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("[[host]]\naddress = \"n[1-3]\"\n[[host]]\naddress = \"n2\"\n"), 0o600)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"version", []string{"version"}, 0, ""},
+		{"unknown command", []string{"nope"}, 2, "unknown command"},
+		{"unknown flag", []string{"ping", "--nope"}, 2, "unknown flag"},
+		{"missing hosts file", []string{"ping", "--hosts", filepath.Join(dir, "missing.toml")}, 2, "missing.toml: cannot read hosts file"},
+		{"duplicate after range", []string{"exec", "--hosts", bad, "--", "true"}, 2, `bad.toml:3: duplicate host name "n2"`},
+		{"put arity", []string{"put", "x"}, 2, "takes 2 arguments"},
+		{"bad selector", []string{"ping", "--hosts", bad, "--on", "zz"}, 2, "bad.toml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := exitCode(context.Background(), run(context.Background(), tt.args, &out, &errb), &errb)
+			if code != tt.code || !strings.Contains(errb.String(), tt.want) {
+				t.Errorf("exit %d, stderr %q; want %d containing %q", code, errb.String(), tt.code, tt.want)
+			}
+		})
+	}
+	if cluster == nil {
+		return
+	}
+	var out, errb bytes.Buffer
+	code := exitCode(context.Background(), run(context.Background(), []string{"exec", "--hosts", cluster.HostsFile, "--", "exit 3"}, &out, &errb), &errb)
+	if code != 1 {
+		t.Errorf("remote failure: exit %d, want 1 (%s)", code, errb.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(time.Second); cancel() }()
+	code = exitCode(ctx, run(ctx, []string{"exec", "--hosts", cluster.HostsFile, "--", "sleep 30"}, &out, &errb), &errb)
+	if code != 130 {
+		t.Errorf("interrupted: exit %d, want 130", code)
+	}
+}

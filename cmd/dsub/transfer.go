@@ -1,0 +1,95 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dsub-dev/dsub/distributor"
+)
+
+func newPutCmd(stdout, stderr io.Writer) *cobra.Command {
+	var hf hostFlags
+	c := &cobra.Command{
+		Use:   "put LOCAL REMOTE",
+		Short: "Upload a file to every selected host in parallel",
+		Long: `Upload LOCAL to REMOTE on every selected host at once. The upload goes
+to a temporary name and is renamed into place, keeping LOCAL's mode. If
+REMOTE ends in / or is a directory, the file keeps its name inside it.
+"~/" in REMOTE is the login user's home.` + exitHelp,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := hf.cluster(stderr)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			start := time.Now()
+			res, err := cl.Put(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return usageError{err}
+			}
+			return reportTransfers("put", res, start, stdout, stderr)
+		},
+	}
+	hf.register(c)
+	return c
+}
+
+func newGetCmd(stdout, stderr io.Writer) *cobra.Command {
+	var hf hostFlags
+	c := &cobra.Command{
+		Use:   "get REMOTE LOCALDIR",
+		Short: "Download a file from every selected host into LOCALDIR/<host>/",
+		Long: `Download REMOTE from every selected host at once, into
+LOCALDIR/<host>/<basename of REMOTE>. Neither a host name nor the remote
+path can place a file outside LOCALDIR.` + exitHelp,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := hf.cluster(stderr)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			start := time.Now()
+			res, err := cl.Get(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return usageError{err}
+			}
+			return reportTransfers("get", res, start, stdout, stderr)
+		},
+	}
+	hf.register(c)
+	return c
+}
+
+func reportTransfers(op string, res []distributor.TransferResult, start time.Time, stdout, stderr io.Writer) error {
+	failed := 0
+	var total int64
+	for _, r := range res {
+		if r.Err != nil {
+			failed++
+			fmt.Fprintf(stderr, "dsub: %s: %v\n", r.Host, r.Err)
+			continue
+		}
+		total += r.Bytes
+		fmt.Fprintf(stdout, "%s: %s %s (%d bytes, %.2fs)\n", r.Host, op, r.Path, r.Bytes, r.Duration.Seconds())
+	}
+	fmt.Fprintf(stderr, "dsub %s: %d ok, %d failed (%d bytes in %.2fs)\n", op, len(res)-failed, failed, total, time.Since(start).Seconds())
+	if failed > 0 {
+		return errReported
+	}
+	return nil
+}
+
+// exactArgs is cobra.ExactArgs reported as a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s takes %d arguments, got %d (see dsub %s --help)", cmd.Name(), n, len(args), cmd.Name())
+		}
+		return nil
+	}
+}

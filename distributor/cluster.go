@@ -1,0 +1,89 @@
+package distributor
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/dsub-dev/dsub/inventory"
+	"github.com/dsub-dev/dsub/remote"
+)
+
+// ClusterOptions configure how a Cluster reaches its hosts.
+type ClusterOptions struct {
+	// Fanout limits SSH handshakes in flight (default 64).
+	Fanout int
+	// AcceptNew trusts unknown hosts on first use (never a changed key).
+	AcceptNew bool
+	// Warn receives non-fatal notices; nil discards them.
+	Warn func(msg string)
+}
+
+// Member is one host of a Cluster: its inventory entry and its connection.
+type Member struct {
+	Inv  *inventory.Host
+	Host *remote.SSHHost
+}
+
+// Name is the member's display name.
+func (m *Member) Name() string { return m.Inv.Name }
+
+// Cluster is a set of hosts reached through one shared remote.Dialer, so
+// that handshake admission, keys and jump-host connections are shared.
+// Connections open lazily and persist until Close.
+type Cluster struct {
+	dialer  *remote.Dialer
+	members []*Member
+}
+
+// NewCluster prepares hosts; it does not connect.
+func NewCluster(hosts []*inventory.Host, opts ClusterOptions) (*Cluster, error) {
+	if len(hosts) == 0 {
+		return nil, errors.New("no hosts selected")
+	}
+	d := &remote.Dialer{Fanout: opts.Fanout, AcceptNew: opts.AcceptNew, Warn: opts.Warn}
+	c := &Cluster{dialer: d}
+	for _, h := range hosts {
+		cfg, err := h.Remote()
+		if err != nil {
+			return nil, err
+		}
+		c.members = append(c.members, &Member{Inv: h, Host: d.Host(cfg)})
+	}
+	return c, nil
+}
+
+// Members lists the hosts in inventory order.
+func (c *Cluster) Members() []*Member { return c.members }
+
+// Close closes every connection.
+func (c *Cluster) Close() error {
+	for _, m := range c.members {
+		m.Host.Close()
+	}
+	return c.dialer.Close()
+}
+
+// each runs f for every member at once and waits. A failing host never
+// stops the others: f reports through its own result slot.
+func (c *Cluster) each(ctx context.Context, f func(ctx context.Context, i int, m *Member)) {
+	var wg sync.WaitGroup
+	for i, m := range c.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(ctx, i, m)
+		}()
+	}
+	wg.Wait()
+}
+
+// Unreachable reports whether err means the host could not be reached or
+// logged into, as opposed to a command failing on it.
+func Unreachable(err error) bool {
+	var e *remote.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Op == "connect" || e.Kind == remote.KindTransport || e.Kind == remote.KindAuth || e.Kind == remote.KindHostKey
+}
