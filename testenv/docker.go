@@ -30,9 +30,15 @@ func (dockerBackend) setup(ctx context.Context, c *Cluster) error {
 		return err
 	}
 	c.Image = img
-	c.Network = "dsub-testenv-" + c.Name
-	_, err = docker(ctx, "network", "create", "--label", "dsub.testenv="+c.Name, c.Network)
-	return err
+	network := "dsub-testenv-" + c.Name
+	if _, err := docker(ctx, "network", "create", "--label", "dsub.testenv="+c.Name, network); err != nil {
+		if strings.Contains(err.Error(), "already exists") {
+			return fmt.Errorf("a cluster named %q already runs on this machine (network %s exists): pick another --name, or remove it with testenv down", c.Name, network)
+		}
+		return err
+	}
+	c.Network = network // only now is it ours to remove
+	return nil
 }
 
 func (dockerBackend) create(ctx context.Context, c *Cluster, h *Host, authorizedKey string) error {

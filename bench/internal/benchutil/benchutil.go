@@ -1,0 +1,152 @@
+// Package benchutil holds what dsub's side-by-side benchmarks share:
+// timing commands repeatedly, and reporting medians and ratios.
+package benchutil
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Tool is one contender: a command line, and a check of its output.
+type Tool struct {
+	Name  string
+	Argv  []string
+	Env   []string                  // extra environment
+	Check func(stdout string) error // nil: exit status only
+	Setup func() error              // run once before timing, untimed (e.g. warm a ControlMaster)
+}
+
+// Result is a tool's timings.
+type Result struct {
+	Tool    string
+	Runs    []time.Duration
+	Err     error
+	Skipped string
+}
+
+// Median of the runs.
+func (r Result) Median() time.Duration {
+	if len(r.Runs) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), r.Runs...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// Run times each tool rounds times, interleaving the tools round by round
+// so that drift in machine load affects all alike.
+func Run(ctx context.Context, tools []Tool, rounds int, log io.Writer) []Result {
+	res := make([]Result, len(tools))
+	for i, t := range tools {
+		res[i].Tool = t.Name
+		if _, err := exec.LookPath(t.Argv[0]); err != nil {
+			res[i].Skipped = "not installed: " + t.Argv[0]
+			continue
+		}
+		if t.Setup != nil {
+			if err := t.Setup(); err != nil {
+				res[i].Err = fmt.Errorf("setup: %w", err)
+			}
+		}
+	}
+	for round := 0; round < rounds; round++ {
+		for i, t := range tools {
+			if res[i].Skipped != "" || res[i].Err != nil {
+				continue
+			}
+			d, err := timeOnce(ctx, t)
+			if err != nil {
+				res[i].Err = err
+				continue
+			}
+			res[i].Runs = append(res[i].Runs, d)
+			fmt.Fprintf(log, "round %d %-28s %8.3fs\n", round+1, t.Name, d.Seconds())
+		}
+	}
+	return res
+}
+
+func timeOnce(ctx context.Context, t Tool) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, t.Argv[0], t.Argv[1:]...)
+	cmd.Env = append(cmd.Environ(), t.Env...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		return d, fmt.Errorf("%s: %v: %s", t.Name, err, tail(errb.String()))
+	}
+	if t.Check != nil {
+		if err := t.Check(out.String()); err != nil {
+			return d, fmt.Errorf("%s: wrong output: %v", t.Name, err)
+		}
+	}
+	return d, nil
+}
+
+func tail(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 400 {
+		s = "..." + s[len(s)-400:]
+	}
+	return s
+}
+
+// Report prints a table of medians and, for each tool, its time as a
+// multiple of the reference tool's (ref's row is 1.00x).
+func Report(w io.Writer, title, ref string, res []Result) {
+	var refMed time.Duration
+	for _, r := range res {
+		if r.Tool == ref {
+			refMed = r.Median()
+		}
+	}
+	fmt.Fprintf(w, "\n%s\n", title)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "TOOL\tRUNS\tMEDIAN\tMIN\tMAX\tTIME vs %s\n", ref)
+	for _, r := range res {
+		switch {
+		case r.Skipped != "":
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tskipped: %s\n", r.Tool, r.Skipped)
+			continue
+		case r.Err != nil:
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tFAILED: %v\n", r.Tool, r.Err)
+			continue
+		}
+		mn, mx := r.Runs[0], r.Runs[0]
+		for _, d := range r.Runs {
+			mn, mx = min(mn, d), max(mx, d)
+		}
+		ratio := "-"
+		if refMed > 0 {
+			ratio = fmt.Sprintf("%.2fx", float64(r.Median())/float64(refMed))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.3fs\t%.3fs\t%.3fs\t%s\n", r.Tool, len(r.Runs), r.Median().Seconds(), mn.Seconds(), mx.Seconds(), ratio)
+	}
+	tw.Flush()
+}
+
+// Fastest returns the result with the smallest median among names.
+func Fastest(res []Result, names ...string) (Result, bool) {
+	var best Result
+	found := false
+	for _, r := range res {
+		for _, n := range names {
+			if r.Tool == n && r.Err == nil && r.Skipped == "" && len(r.Runs) > 0 && (!found || r.Median() < best.Median()) {
+				best, found = r, true
+			}
+		}
+	}
+	return best, found
+}
