@@ -1,0 +1,374 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Job is one unit of work. Payload is opaque to the queue.
+type Job struct {
+	ID      int    // 1-based job number, unique in the queue
+	Pin     string // the only host that may run it; "" = any host
+	Payload any
+}
+
+// Exec is one execution of a job on a host. A job may be executed more than
+// once: after a failure, a lost host, or speculatively.
+type Exec struct {
+	Seq     int // execution number, unique in the queue, from 1
+	Job     *Job
+	Host    string
+	Attempt int // this is the job's Attempt-th execution, from 1
+}
+
+// Outcome is how an execution ended.
+type Outcome int
+
+const (
+	Succeeded Outcome = iota // ran and produced a result
+	Failed                   // the command failed: consumes a retry
+	Lost                     // host or connection failed: requeued for free
+	Canceled                 // the run is stopping: not requeued
+)
+
+// Disposition is what the queue did with a finished execution.
+type Disposition int
+
+const (
+	Recorded  Disposition = iota // the job's first success: count it
+	Requeued                     // the job will run again
+	GaveUp                       // the job failed for good
+	Discarded                    // the job was already finished: ignore this result
+	Dropped                      // canceled: the job stays unfinished
+)
+
+func (d Disposition) String() string {
+	return [...]string{"recorded", "requeued", "gave-up", "discarded", "dropped"}[d]
+}
+
+// HostState says whether a host takes jobs.
+type HostState int
+
+const (
+	Up          HostState = iota
+	Down                  // unreachable for now; may come back
+	Quarantined           // failed too many jobs in a row: out for the run
+)
+
+func (s HostState) String() string { return [...]string{"up", "down", "quarantined"}[s] }
+
+// Options tune the queue's policies.
+type Options struct {
+	// Retries is how many command failures a job may have and still be
+	// retried: a job runs at most Retries+1 times for failures.
+	Retries int
+	// QuarantineAfter quarantines a host after this many consecutive
+	// command failures on it (0: never).
+	QuarantineAfter int
+}
+
+// HostStats count what happened on a host.
+type HostStats struct {
+	Execs, Succeeded, Failed, Lost, Discarded int
+}
+
+type host struct {
+	name       string
+	slots      int
+	running    int
+	state      HostState
+	consecFail int
+	stats      HostStats
+}
+
+type jobState struct {
+	job      *Job
+	failures int
+	execs    int
+	running  int
+	done     bool
+	avoid    map[string]bool // hosts where it failed
+}
+
+// Queue is the scheduler. It is not safe for concurrent use: one goroutine
+// (the dispatcher) owns it.
+type Queue struct {
+	opts    Options
+	hosts   []*host
+	byName  map[string]*host
+	pending []*jobState            // FIFO of unpinned jobs; requeues go to the front
+	pinned  map[string][]*jobState // per-host FIFO of pinned jobs
+	jobs    map[int]*jobState      // every unfinished job
+	rr      int                    // where the next Assign round starts
+	seq     int
+	closed  bool
+
+	succeeded, gaveUp int
+}
+
+// New returns an empty queue.
+func New(opts Options) *Queue {
+	return &Queue{opts: opts, byName: map[string]*host{}, pinned: map[string][]*jobState{}, jobs: map[int]*jobState{}}
+}
+
+// AddHost adds a host with slots concurrent executions, in state Up.
+func (q *Queue) AddHost(name string, slots int) error {
+	if _, dup := q.byName[name]; dup {
+		return fmt.Errorf("queue: host %q added twice", name)
+	}
+	if slots < 1 {
+		return fmt.Errorf("queue: host %q: slots must be at least 1, got %d", name, slots)
+	}
+	h := &host{name: name, slots: slots}
+	q.hosts = append(q.hosts, h)
+	q.byName[name] = h
+	return nil
+}
+
+// SetHostState changes a host's state. Executions already running there
+// are not affected: the caller finishes them (typically as Lost).
+func (q *Queue) SetHostState(name string, s HostState) error {
+	h, ok := q.byName[name]
+	if !ok {
+		return fmt.Errorf("queue: no host %q", name)
+	}
+	if h.state == Quarantined {
+		return nil // quarantine lasts for the run
+	}
+	h.state = s
+	if s == Up {
+		h.consecFail = 0
+	}
+	return nil
+}
+
+// HostState reports a host's state.
+func (q *Queue) HostState(name string) HostState { return q.byName[name].state }
+
+// Add queues a job. Its ID must be unique; a pinned job's host must exist.
+func (q *Queue) Add(j *Job) error {
+	if q.closed {
+		return errors.New("queue: Add after Close")
+	}
+	if _, dup := q.jobs[j.ID]; dup {
+		return fmt.Errorf("queue: job %d added twice", j.ID)
+	}
+	js := &jobState{job: j}
+	if j.Pin != "" {
+		if _, ok := q.byName[j.Pin]; !ok {
+			return fmt.Errorf("queue: job %d pinned to unknown host %q", j.ID, j.Pin)
+		}
+		q.pinned[j.Pin] = append(q.pinned[j.Pin], js)
+	} else {
+		q.pending = append(q.pending, js)
+	}
+	q.jobs[j.ID] = js
+	return nil
+}
+
+// Close declares that no more jobs will be added.
+func (q *Queue) Close() { q.closed = true }
+
+// Pending is the number of jobs waiting to run (unpinned and pinned).
+func (q *Queue) Pending() int {
+	n := len(q.pending)
+	for _, p := range q.pinned {
+		n += len(p)
+	}
+	return n
+}
+
+// Running is the number of executions in flight.
+func (q *Queue) Running() int {
+	n := 0
+	for _, h := range q.hosts {
+		n += h.running
+	}
+	return n
+}
+
+// FreeSlots is the number of free slots on hosts that are Up.
+func (q *Queue) FreeSlots() int {
+	n := 0
+	for _, h := range q.hosts {
+		if h.state == Up {
+			n += max(0, h.slots-h.running)
+		}
+	}
+	return n
+}
+
+// Succeeded and GaveUp count finished jobs.
+func (q *Queue) Succeeded() int { return q.succeeded }
+func (q *Queue) GaveUp() int    { return q.gaveUp }
+
+// Stats returns a host's counters.
+func (q *Queue) Stats(name string) HostStats { return q.byName[name].stats }
+
+// Done reports that the queue is closed and every job is finished.
+func (q *Queue) Done() bool { return q.closed && len(q.jobs) == 0 }
+
+// Stuck reports that jobs are waiting but no host can ever run them:
+// nothing is running and no host that could take them is Up or Down
+// (Down hosts may come back; Quarantined ones will not).
+func (q *Queue) Stuck() bool {
+	if q.Pending() == 0 || q.Running() > 0 {
+		return false
+	}
+	if len(q.pending) > 0 {
+		for _, h := range q.hosts {
+			if h.state != Quarantined {
+				return false
+			}
+		}
+		return true
+	}
+	for name, p := range q.pinned {
+		if len(p) > 0 && q.byName[name].state != Quarantined {
+			return false
+		}
+	}
+	return true
+}
+
+// Usable reports whether any host is Up.
+func (q *Queue) Usable() bool {
+	for _, h := range q.hosts {
+		if h.state == Up {
+			return true
+		}
+	}
+	return false
+}
+
+// Assign hands out jobs to free slots on Up hosts, one slot per host per
+// round, rounds starting at successive hosts, until jobs or slots run out.
+func (q *Queue) Assign() []Exec {
+	var out []Exec
+	n := len(q.hosts)
+	for {
+		progress := false
+		for i := 0; i < n; i++ {
+			h := q.hosts[(q.rr+i)%n]
+			if h.state != Up || h.running >= h.slots {
+				continue
+			}
+			js := q.take(h)
+			if js == nil {
+				continue
+			}
+			out = append(out, q.start(js, h))
+			progress = true
+		}
+		q.rr = (q.rr + 1) % max(n, 1)
+		if !progress {
+			return out
+		}
+	}
+}
+
+// take removes and returns the next job for h: its pinned jobs first, then
+// the first unpinned job that has not failed on h, unless h is the only
+// Up host left that could run it.
+func (q *Queue) take(h *host) *jobState {
+	if p := q.pinned[h.name]; len(p) > 0 {
+		q.pinned[h.name] = p[1:]
+		return p[0]
+	}
+	const window = 256 // bound the scan: a job that avoids h waits its turn
+	for i, js := range q.pending {
+		if i >= window {
+			break
+		}
+		if js.avoid[h.name] && q.otherHostFor(js, h) {
+			continue
+		}
+		q.pending = append(q.pending[:i], q.pending[i+1:]...)
+		return js
+	}
+	return nil
+}
+
+// otherHostFor reports whether a host other than h, Up and not avoided by
+// js, exists.
+func (q *Queue) otherHostFor(js *jobState, h *host) bool {
+	for _, o := range q.hosts {
+		if o != h && o.state == Up && !js.avoid[o.name] {
+			return true
+		}
+	}
+	return false
+}
+
+func (q *Queue) start(js *jobState, h *host) Exec {
+	q.seq++
+	js.execs++
+	js.running++
+	h.running++
+	h.stats.Execs++
+	return Exec{Seq: q.seq, Job: js.job, Host: h.name, Attempt: js.execs}
+}
+
+// Finish records how an execution ended and says what became of it.
+func (q *Queue) Finish(e Exec, o Outcome) Disposition {
+	h := q.byName[e.Host]
+	h.running--
+	js, live := q.jobs[e.Job.ID]
+	if live {
+		js.running--
+	}
+	if !live || js.done {
+		h.stats.Discarded++
+		return Discarded
+	}
+	switch o {
+	case Succeeded:
+		h.stats.Succeeded++
+		h.consecFail = 0
+		js.done = true
+		delete(q.jobs, e.Job.ID)
+		q.succeeded++
+		return Recorded
+	case Failed:
+		h.stats.Failed++
+		h.consecFail++
+		if q.opts.QuarantineAfter > 0 && h.consecFail >= q.opts.QuarantineAfter {
+			h.state = Quarantined
+		}
+		js.failures++
+		if js.failures > q.opts.Retries {
+			if js.running > 0 {
+				return Discarded // another execution of it is still going
+			}
+			js.done = true
+			delete(q.jobs, e.Job.ID)
+			q.gaveUp++
+			return GaveUp
+		}
+		if js.avoid == nil {
+			js.avoid = map[string]bool{}
+		}
+		js.avoid[e.Host] = true
+		if js.running == 0 {
+			q.requeue(js)
+		}
+		return Requeued
+	case Lost:
+		h.stats.Lost++
+		if js.running == 0 {
+			q.requeue(js)
+		}
+		return Requeued
+	}
+	// Canceled: leave it unfinished and unqueued.
+	delete(q.jobs, e.Job.ID)
+	return Dropped
+}
+
+func (q *Queue) requeue(js *jobState) {
+	if p := js.job.Pin; p != "" {
+		q.pinned[p] = append([]*jobState{js}, q.pinned[p]...)
+		return
+	}
+	q.pending = append([]*jobState{js}, q.pending...)
+}

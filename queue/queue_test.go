@@ -1,0 +1,279 @@
+package queue
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func newQ(t *testing.T, opts Options, hosts ...string) *Queue {
+	t.Helper()
+	q := New(opts)
+	for _, h := range hosts {
+		name, slots := h, 1
+		if i := strings.IndexByte(h, '*'); i >= 0 {
+			name = h[:i]
+			fmt.Sscan(h[i+1:], &slots)
+		}
+		if err := q.AddHost(name, slots); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return q
+}
+
+func addJobs(t *testing.T, q *Queue, n int) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		if err := q.Add(&Job{ID: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func show(es []Exec) string {
+	var s []string
+	for _, e := range es {
+		s = append(s, fmt.Sprintf("%d@%s", e.Job.ID, e.Host))
+	}
+	return strings.Join(s, " ")
+}
+
+func TestAssignRoundRobinAcrossSlots(t *testing.T) {
+	q := newQ(t, Options{}, "a*2", "b*1", "c*3")
+	addJobs(t, q, 10)
+	// One slot per host per round, each round starting one host later:
+	// a b c | (b full) c a | c.
+	if got, want := show(q.Assign()), "1@a 2@b 3@c 4@c 5@a 6@c"; got != want {
+		t.Errorf("assignment %s, want %s", got, want)
+	}
+	if q.Running() != 6 || q.Pending() != 4 || q.FreeSlots() != 0 {
+		t.Errorf("running %d pending %d free %d, want 6 4 0", q.Running(), q.Pending(), q.FreeSlots())
+	}
+}
+
+func TestAssignIsDeterministic(t *testing.T) {
+	run := func() string {
+		q := newQ(t, Options{}, "a*2", "b*1", "c*3")
+		addJobs(t, q, 10)
+		return show(q.Assign())
+	}
+	first := run()
+	if first != "1@a 2@b 3@c 4@c 5@a 6@c" {
+		t.Errorf("assignment = %s", first)
+	}
+	for i := 0; i < 20; i++ {
+		if got := run(); got != first {
+			t.Fatalf("run %d: %s, want %s", i, got, first)
+		}
+	}
+}
+
+// TestFastHostDoesMore simulates a host that finishes jobs three times as
+// fast as the other: a free slot takes the next job, so it does ~3x more.
+func TestFastHostDoesMore(t *testing.T) {
+	q := newQ(t, Options{}, "fast", "slow")
+	addJobs(t, q, 40)
+	q.Close()
+	type inflight struct {
+		e    Exec
+		left int
+	}
+	var run []inflight
+	for tick := 0; !q.Done(); tick++ {
+		for _, e := range q.Assign() {
+			d := 3
+			if e.Host == "fast" {
+				d = 1
+			}
+			run = append(run, inflight{e, d})
+		}
+		var still []inflight
+		for _, r := range run {
+			if r.left--; r.left == 0 {
+				if q.Finish(r.e, Succeeded) != Recorded {
+					t.Fatal("not recorded")
+				}
+			} else {
+				still = append(still, r)
+			}
+		}
+		run = still
+		if tick > 1000 {
+			t.Fatal("never done")
+		}
+	}
+	f, s := q.Stats("fast").Succeeded, q.Stats("slow").Succeeded
+	if f+s != 40 || f < 2*s {
+		t.Errorf("fast did %d, slow %d: want fast ≈ 3x slow", f, s)
+	}
+}
+
+func TestPinnedJobsRunOnlyOnTheirHost(t *testing.T) {
+	q := newQ(t, Options{}, "a", "b")
+	q.Add(&Job{ID: 1, Pin: "b"})
+	q.Add(&Job{ID: 2, Pin: "b"})
+	q.Add(&Job{ID: 3})
+	if got := show(q.Assign()); got != "3@a 1@b" {
+		t.Fatalf("assign = %s", got)
+	}
+	if err := q.Add(&Job{ID: 4, Pin: "zz"}); err == nil {
+		t.Error("pin to unknown host accepted")
+	}
+}
+
+func TestFailureRetriesOnAnotherHost(t *testing.T) {
+	q := newQ(t, Options{Retries: 1}, "a", "b")
+	addJobs(t, q, 1)
+	q.Close()
+	e := q.Assign()
+	if show(e) != "1@a" {
+		t.Fatalf("assign = %s", show(e))
+	}
+	if d := q.Finish(e[0], Failed); d != Requeued {
+		t.Fatalf("first failure: %v", d)
+	}
+	e = q.Assign()
+	if show(e) != "1@b" || e[0].Attempt != 2 {
+		t.Fatalf("retry went to %s attempt %d, want b attempt 2", show(e), e[0].Attempt)
+	}
+	if d := q.Finish(e[0], Failed); d != GaveUp {
+		t.Fatalf("second failure with Retries=1: %v", d)
+	}
+	if !q.Done() || q.GaveUp() != 1 || q.Succeeded() != 0 {
+		t.Errorf("done %v gaveUp %d", q.Done(), q.GaveUp())
+	}
+}
+
+func TestRetryOnSameHostWhenItIsTheOnlyOne(t *testing.T) {
+	q := newQ(t, Options{Retries: 2}, "a")
+	addJobs(t, q, 1)
+	e := q.Assign()
+	q.Finish(e[0], Failed)
+	if e = q.Assign(); show(e) != "1@a" {
+		t.Fatalf("retry = %s", show(e))
+	}
+}
+
+func TestLostIsRequeuedWithoutConsumingRetries(t *testing.T) {
+	q := newQ(t, Options{Retries: 0}, "a", "b")
+	addJobs(t, q, 3)
+	q.Close()
+	es := q.Assign() // 1@a 2@b
+	q.SetHostState("a", Down)
+	if d := q.Finish(es[0], Lost); d != Requeued {
+		t.Fatalf("lost: %v", d)
+	}
+	q.Finish(es[1], Succeeded)
+	// Job 1 goes first (front of queue), to b: a is down.
+	if got := show(q.Assign()); got != "1@b" {
+		t.Fatalf("after loss: %s", got)
+	}
+	if q.Stats("a").Lost != 1 {
+		t.Errorf("lost not counted: %+v", q.Stats("a"))
+	}
+}
+
+func TestDuplicateSuccessIsDiscarded(t *testing.T) {
+	q := newQ(t, Options{}, "a", "b")
+	q.Add(&Job{ID: 1})
+	q.Close()
+	e1 := q.Assign()[0]
+	// Host a hangs; the job is declared lost and rerun on b.
+	q.SetHostState("a", Down)
+	q.Finish(e1, Lost)
+	e2 := q.Assign()[0]
+	if d := q.Finish(e2, Succeeded); d != Recorded {
+		t.Fatalf("first success: %v", d)
+	}
+	// a wakes up and reports a result for the same job: counted nowhere.
+	q.byName["a"].running++ // a's execution was still physically running
+	if d := q.Finish(e1, Succeeded); d != Discarded {
+		t.Fatalf("late success: %v", d)
+	}
+	if q.Succeeded() != 1 || !q.Done() {
+		t.Errorf("succeeded %d done %v", q.Succeeded(), q.Done())
+	}
+}
+
+func TestQuarantine(t *testing.T) {
+	q := newQ(t, Options{Retries: 5, QuarantineAfter: 2}, "bad", "good")
+	addJobs(t, q, 4)
+	q.Close()
+	es := q.Assign() // 1@bad 2@good
+	q.Finish(es[0], Failed)
+	q.Finish(es[1], Succeeded)
+	es = q.Assign() // 3@bad? job 1 avoids bad → 1@good; bad takes 3
+	for _, e := range es {
+		if e.Host == "bad" {
+			q.Finish(e, Failed)
+		} else {
+			q.Finish(e, Succeeded)
+		}
+	}
+	if q.HostState("bad") != Quarantined {
+		t.Fatalf("bad is %v after 2 consecutive failures", q.HostState("bad"))
+	}
+	q.SetHostState("bad", Up) // quarantine lasts
+	for !q.Done() {
+		es := q.Assign()
+		if len(es) == 0 {
+			t.Fatal("stalled")
+		}
+		for _, e := range es {
+			if e.Host == "bad" {
+				t.Fatalf("quarantined host got job %d", e.Job.ID)
+			}
+			q.Finish(e, Succeeded)
+		}
+	}
+}
+
+func TestStuck(t *testing.T) {
+	q := newQ(t, Options{QuarantineAfter: 1, Retries: 3}, "a")
+	addJobs(t, q, 2)
+	q.Close()
+	e := q.Assign()[0]
+	q.Finish(e, Failed)
+	if !q.Stuck() {
+		t.Error("all hosts quarantined with jobs pending: not stuck")
+	}
+	q2 := newQ(t, Options{}, "a")
+	addJobs(t, q2, 1)
+	q2.SetHostState("a", Down)
+	if q2.Stuck() {
+		t.Error("a down host may come back: not stuck")
+	}
+}
+
+func TestCanceledDropsJob(t *testing.T) {
+	q := newQ(t, Options{}, "a")
+	addJobs(t, q, 2)
+	q.Close()
+	e := q.Assign()[0]
+	if d := q.Finish(e, Canceled); d != Dropped {
+		t.Fatalf("canceled: %v", d)
+	}
+	if q.Pending() != 1 || q.Running() != 0 {
+		t.Errorf("pending %d running %d", q.Pending(), q.Running())
+	}
+}
+
+func TestAddHostErrors(t *testing.T) {
+	q := New(Options{})
+	if err := q.AddHost("a", 0); err == nil {
+		t.Error("0 slots accepted")
+	}
+	q.AddHost("a", 1)
+	if err := q.AddHost("a", 1); err == nil {
+		t.Error("duplicate host accepted")
+	}
+	q.Add(&Job{ID: 1})
+	if err := q.Add(&Job{ID: 1}); err == nil {
+		t.Error("duplicate job accepted")
+	}
+	q.Close()
+	if err := q.Add(&Job{ID: 2}); err == nil {
+		t.Error("Add after Close accepted")
+	}
+}
