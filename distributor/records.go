@@ -1,0 +1,243 @@
+package distributor
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+func floatBits(f float64) uint64 { return math.Float64bits(f) }
+func bitsFloat(b uint64) float64 { return math.Float64frombits(b) }
+
+// JournalRecord is one line of results.jsonl: a job's recorded result.
+type JournalRecord struct {
+	Job      int             `json:"job"`
+	ID       string          `json:"id"` // identity of the job: binary hash + arguments
+	Host     string          `json:"host"`
+	Attempt  int             `json:"attempt"`
+	Result   json.RawMessage `json:"result"`
+	Duration float64         `json:"duration_s"`
+}
+
+// journal appends records to results.jsonl with group commit: Append
+// buffers, Commit writes and fsyncs. A result counts only after the Commit
+// that covers it, so a crash loses at most uncounted work.
+type journal struct {
+	f   *os.File
+	w   *bufio.Writer
+	err error
+	n   int // records appended since the last commit
+}
+
+func openJournal(path string) (*journal, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &journal{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+}
+
+func (j *journal) Append(r *JournalRecord) {
+	if j.err != nil {
+		return
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		j.err = err
+		return
+	}
+	_, j.err = j.w.Write(append(b, '\n'))
+	j.n++
+}
+
+func (j *journal) Commit() error {
+	if j.err != nil {
+		return j.err
+	}
+	if j.n == 0 {
+		return nil
+	}
+	if j.err = j.w.Flush(); j.err == nil {
+		j.err = j.f.Sync()
+	}
+	j.n = 0
+	return j.err
+}
+
+func (j *journal) Close() error {
+	err := j.Commit()
+	if cerr := j.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// joblog writes joblog.tsv with GNU parallel's --joblog columns, one row
+// per execution, plus an Outcome column (recorded, requeued, gave-up,
+// discarded, lost, dropped).
+type joblog struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+	f  *os.File
+}
+
+func openJoblog(path string) (*joblog, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	l := &joblog{f: f, w: bufio.NewWriter(f)}
+	fmt.Fprintln(l.w, "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\tOutcome")
+	return l, nil
+}
+
+// JoblogRow is one execution.
+type JoblogRow struct {
+	Job      int
+	Host     string
+	Start    time.Time
+	Runtime  time.Duration
+	Send     int64
+	Receive  int64
+	Exit     int
+	Signal   string
+	Command  string
+	Outcome  string
+}
+
+func (l *joblog) Write(r JoblogRow) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sig := "0"
+	if r.Signal != "" {
+		sig = r.Signal
+	}
+	cmd := strings.NewReplacer("\t", " ", "\n", " ").Replace(r.Command)
+	_, err := fmt.Fprintf(l.w, "%d\t%s\t%.3f\t%.3f\t%d\t%d\t%d\t%s\t%s\t%s\n", r.Job, r.Host,
+		float64(r.Start.UnixMilli())/1000, r.Runtime.Seconds(), r.Send, r.Receive, r.Exit, sig, cmd, r.Outcome)
+	return err
+}
+
+func (l *joblog) Flush() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Flush()
+}
+
+func (l *joblog) Close() error {
+	err := l.Flush()
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// writeJSONFile writes v to path atomically.
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// HostStats are one host's figures for the final table.
+type HostStats struct {
+	Name     string  `json:"name"`
+	Jobs     int     `json:"jobs"`       // results recorded from this host
+	JobTime  float64 `json:"job_time_s"` // sum of those jobs' run times
+	Failed   int     `json:"failed"`     // failed executions
+	Lost     int     `json:"lost"`       // executions lost to transport failures
+	Slots    int     `json:"slots"`
+	State    string  `json:"state"`
+}
+
+// Stats summarise a run.
+type Stats struct {
+	Jobs      int         `json:"jobs"`      // jobs submitted
+	Succeeded int         `json:"succeeded"` // jobs with a recorded result
+	Failed    int         `json:"failed"`    // jobs that failed for good
+	Wall      float64     `json:"wall_s"`
+	Hosts     []HostStats `json:"hosts"`
+}
+
+// JobTime is the sum of recorded jobs' run times.
+func (s *Stats) JobTime() float64 {
+	t := 0.0
+	for _, h := range s.Hosts {
+		t += h.JobTime
+	}
+	return t
+}
+
+// Speedup is total job time over wall time.
+func (s *Stats) Speedup() float64 {
+	if s.Wall <= 0 {
+		return 0
+	}
+	return s.JobTime() / s.Wall
+}
+
+// Slots is the total slots of hosts that took part.
+func (s *Stats) Slots() int {
+	n := 0
+	for _, h := range s.Hosts {
+		n += h.Slots
+	}
+	return n
+}
+
+// WriteTable prints the per-host table (as Parallel Python's print_stats
+// and dispy's print_status do), then wall time, speedup and efficiency.
+func (s *Stats) WriteTable(w io.Writer) {
+	nw := len("total")
+	total := 0
+	for _, h := range s.Hosts {
+		nw = max(nw, len(h.Name))
+		total += h.Jobs
+	}
+	fmt.Fprintf(w, "%-*s %6s %7s %10s %9s %6s %5s %5s\n", nw, "HOST", "JOBS", "% JOBS", "JOB TIME", "TIME/JOB", "FAILED", "LOST", "SLOTS")
+	row := func(name string, jobs int, t float64, failed, lost, slots int) {
+		pct, per := 0.0, 0.0
+		if total > 0 {
+			pct = 100 * float64(jobs) / float64(total)
+		}
+		if jobs > 0 {
+			per = t / float64(jobs)
+		}
+		fmt.Fprintf(w, "%-*s %6d %6.1f%% %9.2fs %8.3fs %6d %5d %5d\n", nw, name, jobs, pct, t, per, failed, lost, slots)
+	}
+	var failed, lost int
+	for _, h := range s.Hosts {
+		row(h.Name, h.Jobs, h.JobTime, h.Failed, h.Lost, h.Slots)
+		failed += h.Failed
+		lost += h.Lost
+	}
+	row("total", total, s.JobTime(), failed, lost, s.Slots())
+	eff := 0.0
+	if n := s.Slots(); n > 0 {
+		eff = 100 * s.Speedup() / float64(n)
+	}
+	fmt.Fprintf(w, "jobs %d: %d succeeded, %d failed; wall %.2fs; speedup %.2fx; efficiency %.1f%% of %d slots\n",
+		s.Jobs, s.Succeeded, s.Failed, s.Wall, s.Speedup(), eff, s.Slots())
+}
+
+// newRunID names a run directory: sortable by time, unique enough.
+func newRunID(now time.Time) string {
+	return now.Format("20060102-150405") + fmt.Sprintf("-%04x", now.Nanosecond()>>10&0xffff)
+}
+
+func jobLogPaths(dir string, job int) (string, string) {
+	return filepath.Join(dir, "jobs", fmt.Sprintf("%d.out", job)), filepath.Join(dir, "jobs", fmt.Sprintf("%d.err", job))
+}

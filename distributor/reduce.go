@@ -1,0 +1,212 @@
+package distributor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+)
+
+// Reducer folds job results into one. Add is called once per successful
+// job, in completion order; Result is called once at the end.
+type Reducer interface {
+	Add(job int, value json.RawMessage) error
+	Result(ctx context.Context) (string, error)
+}
+
+// NewReducer returns the built-in reducer called name: sum, min, max,
+// count, concat, list or none.
+func NewReducer(name string) (Reducer, error) {
+	switch name {
+	case "sum", "min", "max":
+		return &numReducer{op: name}, nil
+	case "count":
+		return &countReducer{}, nil
+	case "concat", "list", "none":
+		return &orderedReducer{kind: name, vals: map[int]json.RawMessage{}}, nil
+	}
+	return nil, fmt.Errorf("unknown reduce %q (want sum, min, max, count, concat, list or none)", name)
+}
+
+// numReducer is exact: integers of any size with math/big, decimals as
+// rationals printed with as many places as the most precise input.
+type numReducer struct {
+	op     string
+	acc    *big.Rat
+	places int
+	n      int
+}
+
+func (r *numReducer) Add(job int, v json.RawMessage) error {
+	x, places, err := parseNumber(v)
+	if err != nil {
+		return fmt.Errorf("reduce %s: result %s is not a number", r.op, truncate(string(v), 80))
+	}
+	r.places = max(r.places, places)
+	r.n++
+	switch {
+	case r.acc == nil:
+		r.acc = x
+	case r.op == "sum":
+		r.acc.Add(r.acc, x)
+	case r.op == "min" && x.Cmp(r.acc) < 0, r.op == "max" && x.Cmp(r.acc) > 0:
+		r.acc = x
+	}
+	return nil
+}
+
+func (r *numReducer) Result(context.Context) (string, error) {
+	if r.acc == nil {
+		if r.op == "sum" {
+			return "0", nil
+		}
+		return "", fmt.Errorf("reduce %s: no results", r.op)
+	}
+	if r.acc.IsInt() && r.places == 0 {
+		return r.acc.Num().String(), nil
+	}
+	return r.acc.FloatString(r.places), nil
+}
+
+// parseNumber accepts a JSON number, or a JSON string holding one, and
+// returns it exactly with its count of decimal places.
+func parseNumber(v json.RawMessage) (*big.Rat, int, error) {
+	s := strings.TrimSpace(string(v))
+	if strings.HasPrefix(s, `"`) {
+		if err := json.Unmarshal(v, &s); err != nil {
+			return nil, 0, err
+		}
+		s = strings.TrimSpace(s)
+	}
+	if s == "" || strings.ContainsAny(s, "/_") || strings.HasPrefix(s, "0x") {
+		return nil, 0, fmt.Errorf("not a number")
+	}
+	x, ok := new(big.Rat).SetString(s)
+	if !ok {
+		return nil, 0, fmt.Errorf("not a number")
+	}
+	// Places: the denominator is 2^a·5^b for any decimal literal.
+	places := 0
+	d := new(big.Int).Set(x.Denom())
+	for _, p := range []int64{2, 5} {
+		bp, n, m := big.NewInt(p), 0, new(big.Int)
+		for {
+			q, rem := new(big.Int).QuoRem(d, bp, m)
+			if rem.Sign() != 0 {
+				break
+			}
+			d, n = q, n+1
+		}
+		places = max(places, n)
+	}
+	if d.Cmp(big.NewInt(1)) != 0 {
+		return nil, 0, fmt.Errorf("not a decimal")
+	}
+	return x, places, nil
+}
+
+type countReducer struct{ n int }
+
+func (r *countReducer) Add(int, json.RawMessage) error        { r.n++; return nil }
+func (r *countReducer) Result(context.Context) (string, error) { return fmt.Sprint(r.n), nil }
+
+// orderedReducer keeps every value and emits them in job order.
+type orderedReducer struct {
+	kind string
+	vals map[int]json.RawMessage
+}
+
+func (r *orderedReducer) Add(job int, v json.RawMessage) error { r.vals[job] = v; return nil }
+
+func (r *orderedReducer) sorted() []int {
+	jobs := make([]int, 0, len(r.vals))
+	for j := range r.vals {
+		jobs = append(jobs, j)
+	}
+	sort.Ints(jobs)
+	return jobs
+}
+
+func (r *orderedReducer) Result(context.Context) (string, error) {
+	var b strings.Builder
+	switch r.kind {
+	case "list":
+		b.WriteByte('[')
+		for i, j := range r.sorted() {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.Write(r.vals[j])
+		}
+		b.WriteByte(']')
+	case "concat":
+		for _, j := range r.sorted() {
+			b.WriteString(TextOf(r.vals[j]))
+		}
+	case "none":
+		for i, j := range r.sorted() {
+			if i > 0 {
+				b.WriteByte('\n')
+			}
+			b.WriteString(TextOf(r.vals[j]))
+		}
+	}
+	return b.String(), nil
+}
+
+// TextOf is a result as text: a JSON string unquoted, anything else as its
+// JSON text.
+func TextOf(v json.RawMessage) string {
+	var s string
+	if len(v) > 0 && v[0] == '"' && json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	return string(v)
+}
+
+// CmdReducer runs a local command as the reducer: it receives
+// {"job":N,"result":...} lines in job order on stdin, and its stdout is the
+// reduced result.
+type CmdReducer struct {
+	Command string // run with sh -c
+	Stderr  io.Writer
+	ordered orderedReducer
+}
+
+// NewCmdReducer returns a reducer that runs command locally.
+func NewCmdReducer(command string, stderr io.Writer) *CmdReducer {
+	return &CmdReducer{Command: command, Stderr: stderr, ordered: orderedReducer{vals: map[int]json.RawMessage{}}}
+}
+
+func (r *CmdReducer) Add(job int, v json.RawMessage) error { return r.ordered.Add(job, v) }
+
+func (r *CmdReducer) Result(ctx context.Context) (string, error) {
+	var in bytes.Buffer
+	for _, j := range r.ordered.sorted() {
+		fmt.Fprintf(&in, `{"job":%d,"result":%s}`+"\n", j, r.ordered.vals[j])
+	}
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, "sh", "-c", r.Command)
+	cmd.Stdin, cmd.Stdout = &in, &out
+	cmd.Stderr = r.Stderr
+	if cmd.Stderr == nil {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("--reduce-cmd %q: %w", r.Command, err)
+	}
+	return strings.TrimRight(out.String(), "\n"), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
