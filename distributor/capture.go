@@ -1,8 +1,10 @@
 package distributor
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"strconv"
 	"sync/atomic"
 )
@@ -23,7 +25,8 @@ type resultWriter struct {
 }
 
 func (w *resultWriter) Write(p []byte) (int, error) {
-	w.bytes += int64(len(p))
+	n := len(p)
+	w.bytes += int64(n)
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		chunk := p
@@ -43,7 +46,7 @@ func (w *resultWriter) Write(p []byte) (int, error) {
 		w.endLine()
 		p = p[i+1:]
 	}
-	return len(p), nil
+	return n, nil
 }
 
 func (w *resultWriter) endLine() {
@@ -129,3 +132,5 @@ func (w *stderrWriter) Tail() string {
 	}
 	return string(bytes.Join(out, []byte("\n")))
 }
+
+func newBufWriter(w io.Writer) *bufio.Writer { return bufio.NewWriterSize(w, 32<<10) }

@@ -100,16 +100,16 @@ func openJoblog(path string) (*joblog, error) {
 
 // JoblogRow is one execution.
 type JoblogRow struct {
-	Job      int
-	Host     string
-	Start    time.Time
-	Runtime  time.Duration
-	Send     int64
-	Receive  int64
-	Exit     int
-	Signal   string
-	Command  string
-	Outcome  string
+	Job     int
+	Host    string
+	Start   time.Time
+	Runtime time.Duration
+	Send    int64
+	Receive int64
+	Exit    int
+	Signal  string
+	Command string
+	Outcome string
 }
 
 func (l *joblog) Write(r JoblogRow) error {
@@ -154,13 +154,13 @@ func writeJSONFile(path string, v any) error {
 
 // HostStats are one host's figures for the final table.
 type HostStats struct {
-	Name     string  `json:"name"`
-	Jobs     int     `json:"jobs"`       // results recorded from this host
-	JobTime  float64 `json:"job_time_s"` // sum of those jobs' run times
-	Failed   int     `json:"failed"`     // failed executions
-	Lost     int     `json:"lost"`       // executions lost to transport failures
-	Slots    int     `json:"slots"`
-	State    string  `json:"state"`
+	Name    string  `json:"name"`
+	Jobs    int     `json:"jobs"`       // results recorded from this host
+	JobTime float64 `json:"job_time_s"` // sum of those jobs' run times
+	Failed  int     `json:"failed"`     // failed executions
+	Lost    int     `json:"lost"`       // executions lost to transport failures
+	Slots   int     `json:"slots"`
+	State   string  `json:"state"`
 }
 
 // Stats summarise a run.

@@ -113,7 +113,7 @@ func parseNumber(v json.RawMessage) (*big.Rat, int, error) {
 
 type countReducer struct{ n int }
 
-func (r *countReducer) Add(int, json.RawMessage) error        { r.n++; return nil }
+func (r *countReducer) Add(int, json.RawMessage) error         { r.n++; return nil }
 func (r *countReducer) Result(context.Context) (string, error) { return fmt.Sprint(r.n), nil }
 
 // orderedReducer keeps every value and emits them in job order.

@@ -65,6 +65,10 @@ type Options struct {
 	// QuarantineAfter quarantines a host after this many consecutive
 	// command failures on it (0: never).
 	QuarantineAfter int
+	// MaxLost bounds free requeues: a job lost this many times counts
+	// its next loss as a failure (0: 10), so a job that kills every host
+	// it touches cannot circle forever.
+	MaxLost int
 }
 
 // HostStats count what happened on a host.
@@ -83,6 +87,7 @@ type host struct {
 
 type jobState struct {
 	job      *Job
+	lost     int
 	failures int
 	execs    int
 	running  int
@@ -337,13 +342,7 @@ func (q *Queue) Finish(e Exec, o Outcome) Disposition {
 		}
 		js.failures++
 		if js.failures > q.opts.Retries {
-			if js.running > 0 {
-				return Discarded // another execution of it is still going
-			}
-			js.done = true
-			delete(q.jobs, e.Job.ID)
-			q.gaveUp++
-			return GaveUp
+			return q.giveUp(js)
 		}
 		if js.avoid == nil {
 			js.avoid = map[string]bool{}
@@ -355,6 +354,10 @@ func (q *Queue) Finish(e Exec, o Outcome) Disposition {
 		return Requeued
 	case Lost:
 		h.stats.Lost++
+		js.lost++
+		if js.lost > q.maxLost() {
+			return q.giveUp(js) // it has cost too many hosts: stop circling
+		}
 		if js.running == 0 {
 			q.requeue(js)
 		}
@@ -363,6 +366,25 @@ func (q *Queue) Finish(e Exec, o Outcome) Disposition {
 	// Canceled: leave it unfinished and unqueued.
 	delete(q.jobs, e.Job.ID)
 	return Dropped
+}
+
+// giveUp finishes a job as failed, unless another execution of it is still
+// running (which may yet succeed).
+func (q *Queue) giveUp(js *jobState) Disposition {
+	if js.running > 0 {
+		return Discarded
+	}
+	js.done = true
+	delete(q.jobs, js.job.ID)
+	q.gaveUp++
+	return GaveUp
+}
+
+func (q *Queue) maxLost() int {
+	if q.opts.MaxLost > 0 {
+		return q.opts.MaxLost
+	}
+	return 10
 }
 
 func (q *Queue) requeue(js *jobState) {

@@ -277,3 +277,20 @@ func TestAddHostErrors(t *testing.T) {
 		t.Error("Add after Close accepted")
 	}
 }
+
+func TestLostTooOftenGivesUp(t *testing.T) {
+	q := newQ(t, Options{MaxLost: 2}, "a")
+	addJobs(t, q, 1)
+	q.Close()
+	var d Disposition
+	for i := 0; i < 3; i++ {
+		e := q.Assign()
+		if len(e) != 1 {
+			t.Fatalf("round %d: %d assignments", i, len(e))
+		}
+		d = q.Finish(e[0], Lost)
+	}
+	if d != GaveUp || !q.Done() || q.GaveUp() != 1 {
+		t.Errorf("after 3 losses with MaxLost 2: %v, done %v", d, q.Done())
+	}
+}

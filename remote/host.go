@@ -29,6 +29,8 @@ type Host interface {
 // FileOps are the small file operations an admin needs on a host. Paths
 // are remote paths; a leading "~/" is the login user's home directory.
 type FileOps interface {
+	// Home returns the login user's home directory, absolute.
+	Home(ctx context.Context) (string, error)
 	MkdirAll(ctx context.Context, path string) error
 	Stat(ctx context.Context, path string) (fs.FileInfo, error)
 	ReadDir(ctx context.Context, path string) ([]fs.FileInfo, error)

@@ -239,3 +239,11 @@ func (h *SSHHost) WriteFile(ctx context.Context, p string, data []byte, perm fs.
 	_, err := h.Upload(ctx, p, strings.NewReader(string(data)), perm)
 	return err
 }
+
+// Home returns the login user's home directory (sftp-server's starting
+// directory), absolute.
+func (h *SSHHost) Home(ctx context.Context) (string, error) {
+	var home string
+	err := h.withSFTP(ctx, "home", "~", func(cl *sftp.Client) (err error) { home, err = cl.Getwd(); return })
+	return home, err
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -92,6 +93,7 @@ the hosts beyond a stock sshd and an account you can log into.` + exitHelp,
 			return nil
 		},
 	})
-	root.AddCommand(newPingCmd(stdout, stderr), newExecCmd(stdout, stderr), newPutCmd(stdout, stderr), newGetCmd(stdout, stderr))
+	root.AddCommand(newPingCmd(stdout, stderr), newExecCmd(stdout, stderr), newPutCmd(stdout, stderr), newGetCmd(stdout, stderr),
+		newRunCmd(os.Stdin, stdout, stderr))
 	return root
 }

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
+
+	"github.com/dsub-dev/dsub/distributor"
+)
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// showProgress displays a run's progress on w until stop is called: on a
+// terminal, a live overall bar with ETA and one line per host; elsewhere,
+// a plain line every interval.
+func showProgress(run *distributor.Run, w io.Writer, tty bool, interval time.Duration) (stop func()) {
+	if tty {
+		return mpbProgress(run, w)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fmt.Fprintln(w, "dsub:", summaryLine(run.Snapshot()))
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+func summaryLine(s distributor.Snapshot) string {
+	total := fmt.Sprint(s.Jobs)
+	if !s.AllKnown {
+		total += "+"
+	}
+	line := fmt.Sprintf("%d/%s jobs done, %d failed, %d running, %s elapsed", s.Succeeded, total, s.Failed, s.Running, s.Elapsed.Round(time.Second))
+	if eta, ok := estimate(s); ok {
+		line += ", eta " + eta.Round(time.Second).String()
+	}
+	return line
+}
+
+// estimate projects the remaining time from the rate so far.
+func estimate(s distributor.Snapshot) (time.Duration, bool) {
+	finished := s.Succeeded + s.Failed
+	if !s.AllKnown || finished == 0 || finished >= s.Jobs {
+		return 0, false
+	}
+	per := s.Elapsed / time.Duration(finished)
+	return per * time.Duration(s.Jobs-finished), true
+}
+
+func mpbProgress(run *distributor.Run, w io.Writer) func() {
+	p := mpb.New(mpb.WithOutput(w), mpb.WithWidth(30), mpb.WithRefreshRate(150*time.Millisecond))
+	var mu sync.Mutex
+	snap := run.Snapshot()
+	get := func() distributor.Snapshot { mu.Lock(); defer mu.Unlock(); return snap }
+	overall := p.New(1, mpb.BarStyle(),
+		mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
+			s := get()
+			return fmt.Sprintf("%-12s %d/%d", "jobs", s.Succeeded+s.Failed, s.Jobs)
+		})),
+		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
+			s := get()
+			out := fmt.Sprintf(" %d running, %d failed, %s", s.Running, s.Failed, s.Elapsed.Round(time.Second))
+			if eta, ok := estimate(s); ok {
+				out += ", eta " + eta.Round(time.Second).String()
+			}
+			return out
+		})))
+	bars := map[string]*mpb.Bar{}
+	hostBar := func(name string) *mpb.Bar {
+		return p.New(1000, mpb.BarStyle().Lbound("[").Rbound("]").Filler("-").Tip("-").Padding(" "),
+			mpb.PrependDecorators(decor.Any(func(decor.Statistics) string { return fmt.Sprintf("  %-10s", name) })),
+			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
+				for _, h := range get().Hosts {
+					if h.Name == name {
+						return fmt.Sprintf(" %-11s running %d, done %d, failed %d", h.State, h.Running, h.Done, h.Failed)
+					}
+				}
+				return ""
+			})))
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	update := func() {
+		s := run.Snapshot()
+		mu.Lock()
+		snap = s
+		mu.Unlock()
+		overall.SetTotal(int64(max(s.Jobs, 1)), false)
+		overall.SetCurrent(int64(s.Succeeded + s.Failed))
+		for _, h := range s.Hosts {
+			b := bars[h.Name]
+			if b == nil {
+				b = hostBar(h.Name)
+				bars[h.Name] = b
+			}
+			b.SetCurrent(int64(h.Progress * 1000))
+		}
+	}
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(150 * time.Millisecond)
+		defer t.Stop()
+		for {
+			update()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		update()
+		overall.SetTotal(-1, true)
+		for _, b := range bars {
+			b.SetTotal(-1, true)
+		}
+		p.Wait()
+	}
+}
+
+// failureReport describes a job that failed for good.
+func failureReport(r distributor.Result) string {
+	var b strings.Builder
+	host := r.Host
+	if host == "" {
+		host = "no host"
+	}
+	fmt.Fprintf(&b, "job %d failed on %s", r.Job, host)
+	if r.Exit > 0 {
+		fmt.Fprintf(&b, " (exit %d)", r.Exit)
+	}
+	fmt.Fprintf(&b, ": %v", r.Err)
+	if r.StderrTail != "" {
+		b.WriteString("\n    stderr: " + strings.ReplaceAll(r.StderrTail, "\n", "\n            "))
+	}
+	if r.Stdout != "" {
+		fmt.Fprintf(&b, "\n    logs: %s %s", r.Stdout, r.Stderr)
+	}
+	return b.String()
+}

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dsub-dev/dsub/distributor"
+)
+
+type runFlags struct {
+	binary, build, commands string
+	shards                  int
+	argsFile                string
+	files                   []string
+	reduce, reduceCmd       string
+	keepOrder               bool
+	logs                    string
+	asJSON                  bool
+	retries                 int
+	timeout                 time.Duration
+	keepRemote              bool
+	progressEvery           time.Duration
+}
+
+func newRunCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	var hf hostFlags
+	var f runFlags
+	c := &cobra.Command{
+		Use:   "run (--binary PATH | --build PKG | --commands FILE) [flags] [-- ARG...]",
+		Short: "Ship a program to every host, shard the work over them, and reduce the results",
+		Long: `Ship a compute program to every selected host and run jobs across their
+slots, balancing load dynamically: a free slot takes the next job.
+
+What runs (one of):
+  --binary PATH    any program; uploaded once per host to a content-addressed
+                   cache (<workdir>/bin/<sha256>); a re-run uploads 0 bytes
+  --build PKG      a Go package, built with CGO_ENABLED=0 for each distinct
+                   remote GOOS/GOARCH
+  --commands FILE  one shell command line per line, one job each; no binary
+
+Jobs:
+  --shards N       N jobs
+  --args-file F    one job per line of F ("-" reads stdin, streaming)
+  Placeholders in ARGs: {#} job number (1-based), {shard} and {shards}
+  (0-based index, count), {} the input line, {1}..{9} its fields.
+  Each job also gets DSUB_JOB, DSUB_SHARD, DSUB_SHARDS and DSUB_HOST.
+
+Results: a job's result is the last non-empty line of its stdout (JSON when
+valid, else a string). A job that exits non-zero or prints no result line
+fails. A program may print "dsub:progress F" (0..1) lines on stderr.
+  --reduce sum|min|max   exact over big integers and decimals
+           count|concat|list|none   (none: one line per result)
+  --reduce-cmd CMD       local reducer: {"job":N,"result":...} lines in job
+                         order on stdin; its stdout is the result
+Only the reduced result goes to stdout; progress, warnings and the final
+per-host table go to stderr. --json prints a summary object instead.
+
+Records in <logs>/<run-id>/: jobs/<#>.out and .err, joblog.tsv (GNU
+parallel's columns), results.jsonl, run.json.` + exitHelp,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRun(cmd.Context(), &hf, &f, args, stdin, stdout, stderr)
+		},
+	}
+	hf.register(c)
+	fl := c.Flags()
+	fl.StringVar(&f.binary, "binary", "", "program to ship and run")
+	fl.StringVar(&f.build, "build", "", "Go package to build (CGO_ENABLED=0) for each remote platform")
+	fl.StringVar(&f.commands, "commands", "", "file of shell command lines, one job each")
+	fl.IntVar(&f.shards, "shards", 0, "number of jobs")
+	fl.StringVar(&f.argsFile, "args-file", "", "one job per line of this file (- = stdin)")
+	fl.StringArrayVar(&f.files, "file", nil, "extra input file shipped into the run directory (repeatable)")
+	fl.StringVar(&f.reduce, "reduce", "", "sum, min, max, count, concat, list or none (default none)")
+	fl.StringVar(&f.reduceCmd, "reduce-cmd", "", "local command that reduces the results")
+	fl.BoolVar(&f.keepOrder, "keep-order", false, "with --reduce none: print results in job order")
+	fl.StringVar(&f.logs, "logs", "dsub-runs", "directory for run records")
+	fl.BoolVar(&f.asJSON, "json", false, "print a JSON summary on stdout")
+	fl.IntVar(&f.retries, "retries", 0, "retry a failed job up to N times, on another host where possible")
+	fl.DurationVar(&f.timeout, "timeout", 0, "per-job time limit; the job's remote processes are killed")
+	fl.BoolVar(&f.keepRemote, "keep-remote", false, "keep the remote run directory")
+	fl.DurationVar(&f.progressEvery, "progress-interval", 5*time.Second, "when not on a terminal, print a progress line this often")
+	return c
+}
+
+func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	modes := 0
+	for _, s := range []string{f.binary, f.build, f.commands} {
+		if s != "" {
+			modes++
+		}
+	}
+	switch {
+	case modes != 1:
+		return usagef("run: give exactly one of --binary, --build and --commands")
+	case f.shards != 0 && f.argsFile != "":
+		return usagef("run: --shards and --args-file are alternatives")
+	case f.shards < 0:
+		return usagef("run: --shards must be positive")
+	case f.commands != "" && (len(args) > 0 || f.shards != 0 || f.argsFile != ""):
+		return usagef("run: --commands takes no ARGs, --shards or --args-file: each line is a job")
+	case f.reduce != "" && f.reduceCmd != "":
+		return usagef("run: --reduce and --reduce-cmd are alternatives")
+	case f.keepOrder && f.reduce != "" && f.reduce != "none":
+		return usagef("run: --keep-order applies to --reduce none")
+	case f.retries < 0:
+		return usagef("run: --retries must be 0 or more")
+	}
+	var reducer distributor.Reducer
+	printEach := false
+	switch {
+	case f.reduceCmd != "":
+		reducer = distributor.NewCmdReducer(f.reduceCmd, stderr)
+	case f.reduce == "" || f.reduce == "none":
+		printEach = !f.asJSON
+		if f.asJSON {
+			reducer, _ = distributor.NewReducer("list")
+		}
+	default:
+		r, err := distributor.NewReducer(f.reduce)
+		if err != nil {
+			return usageError{err}
+		}
+		reducer = r
+	}
+
+	tmpl := distributor.NewTemplate(args)
+	// The job source is opened before anything touches a host, so bad
+	// input is a usage error with nothing run.
+	var next func() (distributor.JobSpec, bool, error)
+	switch {
+	case f.commands != "":
+		fh, err := os.Open(f.commands)
+		if err != nil {
+			return usageError{fmt.Errorf("--commands: %w", err)}
+		}
+		defer fh.Close()
+		lr := distributor.NewLineReader(fh, f.commands)
+		n := 0
+		next = func() (distributor.JobSpec, bool, error) {
+			line, _, err := lr.Next()
+			if err == io.EOF {
+				return distributor.JobSpec{}, false, nil
+			}
+			n++
+			return distributor.JobSpec{Shell: line, Shard: n - 1, Input: line}, err == nil, err
+		}
+	case f.argsFile != "":
+		var r io.Reader = stdin
+		name := "stdin"
+		count := 0
+		if f.argsFile != "-" {
+			fh, err := os.Open(f.argsFile)
+			if err != nil {
+				return usageError{fmt.Errorf("--args-file: %w", err)}
+			}
+			defer fh.Close()
+			if count, err = distributor.CountLines(fh, f.argsFile); err != nil {
+				return usageError{err}
+			}
+			if _, err := fh.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+			r, name = fh, f.argsFile
+		} else if tmpl.UsesCount() {
+			return usagef("run: {shards} is unknown when jobs stream from stdin")
+		}
+		lr := distributor.NewLineReader(r, name)
+		n := 0
+		next = func() (distributor.JobSpec, bool, error) {
+			line, _, err := lr.Next()
+			if err == io.EOF {
+				return distributor.JobSpec{}, false, nil
+			}
+			if err != nil {
+				return distributor.JobSpec{}, false, err
+			}
+			n++
+			return distributor.JobSpec{Args: tmpl.Expand(n, count, line), Shard: n - 1, Shards: count, Input: line}, true, nil
+		}
+	default:
+		if tmpl.UsesInput() {
+			return usagef("run: {} and {1}..{9} need --args-file")
+		}
+		total := max(f.shards, 1)
+		n := 0
+		next = func() (distributor.JobSpec, bool, error) {
+			if n == total {
+				return distributor.JobSpec{}, false, nil
+			}
+			n++
+			return distributor.JobSpec{Args: tmpl.Expand(n, total, ""), Shard: n - 1, Shards: total}, true, nil
+		}
+	}
+
+	cl, err := hf.cluster(stderr)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+
+	se := &lockedWriter{w: stderr}
+	warn := func(msg string) { fmt.Fprintln(se, "dsub: warning:", msg) }
+	var outMu sync.Mutex
+	var failures []distributor.Result
+	seq := newSequencer(func(r distributor.Result) {
+		if r.Err == nil && printEach {
+			fmt.Fprintln(stdout, distributor.TextOf(r.Value))
+		}
+	})
+	onResult := func(r distributor.Result) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		if r.Err != nil {
+			failures = append(failures, r)
+			fmt.Fprintln(se, "dsub:", failureReport(r))
+		}
+		if f.keepOrder {
+			seq.add(r)
+		} else if r.Err == nil && printEach {
+			fmt.Fprintln(stdout, distributor.TextOf(r.Value))
+		}
+	}
+	run, err := cl.Start(ctx, distributor.RunOptions{
+		Binary: f.binary, Build: f.build, Files: f.files, Retries: f.retries, Timeout: f.timeout,
+		KeepRemote: f.keepRemote, LogsDir: f.logs, Reducer: reducer, OnResult: onResult, Warn: warn,
+		Record: os.Args,
+	})
+	if err != nil {
+		return usageError{err}
+	}
+	var feedErr error
+	go func() {
+		defer run.Close()
+		for {
+			spec, ok, err := next()
+			if err != nil {
+				feedErr = err
+				return
+			}
+			if !ok {
+				return
+			}
+			if err := run.Submit(ctx, spec); err != nil {
+				return
+			}
+		}
+	}()
+	stop := showProgress(run, se, isTerminal(stderr), f.progressEvery)
+	stats, result, runErr := run.Wait()
+	stop()
+
+	if f.asJSON {
+		var hosts []map[string]any
+		for _, h := range stats.Hosts {
+			hosts = append(hosts, map[string]any{"name": h.Name, "jobs": h.Jobs, "job_time_s": h.JobTime})
+		}
+		var res any = result
+		if json.Valid([]byte(result)) && result != "" {
+			res = json.RawMessage(result)
+		}
+		enc := json.NewEncoder(stdout)
+		_ = enc.Encode(map[string]any{
+			"result": res, "jobs": stats.Jobs, "succeeded": stats.Succeeded, "failed": stats.Failed,
+			"wall_s": stats.Wall, "speedup": stats.Speedup(), "run_dir": run.Dir(), "hosts": hosts,
+		})
+	} else if reducer != nil && runErr == nil {
+		fmt.Fprintln(stdout, result)
+	}
+	stats.WriteTable(se)
+	fmt.Fprintf(se, "records: %s\n", run.Dir())
+	if feedErr != nil {
+		return usageError{feedErr}
+	}
+	if runErr != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return runErr
+	}
+	if stats.Failed > 0 {
+		sort.Slice(failures, func(i, j int) bool { return failures[i].Job < failures[j].Job })
+		var ids []string
+		for _, r := range failures {
+			ids = append(ids, fmt.Sprint(r.Job))
+		}
+		fmt.Fprintf(se, "dsub run: %d of %d jobs failed: %s\n", stats.Failed, stats.Jobs, strings.Join(ids, ","))
+		return errReported
+	}
+	return nil
+}
+
+// sequencer releases results in job order, holding later ones until every
+// earlier job has finished (successfully or not).
+type sequencer struct {
+	next int
+	held map[int]distributor.Result
+	out  func(distributor.Result)
+}
+
+func newSequencer(out func(distributor.Result)) *sequencer {
+	return &sequencer{next: 1, held: map[int]distributor.Result{}, out: out}
+}
+
+func (s *sequencer) add(r distributor.Result) {
+	s.held[r.Job] = r
+	for {
+		r, ok := s.held[s.next]
+		if !ok {
+			return
+		}
+		delete(s.held, s.next)
+		s.out(r)
+		s.next++
+	}
+}
+

@@ -1,0 +1,903 @@
+package distributor
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dsub-dev/dsub/queue"
+	"github.com/dsub-dev/dsub/remote"
+)
+
+// RunOptions configure a run. What runs is the Binary (uploaded), a Go
+// package to Build per remote platform, or, with neither, each job's Shell
+// command line.
+type RunOptions struct {
+	Binary     string        // local executable to ship; jobs' Args follow it
+	Build      string        // Go package built with CGO_ENABLED=0 per remote GOOS/GOARCH
+	Files      []string      // extra files shipped into the remote run directory
+	Retries    int           // command failures a job may have and still be retried
+	Timeout    time.Duration // per job; its remote process group is killed when it passes
+	KeepRemote bool          // keep the remote run directories
+	LogsDir    string        // local records; default "dsub-runs"
+	Reducer    Reducer       // folds results; nil: none
+	// OnResult receives each job's final outcome (a result, or a failure
+	// for good), in completion order, from a single goroutine.
+	OnResult func(Result)
+	// Warn receives notices (retries, hosts lost, binary warnings).
+	Warn func(string)
+	// Record is stored in run.json as "command" (e.g. the CLI arguments).
+	Record any
+	// QuarantineAfter quarantines a host after that many consecutive
+	// failed jobs (0: 5).
+	QuarantineAfter int
+	// NoHostTimeout ends the run when jobs wait and no host has been
+	// usable for this long (0: 60s).
+	NoHostTimeout time.Duration
+}
+
+// Result is a job's final outcome.
+type Result struct {
+	Job        int
+	Host       string
+	Attempt    int
+	Value      json.RawMessage // the result line as JSON (string when not JSON); nil on failure
+	Err        error           // why the job failed for good
+	Exit       int
+	Duration   time.Duration
+	Stdout     string // log paths
+	Stderr     string
+	StderrTail string
+}
+
+// Run is a run in progress. Submit jobs, Close, then Wait.
+type Run struct {
+	c     *Cluster
+	opts  RunOptions
+	id    string
+	dir   string
+	start time.Time
+
+	submit    chan JobSpec
+	closeOnce sync.Once
+	closed    chan struct{}
+	done      chan struct{}
+	ready     chan *runHost
+	lost      chan string
+	prepFail  chan error
+	finished  chan completion
+
+	art           artifact         // the shipped binary (Binary mode)
+	checkPlatform func(h *runHost) // warns when the binary does not suit a host
+	builder       *builder
+	tmpDir        string
+
+	mu        sync.Mutex
+	snap      Snapshot     // guarded by mu
+	hostsRec  []hostRecord // guarded by mu
+	stats     *Stats       // set when done
+	result    string       // reduced result
+	err       error
+	submitted atomic.Int64
+}
+
+// Snapshot is the live state of a run, for progress displays.
+type Snapshot struct {
+	Jobs      int  // submitted so far
+	AllKnown  bool // no more jobs will be submitted
+	Succeeded int
+	Failed    int
+	Running   int
+	Elapsed   time.Duration
+	Hosts     []HostSnapshot
+}
+
+// HostSnapshot is one host's live state.
+type HostSnapshot struct {
+	Name     string
+	State    string // preparing, up, down, quarantined, failed
+	Running  int
+	Done     int
+	Failed   int
+	Progress float64 // mean reported progress of its running jobs, 0..1
+}
+
+type hostRecord struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	OS      string `json:"os,omitempty"`
+	Arch    string `json:"arch,omitempty"`
+	CPUs    int    `json:"cpus,omitempty"`
+	Slots   int    `json:"slots,omitempty"`
+	Binary  string `json:"binary_sha256,omitempty"`
+	Sent    int64  `json:"bytes_uploaded"`
+	Error   string `json:"error,omitempty"`
+}
+
+// runHost is a prepared host.
+type runHost struct {
+	m       *Member
+	slots   int
+	binPath string // absolute remote path of the binary ("" in shell mode)
+	binSHA  string
+	runDir  string // absolute remote run directory
+	rec     hostRecord
+}
+
+type completion struct {
+	e       queue.Exec
+	outcome queue.Outcome
+	value   json.RawMessage
+	err     error
+	exit    int
+	signal  string
+	start   time.Time
+	dur     time.Duration
+	recv    int64
+	tail    string
+	out, er string // temporary log paths
+	command string
+}
+
+// Start begins a run on the cluster: hosts are prepared (probed, binary
+// and files shipped) in the background, each taking jobs as soon as it is
+// ready.
+func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
+	if opts.Binary != "" && opts.Build != "" {
+		return nil, errors.New("choose one of Binary and Build")
+	}
+	if opts.LogsDir == "" {
+		opts.LogsDir = "dsub-runs"
+	}
+	if opts.QuarantineAfter == 0 {
+		opts.QuarantineAfter = 5
+	}
+	if opts.NoHostTimeout == 0 {
+		opts.NoHostTimeout = 60 * time.Second
+	}
+	if opts.Warn == nil {
+		opts.Warn = func(string) {}
+	}
+	now := time.Now()
+	r := &Run{
+		c: c, opts: opts, id: newRunID(now), start: now,
+		submit: make(chan JobSpec), closed: make(chan struct{}), done: make(chan struct{}),
+		ready: make(chan *runHost), lost: make(chan string), prepFail: make(chan error), finished: make(chan completion, 64),
+	}
+	r.dir = filepath.Join(opts.LogsDir, r.id)
+	if err := os.MkdirAll(filepath.Join(r.dir, "jobs"), 0o755); err != nil {
+		return nil, fmt.Errorf("create run directory: %w", err)
+	}
+	for _, f := range opts.Files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return nil, fmt.Errorf("--file: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("--file %s: not a regular file", f)
+		}
+	}
+	switch {
+	case opts.Binary != "":
+		art, err := hashFile(opts.Binary)
+		if err != nil {
+			return nil, fmt.Errorf("--binary: %w", err)
+		}
+		r.art = art
+		bi, err := inspectBinary(opts.Binary)
+		if err != nil {
+			return nil, fmt.Errorf("--binary: %w", err)
+		}
+		if bi.Dynamic {
+			opts.Warn(fmt.Sprintf("%s is dynamically linked: it runs only where its libraries exist on the host (build Go programs with CGO_ENABLED=0)", opts.Binary))
+		}
+		r.art.Path = opts.Binary
+		r.checkPlatform = func(h *runHost) {
+			if bi.GOOS != "" && h.rec.OS != "" && (bi.GOOS != h.rec.OS || bi.GOARCH != "" && bi.GOARCH != h.rec.Arch) {
+				opts.Warn(fmt.Sprintf("%s is built for %s/%s but host %s is %s/%s", opts.Binary, bi.GOOS, bi.GOARCH, h.m.Name(), h.rec.OS, h.rec.Arch))
+			}
+		}
+	case opts.Build != "":
+		dir, err := os.MkdirTemp("", "dsub-build-")
+		if err != nil {
+			return nil, err
+		}
+		r.tmpDir = dir
+		r.builder = &builder{pkg: opts.Build, dir: dir, builds: map[string]*build{}}
+	}
+	if err := r.writeRunJSON(nil); err != nil {
+		return nil, err
+	}
+	for _, m := range c.members {
+		r.hostsRec = append(r.hostsRec, hostRecord{Name: m.Name(), Address: m.Inv.Address})
+	}
+	go r.dispatch(ctx)
+	return r, nil
+}
+
+// Dir is the local run directory holding logs and records.
+func (r *Run) Dir() string { return r.dir }
+
+// ID is the run's identifier.
+func (r *Run) ID() string { return r.id }
+
+// Submit queues a job. It blocks while the queue is full, so a producer
+// reading a huge input never holds it all in memory.
+func (r *Run) Submit(ctx context.Context, j JobSpec) error {
+	select {
+	case r.submit <- j:
+		r.submitted.Add(1)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.done:
+		if r.err != nil {
+			return r.err
+		}
+		return errors.New("run has ended")
+	}
+}
+
+// Close declares that no more jobs will be submitted.
+func (r *Run) Close() { r.closeOnce.Do(func() { close(r.closed) }) }
+
+// Wait waits for the run to end and returns its statistics, the reduced
+// result (if a Reducer was set) and the run's error, if any.
+func (r *Run) Wait() (*Stats, string, error) {
+	<-r.done
+	return r.stats, r.result, r.err
+}
+
+// Snapshot returns the live state of the run.
+func (r *Run) Snapshot() Snapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.snap
+	s.Hosts = append([]HostSnapshot(nil), r.snap.Hosts...)
+	s.Elapsed = time.Since(r.start)
+	return s
+}
+
+// jobEntry is an unfinished job, as the dispatcher keeps it.
+type jobEntry struct {
+	spec    JobSpec
+	id      string // identity: binary hash + command
+	command string // for the joblog
+}
+
+// execState is a running execution.
+type execState struct {
+	progress atomic.Uint64
+	host     string
+}
+
+// hostTally is what the dispatcher counts per host.
+type hostTally struct {
+	state       string
+	done, fails int
+	lost        int
+	jobTime     time.Duration
+	slots       int
+}
+
+func (r *Run) dispatch(ctx context.Context) {
+	defer close(r.done)
+	runCtx, cancelJobs := context.WithCancel(ctx)
+	defer cancelJobs()
+
+	q := queue.New(queue.Options{Retries: r.opts.Retries, QuarantineAfter: r.opts.QuarantineAfter})
+	jrn, err := openJournal(filepath.Join(r.dir, "results.jsonl"))
+	if err != nil {
+		r.fail(fmt.Errorf("open journal: %w", err))
+		return
+	}
+	jl, err := openJoblog(filepath.Join(r.dir, "joblog.tsv"))
+	if err != nil {
+		r.fail(fmt.Errorf("open joblog: %w", err))
+		return
+	}
+
+	hosts := map[string]*runHost{}
+	tally := map[string]*hostTally{}
+	var order []string
+	for _, m := range r.c.members {
+		tally[m.Name()] = &hostTally{state: "preparing"}
+		order = append(order, m.Name())
+	}
+	preparing := len(r.c.members)
+	for _, m := range r.c.members {
+		go r.prepare(runCtx, m)
+	}
+
+	jobs := map[int]*jobEntry{}
+	running := map[int]*execState{}
+	nextID := 0
+	closed := false
+	var reduceErrs []string
+	failedJobs := 0
+	noHostSince := time.Time{}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	interrupted := false
+
+	totalSlots := func() int {
+		n := 0
+		for name, h := range hosts {
+			if q.HostState(name) == queue.Up {
+				n += h.slots
+			}
+		}
+		return n
+	}
+
+	publish := func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.snap.Jobs, r.snap.AllKnown = nextID, closed
+		r.snap.Succeeded, r.snap.Failed, r.snap.Running = q.Succeeded(), failedJobs, q.Running()
+		prog := map[string][]float64{}
+		for _, es := range running {
+			prog[es.host] = append(prog[es.host], bitsFloat(es.progress.Load()))
+		}
+		r.snap.Hosts = r.snap.Hosts[:0]
+		for _, name := range order {
+			t := tally[name]
+			hs := HostSnapshot{Name: name, State: t.state, Done: t.done, Failed: t.fails, Running: len(prog[name])}
+			if ps := prog[name]; len(ps) > 0 {
+				sum := 0.0
+				for _, p := range ps {
+					sum += p
+				}
+				hs.Progress = sum / float64(len(ps))
+			}
+			r.snap.Hosts = append(r.snap.Hosts, hs)
+		}
+	}
+
+	var emit []Result // recorded results awaiting the journal commit
+	handle := func(c completion) {
+		delete(running, c.e.Seq)
+		t := tally[c.e.Host]
+		disp := q.Finish(c.e, c.outcome)
+		outcome := disp.String()
+		if c.outcome == queue.Lost && disp == queue.Requeued {
+			outcome = "lost"
+		}
+		_ = jl.Write(JoblogRow{Job: c.e.Job.ID, Host: c.e.Host, Start: c.start, Runtime: c.dur, Receive: c.recv,
+			Exit: c.exit, Signal: c.signal, Command: c.command, Outcome: outcome})
+		je := jobs[c.e.Job.ID]
+		finalOut, finalErr := jobLogPaths(r.dir, c.e.Job.ID)
+		keepAs := func(out, er string) {
+			_ = os.Rename(c.out, out)
+			_ = os.Rename(c.er, er)
+		}
+		tryOut := strings.TrimSuffix(finalOut, ".out") + fmt.Sprintf(".try%d.out", c.e.Attempt)
+		tryErr := strings.TrimSuffix(finalErr, ".err") + fmt.Sprintf(".try%d.err", c.e.Attempt)
+		switch c.outcome {
+		case queue.Failed:
+			t.fails++
+		case queue.Lost:
+			t.lost++
+		}
+		switch disp {
+		case queue.Recorded:
+			keepAs(finalOut, finalErr)
+			t.done++
+			t.jobTime += c.dur
+			jrn.Append(&JournalRecord{Job: c.e.Job.ID, ID: je.id, Host: c.e.Host, Attempt: c.e.Attempt, Result: c.value, Duration: c.dur.Seconds()})
+			emit = append(emit, Result{Job: c.e.Job.ID, Host: c.e.Host, Attempt: c.e.Attempt, Value: c.value,
+				Duration: c.dur, Stdout: finalOut, Stderr: finalErr, StderrTail: c.tail})
+			delete(jobs, c.e.Job.ID)
+		case queue.GaveUp:
+			keepAs(finalOut, finalErr)
+			failedJobs++
+			res := Result{Job: c.e.Job.ID, Host: c.e.Host, Attempt: c.e.Attempt, Err: c.err, Exit: c.exit,
+				Duration: c.dur, Stdout: finalOut, Stderr: finalErr, StderrTail: c.tail}
+			if r.opts.OnResult != nil {
+				r.opts.OnResult(res)
+			}
+			delete(jobs, c.e.Job.ID)
+		case queue.Requeued:
+			keepAs(tryOut, tryErr)
+			if c.outcome == queue.Failed {
+				r.opts.Warn(fmt.Sprintf("job %d failed on %s (%v); retrying (attempt %d of %d)", c.e.Job.ID, c.e.Host, c.err, c.e.Attempt+1, r.opts.Retries+1))
+			}
+		case queue.Discarded:
+			keepAs(tryOut, tryErr)
+		case queue.Dropped:
+			keepAs(tryOut, tryErr)
+		}
+		if c.outcome == queue.Lost && q.HostState(c.e.Host) == queue.Up {
+			// The host (or its connection) failed: take it out and try
+			// to get it back in the background.
+			_ = q.SetHostState(c.e.Host, queue.Down)
+			t.state = "down"
+			r.opts.Warn(fmt.Sprintf("host %s lost (%v); its jobs go to other hosts", c.e.Host, c.err))
+			go r.reconnect(runCtx, hosts[c.e.Host])
+		}
+		if q.HostState(c.e.Host) == queue.Quarantined && t.state != "quarantined" {
+			t.state = "quarantined"
+			r.opts.Warn(fmt.Sprintf("host %s quarantined after %d consecutive failed jobs", c.e.Host, r.opts.QuarantineAfter))
+		}
+	}
+	commit := func() {
+		if len(emit) == 0 {
+			return
+		}
+		if err := jrn.Commit(); err != nil && r.err == nil {
+			r.err = fmt.Errorf("journal %s: %w", filepath.Join(r.dir, "results.jsonl"), err)
+		}
+		for _, res := range emit {
+			if r.opts.Reducer != nil {
+				if err := r.opts.Reducer.Add(res.Job, res.Value); err != nil {
+					reduceErrs = append(reduceErrs, fmt.Sprintf("job %d on %s: %v (log: %s)", res.Job, res.Host, err, res.Stdout))
+				}
+			}
+			if r.opts.OnResult != nil {
+				r.opts.OnResult(res)
+			}
+		}
+		emit = emit[:0]
+	}
+
+	for {
+		// Pull new jobs only while the queue is short: backpressure on
+		// Submit keeps memory flat for huge inputs.
+		var in chan JobSpec
+		var closedCh chan struct{}
+		if !closed && !interrupted && q.Pending() < max(2*totalSlots(), 64) {
+			in, closedCh = r.submit, r.closed
+		}
+		var ctxDone <-chan struct{}
+		if !interrupted {
+			ctxDone = ctx.Done()
+		}
+		select {
+		case spec := <-in:
+			nextID++
+			je := &jobEntry{spec: spec, command: displayCommand(r, spec)}
+			je.id = jobIdentity(r.identityHash(), spec)
+			jobs[nextID] = je
+			if err := q.Add(&queue.Job{ID: nextID, Pin: spec.Pin, Payload: je}); err != nil {
+				failedJobs++
+				delete(jobs, nextID)
+				if r.opts.OnResult != nil {
+					r.opts.OnResult(Result{Job: nextID, Err: err, Exit: -1})
+				}
+			}
+		case <-closedCh:
+			closed = true
+			q.Close()
+		case h := <-r.ready:
+			if _, known := hosts[h.m.Name()]; !known {
+				preparing--
+				hosts[h.m.Name()] = h
+				_ = q.AddHost(h.m.Name(), h.slots)
+				r.mu.Lock()
+				for i := range r.hostsRec {
+					if r.hostsRec[i].Name == h.m.Name() {
+						r.hostsRec[i] = h.rec
+					}
+				}
+				r.mu.Unlock()
+			} else {
+				_ = q.SetHostState(h.m.Name(), queue.Up)
+				r.opts.Warn(fmt.Sprintf("host %s is back", h.m.Name()))
+			}
+			tally[h.m.Name()].state, tally[h.m.Name()].slots = q.HostState(h.m.Name()).String(), h.slots
+		case err := <-r.prepFail:
+			preparing--
+			var pe *prepError
+			if errors.As(err, &pe) {
+				tally[pe.host].state = "failed"
+				r.mu.Lock()
+				for i := range r.hostsRec {
+					if r.hostsRec[i].Name == pe.host {
+						r.hostsRec[i].Error = pe.Error()
+					}
+				}
+				r.mu.Unlock()
+			}
+			r.opts.Warn(err.Error())
+		case c := <-r.finished:
+			handle(c)
+		drain:
+			for {
+				select {
+				case c := <-r.finished:
+					handle(c)
+				default:
+					break drain
+				}
+			}
+			commit()
+		case <-tick.C:
+			_ = jl.Flush()
+		case <-ctxDone:
+			interrupted = true
+			cancelJobs()
+		}
+
+		if !interrupted {
+			for _, e := range q.Assign() {
+				je := e.Job.Payload.(*jobEntry)
+				es := &execState{host: e.Host}
+				running[e.Seq] = es
+				go func() { r.finished <- r.execute(runCtx, e, hosts[e.Host], je, es) }()
+			}
+		}
+		publish()
+
+		if interrupted && q.Running() == 0 {
+			break
+		}
+		if q.Done() {
+			break // hosts still preparing are not needed
+		}
+		if preparing == 0 && len(hosts) == 0 {
+			r.err = errors.New("no host could be prepared for the run; see the errors above")
+			break
+		}
+		if q.Pending() > 0 && q.Running() == 0 && preparing == 0 && !q.Usable() {
+			if noHostSince.IsZero() {
+				noHostSince = time.Now()
+			}
+			if q.Stuck() || time.Since(noHostSince) > r.opts.NoHostTimeout {
+				r.err = fmt.Errorf("no usable host remains (%d jobs unfinished); the journal in %s keeps every recorded result", q.Pending(), r.dir)
+				break
+			}
+		} else {
+			noHostSince = time.Time{}
+		}
+	}
+	cancelJobs()
+	commit()
+
+	// Clean up the remote run directories, with a deadline.
+	if !r.opts.KeepRemote {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		var wg sync.WaitGroup
+		for _, h := range hosts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := h.m.Host.RemoveAll(cctx, h.runDir); err != nil {
+					r.opts.Warn(fmt.Sprintf("clean up %s on %s: %v", h.runDir, h.m.Name(), err))
+				}
+			}()
+		}
+		wg.Wait()
+		cancel()
+	}
+	_ = jl.Close()
+	if err := jrn.Close(); err != nil && r.err == nil {
+		r.err = err
+	}
+	if r.tmpDir != "" {
+		os.RemoveAll(r.tmpDir)
+	}
+
+	st := &Stats{Jobs: nextID, Succeeded: q.Succeeded(), Failed: failedJobs, Wall: time.Since(r.start).Seconds()}
+	for _, name := range order {
+		t := tally[name]
+		if t.slots == 0 && t.done == 0 {
+			continue // never took part
+		}
+		st.Hosts = append(st.Hosts, HostStats{Name: name, Jobs: t.done, JobTime: t.jobTime.Seconds(), Failed: t.fails, Lost: t.lost, Slots: t.slots, State: t.state})
+	}
+	r.stats = st
+	if interrupted && r.err == nil {
+		r.err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))
+	}
+	if r.err == nil && r.opts.Reducer != nil && len(reduceErrs) == 0 {
+		res, err := r.opts.Reducer.Result(context.WithoutCancel(ctx))
+		if err != nil {
+			r.err = err
+		}
+		r.result = res
+	}
+	if len(reduceErrs) > 0 && r.err == nil {
+		r.err = fmt.Errorf("%d results could not be reduced:\n  %s", len(reduceErrs), strings.Join(reduceErrs, "\n  "))
+	}
+	_ = r.writeRunJSON(st)
+}
+
+func (r *Run) fail(err error) {
+	r.err = err
+	r.stats = &Stats{}
+}
+
+// identityHash is what a job's identity is built from: the shipped
+// binary's hash, the Go package built, or "shell".
+func (r *Run) identityHash() string {
+	switch {
+	case r.opts.Binary != "":
+		return r.art.SHA256
+	case r.opts.Build != "":
+		return "build:" + r.opts.Build
+	}
+	return "shell"
+}
+
+// jobIdentity names a job by what it runs, not by its sequence number.
+func jobIdentity(base string, spec JobSpec) string {
+	h := sha256.New()
+	h.Write([]byte(base))
+	for _, a := range spec.Args {
+		h.Write([]byte{0})
+		h.Write([]byte(a))
+	}
+	h.Write([]byte{1})
+	h.Write([]byte(spec.Shell))
+	return hex.EncodeToString(h.Sum(nil))[:24]
+}
+
+func displayCommand(r *Run, spec JobSpec) string {
+	if spec.Shell != "" {
+		return spec.Shell
+	}
+	name := "binary"
+	switch {
+	case r.opts.Binary != "":
+		name = filepath.Base(r.opts.Binary)
+	case r.opts.Build != "":
+		name = path.Base(r.opts.Build)
+	}
+	return remote.QuoteArgv(append([]string{name}, spec.Args...))
+}
+
+// prepError is a host that could not be prepared.
+type prepError struct {
+	host string
+	err  error
+}
+
+func (e *prepError) Error() string {
+	return fmt.Sprintf("host %s left out of the run: %v", e.host, e.err)
+}
+func (e *prepError) Unwrap() error { return e.err }
+
+// prepare connects to a host, learns its platform and CPUs, ships the
+// binary (content-addressed: <workdir>/bin/<sha256>) and the --file
+// inputs (into <workdir>/runs/<run-id>/), then offers it to the dispatcher.
+func (r *Run) prepare(ctx context.Context, m *Member) {
+	h, err := r.prepareHost(ctx, m)
+	if err != nil {
+		select {
+		case r.prepFail <- &prepError{host: m.Name(), err: err}:
+		case <-r.done:
+		}
+		return
+	}
+	select {
+	case r.ready <- h:
+	case <-r.done:
+	}
+}
+
+func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
+	info, err := remote.Probe(ctx, m.Host)
+	if err != nil {
+		return nil, err
+	}
+	home, err := m.Host.Home(ctx)
+	if err != nil {
+		return nil, err
+	}
+	wd := m.Inv.Workdir
+	switch {
+	case wd == "~":
+		wd = home
+	case strings.HasPrefix(wd, "~/"):
+		wd = path.Join(home, wd[2:])
+	case !path.IsAbs(wd):
+		wd = path.Join(home, wd)
+	}
+	h := &runHost{m: m, slots: m.Inv.Slots, runDir: path.Join(wd, "runs", r.id)}
+	if h.slots == 0 {
+		h.slots = max(info.CPUs, 1)
+	}
+	h.rec = hostRecord{Name: m.Name(), Address: m.Inv.Address, OS: info.OS, Arch: info.Arch, CPUs: info.CPUs, Slots: h.slots}
+	if err := m.Host.MkdirAll(ctx, h.runDir); err != nil {
+		return nil, err
+	}
+	var art artifact
+	switch {
+	case r.opts.Binary != "":
+		art = r.art
+		if r.checkPlatform != nil {
+			r.checkPlatform(h)
+		}
+	case r.opts.Build != "":
+		if art, err = r.builder.get(ctx, info.OS, info.Arch); err != nil {
+			return nil, err
+		}
+	}
+	if art.Path != "" {
+		h.binSHA = art.SHA256
+		h.binPath = path.Join(wd, "bin", art.SHA256)
+		n, err := ensureRemote(ctx, m.Host, art, h.binPath, 0o755)
+		if err != nil {
+			return nil, fmt.Errorf("ship binary: %w", err)
+		}
+		h.rec.Binary, h.rec.Sent = art.SHA256, n
+	}
+	for _, f := range r.opts.Files {
+		fh, err := os.Open(f)
+		if err != nil {
+			return nil, err
+		}
+		fi, _ := fh.Stat()
+		n, err := m.Host.Upload(ctx, path.Join(h.runDir, filepath.Base(f)), fh, fi.Mode().Perm())
+		fh.Close()
+		if err != nil {
+			return nil, fmt.Errorf("ship --file %s: %w", f, err)
+		}
+		h.rec.Sent += n
+	}
+	return h, nil
+}
+
+// reconnect brings a lost host back with backoff: a fresh connection
+// (host key checked again, so a host whose key changed never re-joins).
+// The SSHHost drops dead connections itself, so reconnecting is asking it
+// to connect again.
+func (r *Run) reconnect(ctx context.Context, h *runHost) {
+	backoff := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.done:
+			return
+		case <-time.After(backoff):
+		}
+		cctx, cancel := context.WithTimeout(ctx, h.m.Host.Config().ConnectTimeout)
+		err := h.m.Host.Connect(cctx)
+		cancel()
+		if err == nil {
+			select {
+			case r.ready <- h:
+			case <-r.done:
+			}
+			return
+		}
+		if remote.KindOf(err) == remote.KindHostKey {
+			r.opts.Warn(fmt.Sprintf("host %s will not re-join: %v", h.m.Name(), err))
+			return
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// stickyWriter writes to a log file and remembers the first error instead
+// of returning it, so that a full disk fails the job cleanly rather than
+// tearing down the session mid-stream.
+type stickyWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (s *stickyWriter) Write(p []byte) (int, error) {
+	if s.err == nil {
+		_, s.err = s.w.Write(p)
+	}
+	return len(p), nil
+}
+
+// execute runs one execution of a job on a host and reports how it ended.
+func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntry, es *execState) completion {
+	c := completion{e: e, start: time.Now(), command: je.command, exit: -1}
+	c.out = filepath.Join(r.dir, "jobs", fmt.Sprintf("%d.%d.out.tmp", e.Job.ID, e.Seq))
+	c.er = filepath.Join(r.dir, "jobs", fmt.Sprintf("%d.%d.err.tmp", e.Job.ID, e.Seq))
+	fo, err1 := os.Create(c.out)
+	fe, err2 := os.Create(c.er)
+	if err := errors.Join(err1, err2); err != nil {
+		if fo != nil {
+			fo.Close()
+		}
+		c.outcome, c.err = queue.Failed, fmt.Errorf("job %d: create log: %w", e.Job.ID, err)
+		return c
+	}
+	bo, be := newBufWriter(fo), newBufWriter(fe)
+	so, se := &stickyWriter{w: bo}, &stickyWriter{w: be}
+	rw := &resultWriter{}
+	sw := &stderrWriter{progress: &es.progress}
+
+	spec := je.spec
+	env := map[string]string{
+		"DSUB_JOB": strconv.Itoa(e.Job.ID), "DSUB_SHARD": strconv.Itoa(spec.Shard),
+		"DSUB_SHARDS": strconv.Itoa(spec.Shards), "DSUB_HOST": h.m.Name(),
+	}
+	for k, v := range spec.Env {
+		env[k] = v
+	}
+	cmd := remote.Cmd{Env: env, Dir: h.runDir, Stdout: io.MultiWriter(so, rw), Stderr: io.MultiWriter(se, sw)}
+	if h.binPath != "" {
+		cmd.Argv = append([]string{h.binPath}, spec.Args...)
+	} else {
+		cmd.Shell = spec.Shell
+	}
+	jctx := ctx
+	if r.opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		jctx, cancel = context.WithTimeout(ctx, r.opts.Timeout)
+		defer cancel()
+	}
+	err := h.m.Host.Run(jctx, &cmd)
+	c.dur = time.Since(c.start)
+	if ferr := errors.Join(bo.Flush(), be.Flush(), fo.Close(), fe.Close()); ferr != nil && so.err == nil {
+		so.err = ferr
+	}
+	c.recv = rw.bytes + sw.bytes
+	c.tail = sw.Tail()
+	var ee *remote.ExitError
+	if errors.As(err, &ee) {
+		c.exit, c.signal = ee.Status, ee.Signal
+	} else if err == nil {
+		c.exit = 0
+	}
+	line, ok, tooLong := rw.Result()
+	switch {
+	case err == nil && so.err == nil && se.err == nil && ok:
+		c.outcome, c.value = queue.Succeeded, ResultValue(line)
+		return c
+	case so.err != nil || se.err != nil:
+		c.outcome = queue.Failed
+		c.err = fmt.Errorf("writing the log of job %d from %s (%s): %v", e.Job.ID, e.Host, c.out, errors.Join(so.err, se.err))
+	case err == nil && tooLong:
+		c.outcome, c.err = queue.Failed, fmt.Errorf("result line longer than %d bytes", MaxResultLine)
+	case err == nil:
+		c.outcome, c.err = queue.Failed, errors.New("no result: stdout had no non-empty line")
+	case ctx.Err() != nil:
+		c.outcome, c.err = queue.Canceled, err
+	case remote.KindOf(err) == remote.KindRemoteExit:
+		c.outcome, c.err = queue.Failed, ee
+	case remote.KindOf(err) == remote.KindTimeout:
+		c.outcome, c.err = queue.Failed, fmt.Errorf("timed out after %s; its remote processes were killed", r.opts.Timeout)
+	case remote.KindOf(err) == remote.KindTransport:
+		c.outcome, c.err = queue.Lost, err // the host, not the job: requeue for free
+	default:
+		c.outcome, c.err = queue.Failed, err
+	}
+	return c
+}
+
+func (r *Run) writeRunJSON(st *Stats) error {
+	r.mu.Lock()
+	hosts := append([]hostRecord(nil), r.hostsRec...)
+	r.mu.Unlock()
+	doc := map[string]any{
+		"id": r.id, "started": r.start.Format(time.RFC3339Nano), "command": r.opts.Record,
+		"retries": r.opts.Retries, "timeout_s": r.opts.Timeout.Seconds(), "files": r.opts.Files, "hosts": hosts,
+	}
+	switch {
+	case r.opts.Binary != "":
+		doc["binary"] = map[string]any{"path": r.opts.Binary, "sha256": r.art.SHA256, "size": r.art.Size}
+	case r.opts.Build != "":
+		doc["build"] = r.opts.Build
+	default:
+		doc["mode"] = "commands"
+	}
+	if st != nil {
+		doc["finished"] = time.Now().Format(time.RFC3339Nano)
+		doc["stats"] = st
+		doc["speedup"] = st.Speedup()
+		if r.err != nil {
+			doc["error"] = r.err.Error()
+		}
+	}
+	return writeJSONFile(filepath.Join(r.dir, "run.json"), doc)
+}
