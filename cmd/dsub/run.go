@@ -321,4 +321,3 @@ func (s *sequencer) add(r distributor.Result) {
 		s.next++
 	}
 }
-
