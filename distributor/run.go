@@ -74,6 +74,9 @@ type Run struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	done      chan struct{}
+	loopDone  chan struct{} // closed when the dispatcher stops taking events
+	allReady  chan struct{} // closed when every host is prepared or failed
+	prepWG    sync.WaitGroup
 	ready     chan *runHost
 	lost      chan string
 	prepFail  chan error
@@ -174,6 +177,7 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 	r := &Run{
 		c: c, opts: opts, id: newRunID(now), start: now,
 		submit: make(chan JobSpec), closed: make(chan struct{}), done: make(chan struct{}),
+		loopDone: make(chan struct{}), allReady: make(chan struct{}),
 		ready: make(chan *runHost), lost: make(chan string), prepFail: make(chan error), finished: make(chan completion, 64),
 	}
 	r.dir = filepath.Join(opts.LogsDir, r.id)
@@ -225,6 +229,19 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 	}
 	go r.dispatch(ctx)
 	return r, nil
+}
+
+// Ready waits until every host has been prepared (or has failed to be),
+// for callers that want the whole cluster in place before submitting.
+func (r *Run) Ready(ctx context.Context) error {
+	select {
+	case <-r.allReady:
+		return nil
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Dir is the local run directory holding logs and records.
@@ -316,17 +333,41 @@ func (r *Run) dispatch(ctx context.Context) {
 		tally[m.Name()] = &hostTally{state: "preparing"}
 		order = append(order, m.Name())
 	}
+	jobs := map[int]*jobEntry{} // unfinished jobs
+	failedJobs := 0
 	preparing := len(r.c.members)
 	for _, m := range r.c.members {
-		go r.prepare(runCtx, m)
+		// Every host is known to the queue from the start (so jobs may be
+		// pinned to it) but takes jobs only once prepared.
+		_ = q.AddHost(m.Name(), 1)
+		_ = q.SetHostState(m.Name(), queue.Down)
+		r.prepWG.Add(1)
+		go func() {
+			defer r.prepWG.Done()
+			r.prepare(runCtx, m)
+		}()
+	}
+	readyClosed := false
+	markReady := func() {
+		if preparing == 0 && !readyClosed {
+			readyClosed = true
+			close(r.allReady)
+		}
+	}
+	failPinned := func(host, why string) {
+		for _, j := range q.FailPinned(host) {
+			failedJobs++
+			delete(jobs, j.ID)
+			if r.opts.OnResult != nil {
+				r.opts.OnResult(Result{Job: j.ID, Host: host, Exit: -1, Err: fmt.Errorf("pinned to %s, which %s", host, why)})
+			}
+		}
 	}
 
-	jobs := map[int]*jobEntry{}
 	running := map[int]*execState{}
 	nextID := 0
 	closed := false
 	var reduceErrs []string
-	failedJobs := 0
 	noHostSince := time.Time{}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -429,6 +470,7 @@ func (r *Run) dispatch(ctx context.Context) {
 		}
 		if q.HostState(c.e.Host) == queue.Quarantined && t.state != "quarantined" {
 			t.state = "quarantined"
+			failPinned(c.e.Host, "was quarantined")
 			r.opts.Warn(fmt.Sprintf("host %s quarantined after %d consecutive failed jobs", c.e.Host, r.opts.QuarantineAfter))
 		}
 	}
@@ -483,8 +525,10 @@ func (r *Run) dispatch(ctx context.Context) {
 		case h := <-r.ready:
 			if _, known := hosts[h.m.Name()]; !known {
 				preparing--
+				markReady()
 				hosts[h.m.Name()] = h
-				_ = q.AddHost(h.m.Name(), h.slots)
+				_ = q.SetSlots(h.m.Name(), h.slots)
+				_ = q.SetHostState(h.m.Name(), queue.Up)
 				r.mu.Lock()
 				for i := range r.hostsRec {
 					if r.hostsRec[i].Name == h.m.Name() {
@@ -499,9 +543,12 @@ func (r *Run) dispatch(ctx context.Context) {
 			tally[h.m.Name()].state, tally[h.m.Name()].slots = q.HostState(h.m.Name()).String(), h.slots
 		case err := <-r.prepFail:
 			preparing--
+			markReady()
 			var pe *prepError
 			if errors.As(err, &pe) {
 				tally[pe.host].state = "failed"
+				_ = q.SetHostState(pe.host, queue.Quarantined)
+				failPinned(pe.host, "could not be prepared")
 				r.mu.Lock()
 				for i := range r.hostsRec {
 					if r.hostsRec[i].Name == pe.host {
@@ -550,6 +597,9 @@ func (r *Run) dispatch(ctx context.Context) {
 			r.err = errors.New("no host could be prepared for the run; see the errors above")
 			break
 		}
+		if q.Pending() == 0 && q.Running() == 0 && closed && len(jobs) == 0 {
+			break
+		}
 		if q.Pending() > 0 && q.Running() == 0 && preparing == 0 && !q.Usable() {
 			if noHostSince.IsZero() {
 				noHostSince = time.Now()
@@ -563,18 +613,30 @@ func (r *Run) dispatch(ctx context.Context) {
 		}
 	}
 	cancelJobs()
+	close(r.loopDone)
 	commit()
+	// Preparations still running stop on the cancelled context; wait for
+	// them so that none creates a run directory after the cleanup.
+	r.prepWG.Wait()
 
-	// Clean up the remote run directories, with a deadline.
+	// Clean up the remote run directories, on every host that may have
+	// one, with a deadline.
 	if !r.opts.KeepRemote {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		var wg sync.WaitGroup
-		for _, h := range hosts {
+		for _, m := range r.c.members {
+			if tally[m.Name()].state == "failed" && hosts[m.Name()] == nil && m.Host.Conns() == 0 {
+				continue // never reached
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := h.m.Host.RemoveAll(cctx, h.runDir); err != nil {
-					r.opts.Warn(fmt.Sprintf("clean up %s on %s: %v", h.runDir, h.m.Name(), err))
+				dir := r.remoteRunDir(cctx, m, hosts[m.Name()])
+				if dir == "" {
+					return
+				}
+				if err := m.Host.RemoveAll(cctx, dir); err != nil {
+					r.opts.Warn(fmt.Sprintf("clean up %s on %s: %v", dir, m.Name(), err))
 				}
 			}()
 		}
@@ -612,6 +674,32 @@ func (r *Run) dispatch(ctx context.Context) {
 		r.err = fmt.Errorf("%d results could not be reduced:\n  %s", len(reduceErrs), strings.Join(reduceErrs, "\n  "))
 	}
 	_ = r.writeRunJSON(st)
+}
+
+// remoteRunDir is the run directory on m: known if m was prepared, else
+// derived from its workdir.
+func (r *Run) remoteRunDir(ctx context.Context, m *Member, h *runHost) string {
+	if h != nil {
+		return h.runDir
+	}
+	home, err := m.Host.Home(ctx)
+	if err != nil {
+		return ""
+	}
+	return path.Join(absWorkdir(m.Inv.Workdir, home), "runs", r.id)
+}
+
+// absWorkdir resolves a workdir against the login home.
+func absWorkdir(wd, home string) string {
+	switch {
+	case wd == "~":
+		return home
+	case strings.HasPrefix(wd, "~/"):
+		return path.Join(home, wd[2:])
+	case !path.IsAbs(wd):
+		return path.Join(home, wd)
+	}
+	return wd
 }
 
 func (r *Run) fail(err error) {
@@ -677,13 +765,13 @@ func (r *Run) prepare(ctx context.Context, m *Member) {
 	if err != nil {
 		select {
 		case r.prepFail <- &prepError{host: m.Name(), err: err}:
-		case <-r.done:
+		case <-r.loopDone:
 		}
 		return
 	}
 	select {
 	case r.ready <- h:
-	case <-r.done:
+	case <-r.loopDone:
 	}
 }
 
@@ -696,15 +784,7 @@ func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
 	if err != nil {
 		return nil, err
 	}
-	wd := m.Inv.Workdir
-	switch {
-	case wd == "~":
-		wd = home
-	case strings.HasPrefix(wd, "~/"):
-		wd = path.Join(home, wd[2:])
-	case !path.IsAbs(wd):
-		wd = path.Join(home, wd)
-	}
+	wd := absWorkdir(m.Inv.Workdir, home)
 	h := &runHost{m: m, slots: m.Inv.Slots, runDir: path.Join(wd, "runs", r.id)}
 	if h.slots == 0 {
 		h.slots = max(info.CPUs, 1)
@@ -760,7 +840,7 @@ func (r *Run) reconnect(ctx context.Context, h *runHost) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-r.done:
+		case <-r.loopDone:
 			return
 		case <-time.After(backoff):
 		}
@@ -770,7 +850,7 @@ func (r *Run) reconnect(ctx context.Context, h *runHost) {
 		if err == nil {
 			select {
 			case r.ready <- h:
-			case <-r.done:
+			case <-r.loopDone:
 			}
 			return
 		}
@@ -820,6 +900,7 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 	env := map[string]string{
 		"DSUB_JOB": strconv.Itoa(e.Job.ID), "DSUB_SHARD": strconv.Itoa(spec.Shard),
 		"DSUB_SHARDS": strconv.Itoa(spec.Shards), "DSUB_HOST": h.m.Name(),
+		"DSUB_ATTEMPT": strconv.Itoa(e.Attempt),
 	}
 	for k, v := range spec.Env {
 		env[k] = v

@@ -130,6 +130,30 @@ func (q *Queue) AddHost(name string, slots int) error {
 	return nil
 }
 
+// SetSlots changes a host's number of slots (at least 1).
+func (q *Queue) SetSlots(name string, slots int) error {
+	h, ok := q.byName[name]
+	if !ok {
+		return fmt.Errorf("queue: no host %q", name)
+	}
+	h.slots = max(slots, 1)
+	return nil
+}
+
+// FailPinned finishes, as given up, every waiting job pinned to a host
+// that will not run them, and returns those jobs.
+func (q *Queue) FailPinned(name string) []*Job {
+	var out []*Job
+	for _, js := range q.pinned[name] {
+		js.done = true
+		delete(q.jobs, js.job.ID)
+		q.gaveUp++
+		out = append(out, js.job)
+	}
+	delete(q.pinned, name)
+	return out
+}
+
 // SetHostState changes a host's state. Executions already running there
 // are not affected: the caller finishes them (typically as Lost).
 func (q *Queue) SetHostState(name string, s HostState) error {

@@ -294,3 +294,32 @@ func TestLostTooOftenGivesUp(t *testing.T) {
 		t.Errorf("after 3 losses with MaxLost 2: %v, done %v", d, q.Done())
 	}
 }
+
+func TestHostsKnownBeforeTheyAreReady(t *testing.T) {
+	q := newQ(t, Options{}, "a", "b")
+	q.SetHostState("b", Down) // still preparing
+	q.Add(&Job{ID: 1, Pin: "b"})
+	q.Add(&Job{ID: 2, Pin: "b"})
+	q.Add(&Job{ID: 3})
+	if got := show(q.Assign()); got != "3@a" {
+		t.Fatalf("assign = %s", got)
+	}
+	q.SetSlots("b", 2)
+	q.SetHostState("b", Up)
+	if got := show(q.Assign()); got != "1@b 2@b" {
+		t.Fatalf("after b is ready: %s", got)
+	}
+	q2 := newQ(t, Options{}, "a", "b")
+	q2.SetHostState("b", Quarantined) // failed to prepare
+	q2.Add(&Job{ID: 1, Pin: "b"})
+	q2.Add(&Job{ID: 2})
+	q2.Close()
+	if failed := q2.FailPinned("b"); len(failed) != 1 || failed[0].ID != 1 || q2.GaveUp() != 1 {
+		t.Fatalf("FailPinned = %v", failed)
+	}
+	e := q2.Assign()
+	q2.Finish(e[0], Succeeded)
+	if !q2.Done() {
+		t.Error("not done after the pinned job failed and the other succeeded")
+	}
+}

@@ -1,0 +1,398 @@
+package distributor_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/inventory"
+	"github.com/dsub-dev/dsub/testenv"
+)
+
+var cluster *testenv.Cluster
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	c, err := testenv.StartUnique(ctx, 3, os.Stderr)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "distributor tests:", err)
+		os.Exit(1)
+	}
+	cluster = c
+	code := m.Run()
+	c.Down(context.Background())
+	os.Exit(code)
+}
+
+func newCluster(t *testing.T) *distributor.Cluster {
+	t.Helper()
+	if cluster == nil {
+		t.Skip("integration test; run without -short")
+	}
+	hosts, err := inventory.Load(cluster.HostsFile, inventory.Options{SSHConfig: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := distributor.NewCluster(hosts, distributor.ClusterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+type collected struct {
+	mu      sync.Mutex
+	results map[int]distributor.Result
+	warns   []string
+}
+
+func (c *collected) opts(o distributor.RunOptions) distributor.RunOptions {
+	c.results = map[int]distributor.Result{}
+	o.OnResult = func(r distributor.Result) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if _, dup := c.results[r.Job]; dup {
+			panic(fmt.Sprintf("job %d reported twice", r.Job))
+		}
+		c.results[r.Job] = r
+	}
+	o.Warn = func(s string) { c.mu.Lock(); c.warns = append(c.warns, s); c.mu.Unlock() }
+	return o
+}
+
+// runJobs submits specs and waits.
+func runJobs(t *testing.T, c *distributor.Cluster, o distributor.RunOptions, specs []distributor.JobSpec) (*distributor.Run, *distributor.Stats, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if o.LogsDir == "" {
+		o.LogsDir = t.TempDir()
+	}
+	run, err := c.Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Deterministic placement for these tests: every host in place first.
+	if err := run.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range specs {
+		if err := run.Submit(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run.Close()
+	st, res, err := run.Wait()
+	return run, st, res, err
+}
+
+func shards(n int, args func(i int) []string) []distributor.JobSpec {
+	var out []distributor.JobSpec
+	for i := 0; i < n; i++ {
+		out = append(out, distributor.JobSpec{Args: args(i), Shard: i, Shards: n})
+	}
+	return out
+}
+
+func buildPrimes(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "primes")
+	cmd := exec.Command("go", "build", "-o", p, "../examples/primes")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build primes: %v\n%s", err, out)
+	}
+	return p
+}
+
+func readRunJSON(t *testing.T, dir string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "run.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func uploaded(t *testing.T, dir string) float64 {
+	t.Helper()
+	total := 0.0
+	for _, h := range readRunJSON(t, dir)["hosts"].([]any) {
+		total += h.(map[string]any)["bytes_uploaded"].(float64)
+	}
+	return total
+}
+
+// TestBinaryShardsSumAndUploadSkip: the README's job, 16 shards of primes,
+// sums to π(10^7); a second run ships 0 bytes.
+func TestBinaryShardsSumAndUploadSkip(t *testing.T) {
+	c := newCluster(t)
+	bin := buildPrimes(t)
+	red, _ := distributor.NewReducer("sum")
+	var col collected
+	specs := shards(16, func(i int) []string {
+		return []string{"count", "--shard", fmt.Sprint(i), "--of", "16", "--upto", "10000000"}
+	})
+	run, st, res, err := runJobs(t, c, col.opts(distributor.RunOptions{Binary: bin, Reducer: red}), specs)
+	if err != nil || res != "664579" {
+		t.Fatalf("result %q, err %v", res, err)
+	}
+	if st.Jobs != 16 || st.Succeeded != 16 || st.Failed != 0 || len(col.results) != 16 {
+		t.Errorf("stats %+v, %d results", st, len(col.results))
+	}
+	if up := uploaded(t, run.Dir()); up == 0 {
+		t.Errorf("first run uploaded nothing")
+	}
+	// run.json holds hosts, binary hash, timings.
+	rj := readRunJSON(t, run.Dir())
+	if rj["binary"].(map[string]any)["sha256"] == "" || rj["finished"] == nil || len(rj["hosts"].([]any)) != 3 {
+		t.Errorf("run.json = %v", rj)
+	}
+	// joblog: header plus one row per execution; results.jsonl: 16 records.
+	jl, _ := os.ReadFile(filepath.Join(run.Dir(), "joblog.tsv"))
+	if rows := strings.Count(string(jl), "\n"); rows != 17 || !strings.Contains(string(jl), "primes count --shard 0 --of 16") {
+		t.Errorf("joblog has %d lines:\n%s", rows, jl)
+	}
+	rl, _ := os.ReadFile(filepath.Join(run.Dir(), "results.jsonl"))
+	if strings.Count(string(rl), "\n") != 16 {
+		t.Errorf("results.jsonl:\n%s", rl)
+	}
+	if out, _ := os.ReadFile(filepath.Join(run.Dir(), "jobs", "1.out")); strings.TrimSpace(string(out)) == "" {
+		t.Error("jobs/1.out empty")
+	}
+
+	red2, _ := distributor.NewReducer("sum")
+	var col2 collected
+	run2, _, res2, err := runJobs(t, c, col2.opts(distributor.RunOptions{Binary: bin, Reducer: red2}), specs)
+	if err != nil || res2 != "664579" {
+		t.Fatalf("second run: %q %v", res2, err)
+	}
+	if up := uploaded(t, run2.Dir()); up != 0 {
+		t.Errorf("second run uploaded %v bytes, want 0", up)
+	}
+}
+
+func TestBuildPerPlatform(t *testing.T) {
+	c := newCluster(t)
+	red, _ := distributor.NewReducer("sum")
+	var col collected
+	_, _, res, err := runJobs(t, c, col.opts(distributor.RunOptions{Build: "../examples/primes", Reducer: red}),
+		shards(4, func(i int) []string { return []string{"count", "--shard", fmt.Sprint(i), "--of", "4", "--upto", "1000000"} }))
+	if err != nil || res != "78498" {
+		t.Fatalf("--build: %q %v", res, err)
+	}
+}
+
+func TestCommandsAndReduces(t *testing.T) {
+	c := newCluster(t)
+	big := "9223372036854775807" // 2^63-1: three of them exceed 2^63
+	tests := []struct {
+		reduce string
+		lines  []string
+		want   string
+	}{
+		{"sum", []string{"echo " + big, "echo " + big, "echo " + big}, "27670116110564327421"},
+		{"sum", []string{"echo 0.5", "echo 1.25"}, "1.75"},
+		{"min", []string{"echo 5", "echo -3", "echo 9"}, "-3"},
+		{"max", []string{"echo 5", "echo 123456789012345678901234567890", "echo 9"}, "123456789012345678901234567890"},
+		{"count", []string{"echo a", "echo b", "echo c", "echo d"}, "4"},
+		{"concat", []string{"echo -n x; echo; echo a", "echo b", "echo c"}, "abc"},
+		{"list", []string{`echo '{"k":1}'`, "echo plain text", "echo 3"}, `[{"k":1},"plain text",3]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.reduce, func(t *testing.T) {
+			red, _ := distributor.NewReducer(tt.reduce)
+			var specs []distributor.JobSpec
+			for _, l := range tt.lines {
+				specs = append(specs, distributor.JobSpec{Shell: l})
+			}
+			var col collected
+			_, _, res, err := runJobs(t, c, col.opts(distributor.RunOptions{Reducer: red}), specs)
+			if err != nil || res != tt.want {
+				t.Errorf("%s = %q, %v; want %q", tt.reduce, res, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestEnvironmentAndPinning(t *testing.T) {
+	c := newCluster(t)
+	var col collected
+	var specs []distributor.JobSpec
+	for i := 0; i < 6; i++ {
+		specs = append(specs, distributor.JobSpec{Shell: `echo "$DSUB_JOB $DSUB_SHARD $DSUB_SHARDS $DSUB_HOST $(uname -n) $X"`,
+			Shard: i, Shards: 6, Pin: "h02", Env: map[string]string{"X": "it's"}})
+	}
+	_, _, _, err := runJobs(t, c, col.opts(distributor.RunOptions{}), specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for job, r := range col.results {
+		want := fmt.Sprintf("%d %d 6 h02 h02 it's", job, job-1)
+		if cluster.Backend != testenv.Docker {
+			want = fmt.Sprintf("%d %d 6 h02", job, job-1)
+		}
+		if got := distributor.TextOf(r.Value); !strings.HasPrefix(got, want) || r.Host != "h02" {
+			t.Errorf("job %d on %s: %q, want %q", job, r.Host, got, want)
+		}
+	}
+}
+
+func TestFailureAndRetries(t *testing.T) {
+	c := newCluster(t)
+	// Fails on its first attempt, wherever that runs.
+	flaky := `if [ "$DSUB_ATTEMPT" = 1 ]; then echo "no luck on $(uname -n)" >&2; exit 7; fi; echo ok`
+	var col collected
+	specs := []distributor.JobSpec{{Shell: flaky}, {Shell: "echo fine"}, {Shell: "echo broken >&2; exit 3"}, {Shell: "echo -n"}}
+	run, st, _, err := runJobs(t, c, col.opts(distributor.RunOptions{Retries: 1}), specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The retry ran on another host than the failed attempt.
+	jl, _ := os.ReadFile(filepath.Join(run.Dir(), "joblog.tsv"))
+	var hostsOf1 []string
+	for _, l := range strings.Split(string(jl), "\n") {
+		if cols := strings.Split(l, "\t"); len(cols) > 9 && cols[0] == "1" {
+			hostsOf1 = append(hostsOf1, cols[1])
+		}
+	}
+	if len(hostsOf1) != 2 || hostsOf1[0] == hostsOf1[1] {
+		t.Errorf("job 1 ran on %v, want two different hosts", hostsOf1)
+	}
+	if r := col.results[1]; r.Err != nil || r.Attempt != 2 || distributor.TextOf(r.Value) != "ok" {
+		t.Errorf("flaky job: %+v", r)
+	}
+	if r := col.results[3]; r.Err == nil || r.Exit != 3 || !strings.Contains(r.StderrTail, "broken") || r.Attempt != 2 {
+		t.Errorf("failing job: %+v", r)
+	}
+	if r := col.results[4]; r.Err == nil || !strings.Contains(r.Err.Error(), "no result") {
+		t.Errorf("job without result: %+v", r)
+	}
+	if st.Succeeded != 2 || st.Failed != 2 {
+		t.Errorf("stats %+v", st)
+	}
+	warned := strings.Join(col.warns, "\n")
+	if !strings.Contains(warned, "job 1 failed on") || !strings.Contains(warned, "retrying (attempt 2 of 2)") {
+		t.Errorf("warnings: %s", warned)
+	}
+}
+
+func TestTimeoutKillsJob(t *testing.T) {
+	c := newCluster(t)
+	var col collected
+	_, st, _, err := runJobs(t, c, col.opts(distributor.RunOptions{Timeout: time.Second}), []distributor.JobSpec{{Shell: "sleep 333; echo late", Pin: "h01"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := col.results[1]; r.Err == nil || !strings.Contains(r.Err.Error(), "timed out after 1s") || st.Failed != 1 {
+		t.Errorf("result %+v", r)
+	}
+	h, _ := cluster.Host("h01")
+	if out, _ := cluster.Exec(context.Background(), "h01", "pgrep", "-u", h.User, "-f", "sleep 333"); strings.TrimSpace(string(out)) != "" {
+		t.Errorf("timed-out job left processes: %s", out)
+	}
+}
+
+func TestFilesAndRemoteCleanup(t *testing.T) {
+	c := newCluster(t)
+	in := filepath.Join(t.TempDir(), "input.txt")
+	os.WriteFile(in, []byte("hello from input\n"), 0o644)
+	var col collected
+	run, _, _, err := runJobs(t, c, col.opts(distributor.RunOptions{Files: []string{in}}),
+		[]distributor.JobSpec{{Shell: "cat input.txt; pwd"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := col.results[1]
+	out, _ := os.ReadFile(r.Stdout)
+	if !strings.HasPrefix(string(out), "hello from input\n") {
+		t.Fatalf("job stdout: %q", out)
+	}
+	remoteDir := distributor.TextOf(r.Value)
+	if !strings.Contains(remoteDir, run.ID()) {
+		t.Errorf("job ran in %s, not the run directory", remoteDir)
+	}
+	var buf strings.Builder
+	for _, m := range c.Members() {
+		if _, err := m.Host.Stat(context.Background(), remoteDir); err == nil {
+			fmt.Fprintf(&buf, "%s still has %s; ", m.Name(), remoteDir)
+		}
+	}
+	if buf.Len() > 0 {
+		t.Error(buf.String())
+	}
+}
+
+// TestHugeStreamingInput: Submit blocks while the queue is full, so a
+// producer never runs ahead of the hosts by more than a bounded window.
+func TestSubmitBackpressure(t *testing.T) {
+	c := newCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var col collected
+	run, err := c.Start(ctx, col.opts(distributor.RunOptions{LogsDir: t.TempDir()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	submitted := 0
+	blocked := false
+	for i := 0; i < 1000 && !blocked; i++ {
+		sctx, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		err := run.Submit(sctx, distributor.JobSpec{Shell: "sleep 30; echo x"})
+		scancel()
+		if err != nil {
+			blocked = true
+			break
+		}
+		submitted++
+	}
+	if !blocked || submitted > 200 {
+		t.Errorf("Submit accepted %d sleeping jobs without blocking", submitted)
+	}
+	cancel()
+	run.Close()
+	run.Wait()
+}
+
+func TestJoblogCountsEveryExecution(t *testing.T) {
+	c := newCluster(t)
+	var col collected
+	run, _, _, _ := runJobs(t, c, col.opts(distributor.RunOptions{Retries: 2}), []distributor.JobSpec{{Shell: "exit 5"}})
+	f, _ := os.Open(filepath.Join(run.Dir(), "joblog.tsv"))
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	var outcomes []string
+	for sc.Scan() {
+		cols := strings.Split(sc.Text(), "\t")
+		if cols[0] == "Seq" {
+			continue
+		}
+		outcomes = append(outcomes, cols[6]+":"+cols[9])
+	}
+	if got := strings.Join(outcomes, ","); got != "5:requeued,5:requeued,5:gave-up" {
+		t.Errorf("joblog outcomes = %s", got)
+	}
+	if _, err := os.Stat(filepath.Join(run.Dir(), "jobs", "1.try1.err")); err != nil {
+		t.Errorf("first attempt's log not kept: %v", err)
+	}
+}
