@@ -197,7 +197,9 @@ func TestBuildPerPlatform(t *testing.T) {
 	red, _ := distributor.NewReducer("sum")
 	var col collected
 	_, _, res, err := runJobs(t, c, col.opts(distributor.RunOptions{Build: "../examples/primes", Reducer: red}),
-		shards(4, func(i int) []string { return []string{"count", "--shard", fmt.Sprint(i), "--of", "4", "--upto", "1000000"} }))
+		shards(4, func(i int) []string {
+			return []string{"count", "--shard", fmt.Sprint(i), "--of", "4", "--upto", "1000000"}
+		}))
 	if err != nil || res != "78498" {
 		t.Fatalf("--build: %q %v", res, err)
 	}
