@@ -313,6 +313,11 @@ func (r *Run) dispatch(ctx context.Context) {
 	defer close(r.done)
 	runCtx, cancelJobs := context.WithCancel(ctx)
 	defer cancelJobs()
+	// Preparations (uploads) have their own context: when the last job
+	// ends while a host is still receiving the binary, the upload is let
+	// finish (for a while) so that the cache is warm for the next run.
+	prepCtx, cancelPrep := context.WithCancel(ctx)
+	defer cancelPrep()
 
 	q := queue.New(queue.Options{Retries: r.opts.Retries, QuarantineAfter: r.opts.QuarantineAfter})
 	jrn, err := openJournal(filepath.Join(r.dir, "results.jsonl"))
@@ -344,7 +349,7 @@ func (r *Run) dispatch(ctx context.Context) {
 		r.prepWG.Add(1)
 		go func() {
 			defer r.prepWG.Done()
-			r.prepare(runCtx, m)
+			r.prepare(prepCtx, m)
 		}()
 	}
 	readyClosed := false
@@ -371,6 +376,12 @@ func (r *Run) dispatch(ctx context.Context) {
 	noHostSince := time.Time{}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	// Group commit: results wait at most commitDelay for the fsync that
+	// makes them count, so one fsync covers many completions.
+	const commitDelay = 25 * time.Millisecond
+	commitTimer := time.NewTimer(time.Hour)
+	commitTimer.Stop()
+	commitArmed := false
 	interrupted := false
 
 	totalSlots := func() int {
@@ -421,8 +432,10 @@ func (r *Run) dispatch(ctx context.Context) {
 		je := jobs[c.e.Job.ID]
 		finalOut, finalErr := jobLogPaths(r.dir, c.e.Job.ID)
 		keepAs := func(out, er string) {
-			_ = os.Rename(c.out, out)
-			_ = os.Rename(c.er, er)
+			if c.out != out {
+				_ = os.Rename(c.out, out)
+				_ = os.Rename(c.er, er)
+			}
 		}
 		tryOut := strings.TrimSuffix(finalOut, ".out") + fmt.Sprintf(".try%d.out", c.e.Attempt)
 		tryErr := strings.TrimSuffix(finalErr, ".err") + fmt.Sprintf(".try%d.err", c.e.Attempt)
@@ -456,7 +469,9 @@ func (r *Run) dispatch(ctx context.Context) {
 				r.opts.Warn(fmt.Sprintf("job %d failed on %s (%v); retrying (attempt %d of %d)", c.e.Job.ID, c.e.Host, c.err, c.e.Attempt+1, r.opts.Retries+1))
 			}
 		case queue.Discarded:
-			keepAs(tryOut, tryErr)
+			if c.out != finalOut { // a first attempt's final-path log now holds the winner's
+				keepAs(tryOut, tryErr)
+			}
 		case queue.Dropped:
 			keepAs(tryOut, tryErr)
 		}
@@ -569,6 +584,14 @@ func (r *Run) dispatch(ctx context.Context) {
 					break drain
 				}
 			}
+			if len(emit) >= 256 {
+				commit()
+			} else if len(emit) > 0 && !commitArmed {
+				commitTimer.Reset(commitDelay)
+				commitArmed = true
+			}
+		case <-commitTimer.C:
+			commitArmed = false
 			commit()
 		case <-tick.C:
 			_ = jl.Flush()
@@ -593,6 +616,9 @@ func (r *Run) dispatch(ctx context.Context) {
 		if q.Done() {
 			break // hosts still preparing are not needed
 		}
+		if q.Pending() == 0 && q.Running() == 0 && len(emit) > 0 && closed {
+			commit()
+		}
 		if preparing == 0 && len(hosts) == 0 {
 			r.err = errors.New("no host could be prepared for the run; see the errors above")
 			break
@@ -615,9 +641,17 @@ func (r *Run) dispatch(ctx context.Context) {
 	cancelJobs()
 	close(r.loopDone)
 	commit()
-	// Preparations still running stop on the cancelled context; wait for
-	// them so that none creates a run directory after the cleanup.
-	r.prepWG.Wait()
+	// Wait for preparations still running, so that none creates a run
+	// directory after the cleanup: up to 30 s to finish (completing the
+	// cache), then cancelled.
+	prepDone := make(chan struct{})
+	go func() { r.prepWG.Wait(); close(prepDone) }()
+	select {
+	case <-prepDone:
+	case <-time.After(30 * time.Second):
+		cancelPrep()
+		<-prepDone
+	}
 
 	// Clean up the remote run directories, on every host that may have
 	// one, with a deadline.
@@ -635,7 +669,9 @@ func (r *Run) dispatch(ctx context.Context) {
 				if dir == "" {
 					return
 				}
-				if err := m.Host.RemoveAll(cctx, dir); err != nil {
+				// One rm -rf session: faster than walking the tree over SFTP.
+				err := m.Host.Run(cctx, &remote.Cmd{Shell: "rm -rf -- " + remote.QuotePath(dir)})
+				if err != nil {
 					r.opts.Warn(fmt.Sprintf("clean up %s on %s: %v", dir, m.Name(), err))
 				}
 			}()
@@ -682,11 +718,7 @@ func (r *Run) remoteRunDir(ctx context.Context, m *Member, h *runHost) string {
 	if h != nil {
 		return h.runDir
 	}
-	home, err := m.Host.Home(ctx)
-	if err != nil {
-		return ""
-	}
-	return path.Join(absWorkdir(m.Inv.Workdir, home), "runs", r.id)
+	return path.Join(m.Inv.Workdir, "runs", r.id) // "~/" is expanded remotely
 }
 
 // absWorkdir resolves a workdir against the login home.
@@ -776,23 +808,18 @@ func (r *Run) prepare(ctx context.Context, m *Member) {
 }
 
 func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
-	info, err := remote.Probe(ctx, m.Host)
+	// One session learns the platform and home and creates the run
+	// directory; SFTP starts only if there is something to ship.
+	info, err := remote.Describe(ctx, m.Host, path.Join(m.Inv.Workdir, "runs", r.id))
 	if err != nil {
 		return nil, err
 	}
-	home, err := m.Host.Home(ctx)
-	if err != nil {
-		return nil, err
-	}
-	wd := absWorkdir(m.Inv.Workdir, home)
+	wd := absWorkdir(m.Inv.Workdir, info.Home)
 	h := &runHost{m: m, slots: m.Inv.Slots, runDir: path.Join(wd, "runs", r.id)}
 	if h.slots == 0 {
 		h.slots = max(info.CPUs, 1)
 	}
 	h.rec = hostRecord{Name: m.Name(), Address: m.Inv.Address, OS: info.OS, Arch: info.Arch, CPUs: info.CPUs, Slots: h.slots}
-	if err := m.Host.MkdirAll(ctx, h.runDir); err != nil {
-		return nil, err
-	}
 	var art artifact
 	switch {
 	case r.opts.Binary != "":
@@ -880,8 +907,14 @@ func (s *stickyWriter) Write(p []byte) (int, error) {
 // execute runs one execution of a job on a host and reports how it ended.
 func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntry, es *execState) completion {
 	c := completion{e: e, start: time.Now(), command: je.command, exit: -1}
-	c.out = filepath.Join(r.dir, "jobs", fmt.Sprintf("%d.%d.out.tmp", e.Job.ID, e.Seq))
-	c.er = filepath.Join(r.dir, "jobs", fmt.Sprintf("%d.%d.err.tmp", e.Job.ID, e.Seq))
+	if e.Attempt == 1 {
+		// The common case writes where the logs end up; only later
+		// attempts (which may overlap the first) use temporary names.
+		c.out, c.er = jobLogPaths(r.dir, e.Job.ID)
+	} else {
+		c.out = filepath.Join(r.dir, "jobs", fmt.Sprintf("%d.%d.out.tmp", e.Job.ID, e.Seq))
+		c.er = filepath.Join(r.dir, "jobs", fmt.Sprintf("%d.%d.err.tmp", e.Job.ID, e.Seq))
+	}
 	fo, err1 := os.Create(c.out)
 	fe, err2 := os.Create(c.er)
 	if err := errors.Join(err1, err2); err != nil {

@@ -118,6 +118,11 @@ func (b *builder) get(ctx context.Context, goos, goarch string) (artifact, error
 	bd.once.Do(func() {
 		out := filepath.Join(b.dir, strings.ReplaceAll(path.Base(b.pkg), ".", "_")+"-"+goos+"-"+goarch)
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, b.pkg)
+		if isLocalPath(b.pkg) {
+			// Build a directory in its own module, wherever we are.
+			cmd = exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, ".")
+			cmd.Dir = b.pkg
+		}
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			bd.err = fmt.Errorf("--build %s for %s: %v\n%s", b.pkg, key, err, strings.TrimSpace(string(msg)))
@@ -126,6 +131,10 @@ func (b *builder) get(ctx context.Context, goos, goarch string) (artifact, error
 		bd.art, bd.err = hashFile(out)
 	})
 	return bd.art, bd.err
+}
+
+func isLocalPath(p string) bool {
+	return p == "." || p == ".." || strings.HasPrefix(p, "./") || strings.HasPrefix(p, "../") || filepath.IsAbs(p)
 }
 
 // ensureRemote makes sure host holds art at dst, the content-addressed

@@ -14,29 +14,46 @@ type Info struct {
 	OS   string        // GOOS-style: linux, darwin, freebsd
 	Arch string        // GOARCH-style: amd64, arm64
 	CPUs int           // online CPUs
-	RTT  time.Duration // one session round trip on an open connection
+	Home string        // the login user's home directory
+	RTT  time.Duration // one session round trip on an open connection (Probe only)
 }
 
-// Probe asks the host for its OS, architecture and CPU count. The first
-// call may include connecting; RTT is measured on a second, warm session.
-func Probe(ctx context.Context, h Host) (Info, error) {
+// Describe learns the host's OS, architecture, CPU count and home
+// directory in one session. mkdirs are created first (mkdir -p; "~/" is
+// the home directory), saving round trips for callers that need them.
+func Describe(ctx context.Context, h Host, mkdirs ...string) (Info, error) {
 	var out bytes.Buffer
-	cmd := &Cmd{Shell: "uname -s; uname -m; nproc 2>/dev/null || getconf _NPROCESSORS_ONLN", Stdout: &out}
-	if err := h.Run(ctx, cmd); err != nil {
+	script := "uname -s; uname -m; nproc 2>/dev/null || getconf _NPROCESSORS_ONLN; printf '%s\\n' \"$HOME\""
+	if len(mkdirs) > 0 {
+		var q []string
+		for _, d := range mkdirs {
+			q = append(q, QuotePath(d))
+		}
+		script = "mkdir -p -- " + strings.Join(q, " ") + " && { " + script + "; }"
+	}
+	if err := h.Run(ctx, &Cmd{Shell: script, Stdout: &out}); err != nil {
 		return Info{}, err
+	}
+	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+	if len(lines) < 4 {
+		return Info{}, &Error{Op: "probe", Host: h.Name(), Err: fmt.Errorf("unexpected uname/nproc output %q", out.String())}
+	}
+	info := Info{OS: strings.ToLower(strings.TrimSpace(lines[0])), Arch: GoArch(strings.TrimSpace(lines[1])), Home: lines[3]}
+	info.CPUs, _ = strconv.Atoi(strings.TrimSpace(lines[2]))
+	return info, nil
+}
+
+// Probe is Describe plus the round trip of one more, warm session.
+func Probe(ctx context.Context, h Host) (Info, error) {
+	info, err := Describe(ctx, h)
+	if err != nil {
+		return info, err
 	}
 	start := time.Now()
 	if err := h.Run(ctx, &Cmd{Argv: []string{"true"}}); err != nil {
 		return Info{}, err
 	}
-	info := Info{RTT: time.Since(start)}
-	f := strings.Fields(out.String())
-	if len(f) < 3 {
-		return info, &Error{Op: "probe", Host: h.Name(), Err: fmt.Errorf("unexpected uname/nproc output %q", out.String())}
-	}
-	info.OS = strings.ToLower(f[0])
-	info.Arch = GoArch(f[1])
-	info.CPUs, _ = strconv.Atoi(f[2])
+	info.RTT = time.Since(start)
 	return info, nil
 }
 

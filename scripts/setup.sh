@@ -4,12 +4,14 @@
 #   - debootstrap: builds the testenv sshd image without a registry
 #   - openssh-client/server: the ssh CLI for tests; sshd for the process backend
 #   - iptables: testenv's partition fault
+#   - time: GNU time, to measure peak RSS in tests and benchmarks
 #   - staticcheck: `make lint`
 set -euo pipefail
 
 need=()
 for pair in debootstrap:debootstrap ssh:openssh-client sshd:openssh-server \
-	/usr/lib/openssh/sftp-server:openssh-sftp-server iptables:iptables pgrep:procps; do
+	/usr/lib/openssh/sftp-server:openssh-sftp-server iptables:iptables pgrep:procps \
+	/usr/bin/time:time; do
 	bin=${pair%%:*} pkg=${pair#*:}
 	if [[ $bin == /* ]]; then [ -e "$bin" ] || need+=("$pkg"); else command -v "$bin" >/dev/null || [ -x "/usr/sbin/$bin" ] || need+=("$pkg"); fi
 done

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -26,7 +27,28 @@ func main() {
 		fmt.Fprintln(os.Stderr, "dsub: exiting now")
 		os.Exit(exitInterrupted)
 	}()
+	stopProfile := startProfile(os.Getenv("DSUB_CPUPROFILE"))
 	code := exitCode(ctx, run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
 	cancel()
+	stopProfile()
 	os.Exit(code)
+}
+
+// startProfile writes a CPU profile to path (a developer aid: set
+// DSUB_CPUPROFILE=file); "" does nothing.
+func startProfile(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dsub: cpu profile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "dsub: cpu profile:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,6 +60,17 @@ func TestScripts(t *testing.T) {
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("HOSTS", cluster.HostsFile)
+			repo, _ := filepath.Abs("../..")
+			env.Setenv("REPO", repo)
+			env.Setenv("GOCACHE", os.Getenv("GOCACHE"))
+			if env.Getenv("GOCACHE") == "" {
+				if c, err := os.UserCacheDir(); err == nil {
+					env.Setenv("GOCACHE", filepath.Join(c, "go-build"))
+				}
+			}
+			env.Setenv("GOPATH", goEnv("GOPATH"))
+			env.Setenv("GOMODCACHE", goEnv("GOMODCACHE"))
+			env.Setenv("PATH", os.Getenv("PATH"))
 			env.Setenv("KEY", cluster.KeyFile)
 			env.Setenv("KNOWN", cluster.KnownHosts)
 			env.Setenv("HOME", env.WorkDir) // no ~/.ssh/config, no agent
@@ -93,6 +105,11 @@ func TestScripts(t *testing.T) {
 			},
 		},
 	})
+}
+
+func goEnv(k string) string {
+	out, _ := exec.Command("go", "env", k).Output()
+	return strings.TrimSpace(string(out))
 }
 
 // TestExitCodes checks the documented exit statuses end to end.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -271,8 +272,12 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, stdi
 			"result": res, "jobs": stats.Jobs, "succeeded": stats.Succeeded, "failed": stats.Failed,
 			"wall_s": stats.Wall, "speedup": stats.Speedup(), "run_dir": run.Dir(), "hosts": hosts,
 		})
-	} else if reducer != nil && runErr == nil {
+	} else if reducer != nil && runErr == nil && stats.Failed == 0 {
 		fmt.Fprintln(stdout, result)
+	} else if reducer != nil && runErr == nil {
+		// A reduce over some of the jobs would be silently wrong.
+		fmt.Fprintf(se, "dsub: no reduced result: %d jobs failed; the other results are kept in %s\n",
+			stats.Failed, filepath.Join(run.Dir(), "results.jsonl"))
 	}
 	stats.WriteTable(se)
 	fmt.Fprintf(se, "records: %s\n", run.Dir())

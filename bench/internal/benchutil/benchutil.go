@@ -7,8 +7,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,17 +18,19 @@ import (
 
 // Tool is one contender: a command line, and a check of its output.
 type Tool struct {
-	Name  string
-	Argv  []string
-	Env   []string                  // extra environment
-	Check func(stdout string) error // nil: exit status only
-	Setup func() error              // run once before timing, untimed (e.g. warm a ControlMaster)
+	Name   string
+	Argv   []string
+	Env    []string                  // extra environment
+	Check  func(stdout string) error // nil: exit status only
+	Setup  func() error              // run once before timing, untimed (e.g. warm a ControlMaster)
+	Before func() error              // run before every timed round, untimed (e.g. clear a cache)
 }
 
 // Result is a tool's timings.
 type Result struct {
 	Tool    string
 	Runs    []time.Duration
+	MaxRSS  int64 // KiB, the largest over runs
 	Err     error
 	Skipped string
 }
@@ -62,7 +66,14 @@ func Run(ctx context.Context, tools []Tool, rounds int, log io.Writer) []Result 
 			if res[i].Skipped != "" || res[i].Err != nil {
 				continue
 			}
-			d, err := timeOnce(ctx, t)
+			if t.Before != nil {
+				if err := t.Before(); err != nil {
+					res[i].Err = fmt.Errorf("before round: %w", err)
+					continue
+				}
+			}
+			d, rss, err := timeOnce(ctx, t)
+			res[i].MaxRSS = max(res[i].MaxRSS, rss)
 			if err != nil {
 				res[i].Err = err
 				continue
@@ -74,25 +85,46 @@ func Run(ctx context.Context, tools []Tool, rounds int, log io.Writer) []Result 
 	return res
 }
 
-func timeOnce(ctx context.Context, t Tool) (time.Duration, error) {
+func timeOnce(ctx context.Context, t Tool) (time.Duration, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	var out, errb bytes.Buffer
-	cmd := exec.CommandContext(ctx, t.Argv[0], t.Argv[1:]...)
+	argv := t.Argv
+	// Peak RSS through GNU time: rusage read by a Go parent (which starts
+	// children with vfork) would include the parent's own memory.
+	rssFile, _ := os.CreateTemp("", "dsub-bench-rss")
+	rssFile.Close()
+	defer os.Remove(rssFile.Name())
+	if _, err := os.Stat("/usr/bin/time"); err == nil {
+		argv = append([]string{"/usr/bin/time", "-f", "%M", "-o", rssFile.Name()}, argv...)
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(cmd.Environ(), t.Env...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
 	err := cmd.Run()
 	d := time.Since(start)
+	var rss int64
+	if b, err := os.ReadFile(rssFile.Name()); err == nil {
+		rss, _ = strconv.ParseInt(strings.TrimSpace(lastField(string(b))), 10, 64)
+	}
 	if err != nil {
-		return d, fmt.Errorf("%s: %v: %s", t.Name, err, tail(errb.String()))
+		return d, rss, fmt.Errorf("%s: %v: %s", t.Name, err, tail(errb.String()))
 	}
 	if t.Check != nil {
 		if err := t.Check(out.String()); err != nil {
-			return d, fmt.Errorf("%s: wrong output: %v", t.Name, err)
+			return d, rss, fmt.Errorf("%s: wrong output: %v", t.Name, err)
 		}
 	}
-	return d, nil
+	return d, rss, nil
+}
+
+func lastField(s string) string {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return ""
+	}
+	return f[len(f)-1]
 }
 
 func tail(s string) string {
@@ -114,14 +146,14 @@ func Report(w io.Writer, title, ref string, res []Result) {
 	}
 	fmt.Fprintf(w, "\n%s\n", title)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "TOOL\tRUNS\tMEDIAN\tMIN\tMAX\tTIME vs %s\n", ref)
+	fmt.Fprintf(tw, "TOOL\tRUNS\tMEDIAN\tMIN\tMAX\tMAX RSS\tTIME vs %s\n", ref)
 	for _, r := range res {
 		switch {
 		case r.Skipped != "":
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tskipped: %s\n", r.Tool, r.Skipped)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tskipped: %s\n", r.Tool, r.Skipped)
 			continue
 		case r.Err != nil:
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tFAILED: %v\n", r.Tool, r.Err)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tFAILED: %v\n", r.Tool, r.Err)
 			continue
 		}
 		mn, mx := r.Runs[0], r.Runs[0]
@@ -132,7 +164,7 @@ func Report(w io.Writer, title, ref string, res []Result) {
 		if refMed > 0 {
 			ratio = fmt.Sprintf("%.2fx", float64(r.Median())/float64(refMed))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.3fs\t%.3fs\t%.3fs\t%s\n", r.Tool, len(r.Runs), r.Median().Seconds(), mn.Seconds(), mx.Seconds(), ratio)
+		fmt.Fprintf(tw, "%s\t%d\t%.3fs\t%.3fs\t%.3fs\t%.1f MB\t%s\n", r.Tool, len(r.Runs), r.Median().Seconds(), mn.Seconds(), mx.Seconds(), float64(r.MaxRSS)/1024, ratio)
 	}
 	tw.Flush()
 }

@@ -1,0 +1,287 @@
+// Command run benchmarks `dsub run` side by side with its peers, in one
+// run on the same testenv hosts, and reports ratios:
+//
+//  1. 1,000 tiny jobs (echo N) on 4 hosts: dsub, GNU parallel -S without
+//     and with a pre-warmed ControlMaster, and the floor: a bare Go loop of
+//     sessions on persistent connections (no queue, logs or reduce).
+//     Targets: >= 30x parallel, >= 6x parallel+ControlMaster, >= 0.7x floor.
+//
+//  2. A 50 MB program shipped to 4 hosts: dsub (cold cache) vs
+//     parallel-scp; target: no slower. Then a re-run ships 0 bytes.
+//
+//  3. CPU-bound sharded primes on the hosts against one local run:
+//     speedup and efficiency relative to the cores actually available.
+//
+//     go run ./bench/run [-jobs 1000] [-rounds 3] [-upto 200000000]
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/dsub-dev/dsub/bench/internal/benchutil"
+	"github.com/dsub-dev/dsub/testenv"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "floor" {
+		if err := floor(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	jobs := flag.Int("jobs", 1000, "tiny jobs")
+	rounds := flag.Int("rounds", 3, "timed rounds per tool")
+	upto := flag.Int("upto", 2000000000, "primes range for the CPU-bound benchmark")
+	slots := flag.Int("slots", 4, "slots per host for the tiny-jobs benchmark (all tools)")
+	only := flag.String("only", "jobs,ship,primes", "benchmarks to run")
+	flag.Parse()
+	if err := run(*jobs, *rounds, *upto, *slots, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func sh(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %v: %v: %s", name, args, err, out)
+	}
+	return nil
+}
+
+func run(jobs, rounds, upto, slots int, only string) error {
+	ctx := context.Background()
+	c, err := testenv.StartUnique(ctx, 4, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer c.Down(context.Background())
+	tmp, err := os.MkdirTemp("", "dsub-bench-run")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	dsub := filepath.Join(tmp, "dsub")
+	primes := filepath.Join(tmp, "primes")
+	self, _ := os.Executable()
+	for bin, pkg := range map[string]string{dsub: "./cmd/dsub", primes: "./examples/primes"} {
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %v: %s", pkg, err, out)
+		}
+	}
+	hostsToml, _ := os.ReadFile(c.HostsFile)
+	hostsSlots := filepath.Join(tmp, "hosts.toml")
+	os.WriteFile(hostsSlots, []byte(strings.Replace(string(hostsToml), "[defaults]\n", fmt.Sprintf("[defaults]\nslots = %d\n", slots), 1)), 0o600)
+	// Records go where dsub puts them by default, the working directory:
+	// on some machines /tmp is far slower at creating files.
+	logs, err := os.MkdirTemp(".", ".bench-logs-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(logs)
+	names := c.Names()
+
+	if strings.Contains(only, "jobs") {
+		cmds := filepath.Join(tmp, "cmds.txt")
+		args := filepath.Join(tmp, "args.txt")
+		var cb, ab strings.Builder
+		for i := 1; i <= jobs; i++ {
+			fmt.Fprintf(&cb, "echo %d\n", i)
+			fmt.Fprintf(&ab, "%d\n", i)
+		}
+		os.WriteFile(cmds, []byte(cb.String()), 0o600)
+		os.WriteFile(args, []byte(ab.String()), 0o600)
+		cm := filepath.Join(tmp, "ssh_config_cm")
+		base, _ := os.ReadFile(c.SSHConfig)
+		os.WriteFile(cm, append(base, []byte(fmt.Sprintf("  ControlMaster auto\n  ControlPath %s/cm-%%C\n  ControlPersist 600\n", tmp))...), 0o600)
+		var login []string
+		for _, n := range names {
+			login = append(login, fmt.Sprintf("%d/%s", slots, n))
+		}
+		countLines := func(out string) error {
+			if n := strings.Count(out, "\n"); n != jobs {
+				return fmt.Errorf("%d output lines, want %d", n, jobs)
+			}
+			return nil
+		}
+		tools := []benchutil.Tool{
+			{Name: "dsub run", Argv: []string{dsub, "run", "--hosts", hostsSlots, "--ssh-config", "none", "--logs", logs, "--commands", cmds, "--reduce", "count"},
+				Check: func(out string) error {
+					if strings.TrimSpace(out) != strconv.Itoa(jobs) {
+						return fmt.Errorf("count %q", out)
+					}
+					return nil
+				}},
+			{Name: "parallel -S", Argv: []string{"parallel", "--will-cite", "-S", strings.Join(login, ","), "--ssh", "ssh -F " + c.SSHConfig, "-a", args, "echo", "{}"}, Check: countLines},
+			{Name: "parallel -S +ControlMaster", Argv: []string{"parallel", "--will-cite", "-S", strings.Join(login, ","), "--ssh", "ssh -F " + cm, "-a", args, "echo", "{}"}, Check: countLines,
+				Setup: func() error {
+					for _, n := range names {
+						if err := sh("ssh", "-F", cm, n, "true"); err != nil {
+							return err
+						}
+					}
+					return nil
+				}},
+			{Name: "floor (bare sessions)", Argv: []string{self, "floor", c.Dir, strconv.Itoa(jobs), strconv.Itoa(slots)}, Check: countLines},
+		}
+		res := benchutil.Run(ctx, tools, rounds, os.Stderr)
+		benchutil.Report(os.Stdout, fmt.Sprintf("1. %d tiny jobs on %d hosts, %d slots each", jobs, len(names), slots), "dsub run", res)
+		d, _ := benchutil.Fastest(res, "dsub run")
+		for _, r := range res[1:] {
+			if r.Err == nil && r.Skipped == "" && d.Median() > 0 {
+				fmt.Printf("   dsub throughput: %.1f jobs/s; %s: %.1f jobs/s; dsub is %.2fx its speed\n",
+					float64(jobs)/d.Median().Seconds(), r.Tool, float64(jobs)/r.Median().Seconds(), r.Median().Seconds()/d.Median().Seconds())
+			}
+		}
+		for _, n := range names {
+			_ = exec.Command("ssh", "-F", cm, "-O", "exit", n).Run()
+		}
+	}
+
+	if strings.Contains(only, "ship") {
+		big := filepath.Join(tmp, "big.sh")
+		writeBig(big)
+		fi, _ := os.Stat(big)
+		hostList := filepath.Join(tmp, "hosts.txt")
+		os.WriteFile(hostList, []byte(strings.Join(names, "\n")+"\n"), 0o600)
+		clear := func() error {
+			return sh(dsub, "exec", "--hosts", c.HostsFile, "--ssh-config", "none", "--", "rm -rf ~/.cache/dsub/bin ~/big.sh")
+		}
+		runArgs := []string{dsub, "run", "--hosts", c.HostsFile, "--ssh-config", "none", "--logs", logs, "--binary", big, "--shards", "4", "--reduce", "count"}
+		tools := []benchutil.Tool{
+			{Name: "dsub run (cold cache)", Argv: runArgs, Before: clear},
+			{Name: "dsub run (cached)", Argv: runArgs}, // right after a cold run
+			{Name: "parallel-scp -p 4", Argv: []string{"parallel-scp", "-p", "4", "-h", hostList, "-x", "-F " + c.SSHConfig, big, "big.sh"}, Before: clear},
+		}
+		res := benchutil.Run(ctx, tools, rounds, os.Stderr)
+		benchutil.Report(os.Stdout, fmt.Sprintf("2. ship a %.1f MB program to %d hosts", float64(fi.Size())/1e6, len(names)), "parallel-scp -p 4", res)
+		fmt.Printf("   bytes uploaded by the last cached run: %d\n", lastUploaded(logs))
+	}
+
+	if strings.Contains(only, "primes") {
+		u := strconv.Itoa(upto)
+		tools := []benchutil.Tool{
+			{Name: "local, 1 process", Argv: []string{primes, "count", "--shard", "0", "--of", "1", "--upto", u}},
+			{Name: "dsub run, 16 shards", Argv: []string{dsub, "run", "--hosts", c.HostsFile, "--ssh-config", "none", "--logs", logs,
+				"--binary", primes, "--shards", "16", "--reduce", "sum", "--", "count", "--shard", "{shard}", "--of", "{shards}", "--upto", u}},
+		}
+		res := benchutil.Run(ctx, tools, rounds, os.Stderr)
+		benchutil.Report(os.Stdout, fmt.Sprintf("3. count primes below %d: 16 shards over %d hosts vs one local process", upto, len(names)), "local, 1 process", res)
+		if len(res[0].Runs) > 0 && len(res[1].Runs) > 0 {
+			speedup := res[0].Median().Seconds() / res[1].Median().Seconds()
+			cores := runtime.NumCPU()
+			fmt.Printf("   speedup %.2fx on %d cores actually available (the hosts share this machine): efficiency %.0f%%\n", speedup, cores, 100*speedup/float64(cores))
+		}
+	}
+	return nil
+}
+
+// writeBig writes a ~50 MB shell script: it runs `echo shipped; exit 0`
+// and never reads the random padding after it.
+func writeBig(p string) {
+	pad := make([]byte, 37<<20) // base64 grows it to ~50 MB
+	rand.Read(pad)
+	os.WriteFile(p, []byte("#!/bin/sh\necho shipped\nexit 0\n# "+base64.StdEncoding.EncodeToString(pad)+"\n"), 0o755)
+}
+
+// lastUploaded sums bytes_uploaded in the newest run.json under logs.
+func lastUploaded(logs string) int64 {
+	dirs, _ := filepath.Glob(filepath.Join(logs, "*", "run.json"))
+	if len(dirs) == 0 {
+		return -1
+	}
+	b, _ := os.ReadFile(dirs[len(dirs)-1])
+	var rj struct {
+		Hosts []struct {
+			Sent int64 `json:"bytes_uploaded"`
+		} `json:"hosts"`
+	}
+	json.Unmarshal(b, &rj)
+	var n int64
+	for _, h := range rj.Hosts {
+		n += h.Sent
+	}
+	return n
+}
+
+// floor runs `echo N` jobs as bare sessions on one persistent connection
+// per host, slots workers per host: no queue, no logs, no reduce.
+func floor(args []string) error {
+	c, err := testenv.Load(args[0])
+	if err != nil {
+		return err
+	}
+	jobs, _ := strconv.Atoi(args[1])
+	slots, _ := strconv.Atoi(args[2])
+	key, _ := os.ReadFile(c.KeyFile)
+	signer, err := ssh.ParsePrivateKey(key)
+	if err != nil {
+		return err
+	}
+	cb, err := knownhosts.New(c.KnownHosts)
+	if err != nil {
+		return err
+	}
+	next := make(chan int)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var firstErr error
+	for _, h := range c.Hosts {
+		cl, err := ssh.Dial("tcp", h.HostPort(), &ssh.ClientConfig{User: h.User, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+			HostKeyCallback: cb, HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}, Timeout: 10 * time.Second})
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		for w := 0; w < slots; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := range next {
+					var out []byte
+					var err error
+					for try := 0; try < 50; try++ { // refused opens are back-pressure
+						var s *ssh.Session
+						if s, err = cl.NewSession(); err == nil {
+							out, err = s.Output("echo " + strconv.Itoa(n))
+							s.Close()
+							break
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+					mu.Lock()
+					if err != nil && firstErr == nil {
+						firstErr = err
+					}
+					os.Stdout.Write(out)
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	for i := 1; i <= jobs; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return firstErr
+}
