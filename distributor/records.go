@@ -22,8 +22,34 @@ type JournalRecord struct {
 	ID       string          `json:"id"` // identity of the job: binary hash + arguments
 	Host     string          `json:"host"`
 	Attempt  int             `json:"attempt"`
-	Result   json.RawMessage `json:"result"`
+	Result   json.RawMessage `json:"result,omitempty"`
 	Duration float64         `json:"duration_s"`
+	Failed   bool            `json:"failed,omitempty"` // failed for good: Error says why
+	Error    string          `json:"error,omitempty"`
+}
+
+// readJournal loads results.jsonl: the last record of each job wins (a
+// success recorded after a failure, on --resume-failed). A torn last line,
+// from a crash mid-write before its fsync, is ignored.
+func readJournal(path string) (map[int]JournalRecord, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	recs := map[int]JournalRecord{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 2*MaxResultLine+4096)
+	line := 0
+	for sc.Scan() {
+		line++
+		var r JournalRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil || r.Job < 1 {
+			continue
+		}
+		recs[r.Job] = r
+	}
+	return recs, sc.Err()
 }
 
 // journal appends records to results.jsonl with group commit: Append
@@ -89,12 +115,14 @@ type joblog struct {
 }
 
 func openJoblog(path string) (*joblog, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	l := &joblog{f: f, w: bufio.NewWriter(f)}
-	fmt.Fprintln(l.w, "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\tOutcome")
+	if fi, err := f.Stat(); err == nil && fi.Size() == 0 { // a resumed run appends
+		fmt.Fprintln(l.w, "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\tOutcome")
+	}
 	return l, nil
 }
 
@@ -168,6 +196,7 @@ type Stats struct {
 	Jobs      int         `json:"jobs"`      // jobs submitted
 	Succeeded int         `json:"succeeded"` // jobs with a recorded result
 	Failed    int         `json:"failed"`    // jobs that failed for good
+	Resumed   int         `json:"resumed"`   // jobs taken over from the run being resumed
 	Wall      float64     `json:"wall_s"`
 	Hosts     []HostStats `json:"hosts"`
 }
@@ -229,8 +258,12 @@ func (s *Stats) WriteTable(w io.Writer) {
 	if n := s.Slots(); n > 0 {
 		eff = 100 * s.Speedup() / float64(n)
 	}
-	fmt.Fprintf(w, "jobs %d: %d succeeded, %d failed; wall %.2fs; speedup %.2fx; efficiency %.1f%% of %d slots\n",
-		s.Jobs, s.Succeeded, s.Failed, s.Wall, s.Speedup(), eff, s.Slots())
+	resumed := ""
+	if s.Resumed > 0 {
+		resumed = fmt.Sprintf(" (%d recorded before the resume)", s.Resumed)
+	}
+	fmt.Fprintf(w, "jobs %d: %d succeeded, %d failed%s; wall %.2fs; speedup %.2fx; efficiency %.1f%% of %d slots\n",
+		s.Jobs, s.Succeeded, s.Failed, resumed, s.Wall, s.Speedup(), eff, s.Slots())
 }
 
 // newRunID names a run directory: sortable by time, unique enough.

@@ -46,11 +46,19 @@ type RunOptions struct {
 	// NoHostTimeout ends the run when jobs wait and no host has been
 	// usable for this long (0: 60s).
 	NoHostTimeout time.Duration
+	// ResumeDir continues the run recorded there: jobs with a recorded
+	// result are not run again (their results are reduced as recorded);
+	// the submitted jobs must be the same as the recorded run's, checked by
+	// each job's identity (binary hash + arguments).
+	ResumeDir string
+	// ResumeFailed also re-runs jobs recorded as failed.
+	ResumeFailed bool
 }
 
 // Result is a job's final outcome.
 type Result struct {
 	Job        int
+	Resumed    bool // recorded by an earlier run of a resumed run, not run again
 	Host       string
 	Attempt    int
 	Value      json.RawMessage // the result line as JSON (string when not JSON); nil on failure
@@ -82,8 +90,9 @@ type Run struct {
 	prepFail  chan error
 	finished  chan completion
 
-	art           artifact         // the shipped binary (Binary mode)
-	checkPlatform func(h *runHost) // warns when the binary does not suit a host
+	journaled     map[int]JournalRecord // a resumed run's recorded jobs; read-only after Start
+	art           artifact              // the shipped binary (Binary mode)
+	checkPlatform func(h *runHost)      // warns when the binary does not suit a host
 	builder       *builder
 	tmpDir        string
 
@@ -175,12 +184,34 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 	}
 	now := time.Now()
 	r := &Run{
-		c: c, opts: opts, id: newRunID(now), start: now,
+		c: c, opts: opts, id: newRunID(now), start: now, journaled: map[int]JournalRecord{},
 		submit: make(chan JobSpec), closed: make(chan struct{}), done: make(chan struct{}),
 		loopDone: make(chan struct{}), allReady: make(chan struct{}),
 		ready: make(chan *runHost), lost: make(chan string), prepFail: make(chan error), finished: make(chan completion, 64),
 	}
 	r.dir = filepath.Join(opts.LogsDir, r.id)
+	var prevBinary string
+	if opts.ResumeDir != "" {
+		r.dir, r.id = opts.ResumeDir, filepath.Base(filepath.Clean(opts.ResumeDir))
+		recs, err := readJournal(filepath.Join(r.dir, "results.jsonl"))
+		if err != nil {
+			return nil, fmt.Errorf("resume %s: %w", r.dir, err)
+		}
+		r.journaled = recs
+		var prev struct {
+			Binary struct {
+				SHA256 string `json:"sha256"`
+			} `json:"binary"`
+		}
+		b, err := os.ReadFile(filepath.Join(r.dir, "run.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &prev)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("resume %s: run.json: %w", r.dir, err)
+		}
+		prevBinary = prev.Binary.SHA256
+	}
 	if err := os.MkdirAll(filepath.Join(r.dir, "jobs"), 0o755); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
@@ -200,6 +231,10 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 			return nil, fmt.Errorf("--binary: %w", err)
 		}
 		r.art = art
+		if opts.ResumeDir != "" && prevBinary != art.SHA256 {
+			return nil, fmt.Errorf("resume %s: refusing: the binary changed since the run (%s had sha256 %s, now %s); start a new run instead",
+				r.dir, opts.Binary, short(prevBinary), short(art.SHA256))
+		}
 		bi, err := inspectBinary(opts.Binary)
 		if err != nil {
 			return nil, fmt.Errorf("--binary: %w", err)
@@ -242,6 +277,22 @@ func (r *Run) Ready(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Verify checks, for a resumed run, that job number job is the job the
+// run recorded: same program and arguments. Callers with re-readable input
+// verify every job before submitting any, so that a changed input is
+// refused before anything runs.
+func (r *Run) Verify(job int, spec JobSpec) error {
+	rec, ok := r.journaled[job]
+	if !ok {
+		return nil
+	}
+	if id := jobIdentity(r.identityHash(), spec); id != rec.ID {
+		return fmt.Errorf("resume %s: refusing: job %d is not the job recorded (its arguments or program changed: was %s, now %s); start a new run instead",
+			r.dir, job, rec.ID, id)
+	}
+	return nil
 }
 
 // Dir is the local run directory holding logs and records.
@@ -419,6 +470,7 @@ func (r *Run) dispatch(ctx context.Context) {
 	}
 
 	var emit []Result // recorded results awaiting the journal commit
+	resumed := 0      // jobs taken from a resumed run's journal
 	handle := func(c completion) {
 		delete(running, c.e.Seq)
 		t := tally[c.e.Host]
@@ -457,6 +509,8 @@ func (r *Run) dispatch(ctx context.Context) {
 		case queue.GaveUp:
 			keepAs(finalOut, finalErr)
 			failedJobs++
+			jrn.Append(&JournalRecord{Job: c.e.Job.ID, ID: je.id, Host: c.e.Host, Attempt: c.e.Attempt, Duration: c.dur.Seconds(),
+				Failed: true, Error: fmt.Sprint(c.err)})
 			res := Result{Job: c.e.Job.ID, Host: c.e.Host, Attempt: c.e.Attempt, Err: c.err, Exit: c.exit,
 				Duration: c.dur, Stdout: finalOut, Stderr: finalErr, StderrTail: c.tail}
 			if r.opts.OnResult != nil {
@@ -493,6 +547,9 @@ func (r *Run) dispatch(ctx context.Context) {
 		if len(emit) == 0 {
 			return
 		}
+		// The joblog rows of these jobs reach the file before the journal
+		// makes them count, so a crashed master loses neither.
+		_ = jl.Flush()
 		if err := jrn.Commit(); err != nil && r.err == nil {
 			r.err = fmt.Errorf("journal %s: %w", filepath.Join(r.dir, "results.jsonl"), err)
 		}
@@ -526,6 +583,31 @@ func (r *Run) dispatch(ctx context.Context) {
 			nextID++
 			je := &jobEntry{spec: spec, command: displayCommand(r, spec)}
 			je.id = jobIdentity(r.identityHash(), spec)
+			if rec, ok := r.journaled[nextID]; ok {
+				if rec.ID != je.id {
+					r.err = fmt.Errorf("resume %s: refusing: job %d is not the job recorded (its arguments or program changed: was %s, now %s); start a new run instead",
+						r.dir, nextID, rec.ID, je.id)
+					interrupted = true
+					cancelJobs()
+					continue
+				}
+				if !rec.Failed || !r.opts.ResumeFailed {
+					resumed++
+					res := Result{Job: nextID, Resumed: true, Host: rec.Host, Attempt: rec.Attempt, Value: rec.Result,
+						Duration: time.Duration(rec.Duration * float64(time.Second))}
+					res.Stdout, res.Stderr = jobLogPaths(r.dir, nextID)
+					if rec.Failed {
+						failedJobs++
+						res.Err = errors.New(rec.Error)
+						if r.opts.OnResult != nil {
+							r.opts.OnResult(res)
+						}
+					} else {
+						emit = append(emit, res)
+					}
+					continue
+				}
+			}
 			jobs[nextID] = je
 			if err := q.Add(&queue.Job{ID: nextID, Pin: spec.Pin, Payload: je}); err != nil {
 				failedJobs++
@@ -586,9 +668,6 @@ func (r *Run) dispatch(ctx context.Context) {
 			}
 			if len(emit) >= 256 {
 				commit()
-			} else if len(emit) > 0 && !commitArmed {
-				commitTimer.Reset(commitDelay)
-				commitArmed = true
 			}
 		case <-commitTimer.C:
 			commitArmed = false
@@ -600,6 +679,10 @@ func (r *Run) dispatch(ctx context.Context) {
 			cancelJobs()
 		}
 
+		if len(emit) > 0 && !commitArmed {
+			commitTimer.Reset(commitDelay)
+			commitArmed = true
+		}
 		if !interrupted {
 			for _, e := range q.Assign() {
 				je := e.Job.Payload.(*jobEntry)
@@ -687,7 +770,16 @@ func (r *Run) dispatch(ctx context.Context) {
 		os.RemoveAll(r.tmpDir)
 	}
 
-	st := &Stats{Jobs: nextID, Succeeded: q.Succeeded(), Failed: failedJobs, Wall: time.Since(r.start).Seconds()}
+	st := &Stats{Jobs: nextID, Succeeded: q.Succeeded() + resumed - countFailed(r.journaled, nextID, r.opts.ResumeFailed), Failed: failedJobs,
+		Resumed: resumed, Wall: time.Since(r.start).Seconds()}
+	if r.err == nil && !interrupted && r.opts.ResumeDir != "" {
+		for job := range r.journaled {
+			if job > nextID {
+				r.err = fmt.Errorf("resume %s: the input now has %d jobs but the run recorded job %d: the input changed", r.dir, nextID, job)
+				break
+			}
+		}
+	}
 	for _, name := range order {
 		t := tally[name]
 		if t.slots == 0 && t.done == 0 {
@@ -732,6 +824,28 @@ func absWorkdir(wd, home string) string {
 		return path.Join(home, wd)
 	}
 	return wd
+}
+
+// countFailed counts the recorded failures among the first n jobs that a
+// resumed run took over as they were.
+func countFailed(recs map[int]JournalRecord, n int, rerun bool) int {
+	if rerun {
+		return 0
+	}
+	c := 0
+	for job, r := range recs {
+		if r.Failed && job <= n {
+			c++
+		}
+	}
+	return c
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
 }
 
 func (r *Run) fail(err error) {
@@ -994,7 +1108,7 @@ func (r *Run) writeRunJSON(st *Stats) error {
 	hosts := append([]hostRecord(nil), r.hostsRec...)
 	r.mu.Unlock()
 	doc := map[string]any{
-		"id": r.id, "started": r.start.Format(time.RFC3339Nano), "command": r.opts.Record,
+		"id": r.id, "started": r.start.Format(time.RFC3339Nano), "command": r.opts.Record, "resumed": r.opts.ResumeDir != "",
 		"retries": r.opts.Retries, "timeout_s": r.opts.Timeout.Seconds(), "files": r.opts.Files, "hosts": hosts,
 	}
 	switch {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/dsub-dev/dsub/distributor"
 )
@@ -30,6 +31,15 @@ type runFlags struct {
 	timeout                 time.Duration
 	keepRemote              bool
 	progressEvery           time.Duration
+	resume                  string
+	resumeFailed            bool
+}
+
+// runRecord is what run.json keeps of the command line, so that
+// `dsub run --resume DIR` can replay it.
+type runRecord struct {
+	Args []string `json:"args"` // everything after "run"
+	Cwd  string   `json:"cwd"`
 }
 
 func newRunCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -68,10 +78,18 @@ per-host table go to stderr. --json prints a summary object instead.
 Records in <logs>/<run-id>/: jobs/<#>.out and .err, joblog.tsv (GNU
 parallel's columns), results.jsonl, run.json.` + exitHelp,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runRun(cmd.Context(), &hf, &f, args, stdin, stdout, stderr)
+			if f.resume != "" {
+				return resumeRun(cmd, &hf, &f, args, stdin, stdout, stderr)
+			}
+			return runRun(cmd.Context(), &hf, &f, args, rawRunArgs(cmd), stdin, stdout, stderr)
 		},
 	}
 	hf.register(c)
+	registerRunFlags(c, &f)
+	return c
+}
+
+func registerRunFlags(c *cobra.Command, f *runFlags) {
 	fl := c.Flags()
 	fl.StringVar(&f.binary, "binary", "", "program to ship and run")
 	fl.StringVar(&f.build, "build", "", "Go package to build (CGO_ENABLED=0) for each remote platform")
@@ -88,10 +106,89 @@ parallel's columns), results.jsonl, run.json.` + exitHelp,
 	fl.DurationVar(&f.timeout, "timeout", 0, "per-job time limit; the job's remote processes are killed")
 	fl.BoolVar(&f.keepRemote, "keep-remote", false, "keep the remote run directory")
 	fl.DurationVar(&f.progressEvery, "progress-interval", 5*time.Second, "when not on a terminal, print a progress line this often")
-	return c
+	fl.StringVar(&f.resume, "resume", "", "continue the run recorded in RUN_DIR: run only jobs without a recorded result")
+	fl.BoolVar(&f.resumeFailed, "resume-failed", false, "with --resume: also re-run jobs recorded as failed")
 }
 
-func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+// rawRunArgs is the command line after "run", as typed.
+func rawRunArgs(cmd *cobra.Command) []string {
+	var out []string
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		if sv, ok := fl.Value.(pflag.SliceValue); ok {
+			for _, v := range sv.GetSlice() {
+				out = append(out, "--"+fl.Name+"="+v)
+			}
+			return
+		}
+		out = append(out, "--"+fl.Name+"="+fl.Value.String())
+	})
+	out = append(out, "--")
+	return append(out, cmd.Flags().Args()...)
+}
+
+// resumeRun replays the command line recorded in DIR/run.json with
+// --resume DIR. Flags given now (--hosts, --on, --retries, ...) override
+// the recorded ones; relative paths resolve against the recorded
+// directory.
+func resumeRun(cmd *cobra.Command, hf *hostFlags, f *runFlags, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		return usagef("run --resume takes no ARGs: they are recorded in the run")
+	}
+	dir := f.resume
+	b, err := os.ReadFile(filepath.Join(dir, "run.json"))
+	if err != nil {
+		return usagef("--resume %s: %v", dir, err)
+	}
+	var doc struct {
+		Command runRecord `json:"command"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil || len(doc.Command.Args) == 0 {
+		return usagef("--resume %s: run.json holds no recorded command line", dir)
+	}
+	rec := doc.Command
+	var rhf hostFlags
+	var rf runFlags
+	replay := &cobra.Command{Use: "run"} // fresh variables for the recorded flags
+	rhf.register(replay)
+	registerRunFlags(replay, &rf)
+	if err := replay.Flags().Parse(rec.Args); err != nil {
+		return usagef("--resume %s: recorded command line: %v", dir, err)
+	}
+	// Flags set now win.
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		if fl.Name != "resume" && fl.Name != "resume-failed" {
+			_ = replay.Flags().Set(fl.Name, fl.Value.String())
+		}
+	})
+	rf.resume, rf.resumeFailed = dir, f.resumeFailed
+	abs := func(p *string) {
+		if *p != "" && *p != "-" && !filepath.IsAbs(*p) && rec.Cwd != "" {
+			*p = filepath.Join(rec.Cwd, *p)
+		}
+	}
+	abs(&rf.binary)
+	abs(&rf.commands)
+	abs(&rf.argsFile)
+	if rf.build != "" && isLocalPkg(rf.build) {
+		abs(&rf.build)
+	}
+	for i := range rf.files {
+		abs(&rf.files[i])
+	}
+	if !cmd.Flags().Changed("hosts") {
+		abs(&rhf.hostsFile)
+	}
+	if cmd.Flags().Changed("on") {
+		rhf.on = hf.on
+	}
+	return runRun(cmd.Context(), &rhf, &rf, replay.Flags().Args(), rec.Args, stdin, stdout, stderr)
+}
+
+func isLocalPkg(p string) bool {
+	return p == "." || strings.HasPrefix(p, "./") || strings.HasPrefix(p, "../") || filepath.IsAbs(p)
+}
+
+func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args, record []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	modes := 0
 	for _, s := range []string{f.binary, f.build, f.commands} {
 		if s != "" {
@@ -135,71 +232,11 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, stdi
 	tmpl := distributor.NewTemplate(args)
 	// The job source is opened before anything touches a host, so bad
 	// input is a usage error with nothing run.
-	var next func() (distributor.JobSpec, bool, error)
-	switch {
-	case f.commands != "":
-		fh, err := os.Open(f.commands)
-		if err != nil {
-			return usageError{fmt.Errorf("--commands: %w", err)}
-		}
-		defer fh.Close()
-		lr := distributor.NewLineReader(fh, f.commands)
-		n := 0
-		next = func() (distributor.JobSpec, bool, error) {
-			line, _, err := lr.Next()
-			if err == io.EOF {
-				return distributor.JobSpec{}, false, nil
-			}
-			n++
-			return distributor.JobSpec{Shell: line, Shard: n - 1, Input: line}, err == nil, err
-		}
-	case f.argsFile != "":
-		var r io.Reader = stdin
-		name := "stdin"
-		count := 0
-		if f.argsFile != "-" {
-			fh, err := os.Open(f.argsFile)
-			if err != nil {
-				return usageError{fmt.Errorf("--args-file: %w", err)}
-			}
-			defer fh.Close()
-			if count, err = distributor.CountLines(fh, f.argsFile); err != nil {
-				return usageError{err}
-			}
-			if _, err := fh.Seek(0, io.SeekStart); err != nil {
-				return err
-			}
-			r, name = fh, f.argsFile
-		} else if tmpl.UsesCount() {
-			return usagef("run: {shards} is unknown when jobs stream from stdin")
-		}
-		lr := distributor.NewLineReader(r, name)
-		n := 0
-		next = func() (distributor.JobSpec, bool, error) {
-			line, _, err := lr.Next()
-			if err == io.EOF {
-				return distributor.JobSpec{}, false, nil
-			}
-			if err != nil {
-				return distributor.JobSpec{}, false, err
-			}
-			n++
-			return distributor.JobSpec{Args: tmpl.Expand(n, count, line), Shard: n - 1, Shards: count, Input: line}, true, nil
-		}
-	default:
-		if tmpl.UsesInput() {
-			return usagef("run: {} and {1}..{9} need --args-file")
-		}
-		total := max(f.shards, 1)
-		n := 0
-		next = func() (distributor.JobSpec, bool, error) {
-			if n == total {
-				return distributor.JobSpec{}, false, nil
-			}
-			n++
-			return distributor.JobSpec{Args: tmpl.Expand(n, total, ""), Shard: n - 1, Shards: total}, true, nil
-		}
+	next, closeSrc, err := jobSource(f, tmpl, stdin)
+	if err != nil {
+		return err
 	}
+	defer closeSrc()
 
 	cl, err := hf.cluster(stderr)
 	if err != nil {
@@ -232,10 +269,29 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, stdi
 	run, err := cl.Start(ctx, distributor.RunOptions{
 		Binary: f.binary, Build: f.build, Files: f.files, Retries: f.retries, Timeout: f.timeout,
 		KeepRemote: f.keepRemote, LogsDir: f.logs, Reducer: reducer, OnResult: onResult, Warn: warn,
-		Record: os.Args,
+		Record: runRecord{Args: record, Cwd: cwd()}, ResumeDir: f.resume, ResumeFailed: f.resumeFailed,
 	})
 	if err != nil {
 		return usageError{err}
+	}
+	if f.resume != "" && f.argsFile != "-" {
+		vnext, vclose, err := jobSource(f, tmpl, stdin)
+		if err != nil {
+			return err
+		}
+		for n := 1; ; n++ {
+			spec, ok, err := vnext()
+			if err != nil || !ok {
+				break
+			}
+			if err := run.Verify(n, spec); err != nil {
+				vclose()
+				run.Close()
+				run.Wait()
+				return err
+			}
+		}
+		vclose()
 	}
 	var feedErr error
 	go func() {
@@ -285,6 +341,10 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, stdi
 		return usageError{feedErr}
 	}
 	if runErr != nil {
+		if ctx.Err() != nil || strings.Contains(runErr.Error(), "no usable host") {
+			fmt.Fprintf(se, "dsub: %d of %d jobs recorded in %s; resume with: dsub run --resume %s\n",
+				stats.Succeeded, stats.Jobs, filepath.Join(run.Dir(), "results.jsonl"), run.Dir())
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -300,6 +360,90 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, stdi
 		return errReported
 	}
 	return nil
+}
+
+// jobSource opens the jobs that f describes and returns an iterator.
+func jobSource(f *runFlags, tmpl *distributor.Template, stdin io.Reader) (func() (distributor.JobSpec, bool, error), func(), error) {
+	var next func() (distributor.JobSpec, bool, error)
+	var closers []func() error
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	switch {
+	case f.commands != "":
+		fh, err := os.Open(f.commands)
+		if err != nil {
+			return nil, nil, usageError{fmt.Errorf("--commands: %w", err)}
+		}
+		closers = append(closers, fh.Close)
+		lr := distributor.NewLineReader(fh, f.commands)
+		n := 0
+		next = func() (distributor.JobSpec, bool, error) {
+			line, _, err := lr.Next()
+			if err == io.EOF {
+				return distributor.JobSpec{}, false, nil
+			}
+			n++
+			return distributor.JobSpec{Shell: line, Shard: n - 1, Input: line}, err == nil, err
+		}
+	case f.argsFile != "":
+		var r io.Reader = stdin
+		name := "stdin"
+		count := 0
+		if f.argsFile != "-" {
+			fh, err := os.Open(f.argsFile)
+			if err != nil {
+				return nil, nil, usageError{fmt.Errorf("--args-file: %w", err)}
+			}
+			closers = append(closers, fh.Close)
+			if count, err = distributor.CountLines(fh, f.argsFile); err != nil {
+				closeAll()
+				return nil, nil, usageError{err}
+			}
+			if _, err := fh.Seek(0, io.SeekStart); err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			r, name = fh, f.argsFile
+		} else if tmpl.UsesCount() {
+			return nil, nil, usagef("run: {shards} is unknown when jobs stream from stdin")
+		}
+		lr := distributor.NewLineReader(r, name)
+		n := 0
+		next = func() (distributor.JobSpec, bool, error) {
+			line, _, err := lr.Next()
+			if err == io.EOF {
+				return distributor.JobSpec{}, false, nil
+			}
+			if err != nil {
+				return distributor.JobSpec{}, false, err
+			}
+			n++
+			return distributor.JobSpec{Args: tmpl.Expand(n, count, line), Shard: n - 1, Shards: count, Input: line}, true, nil
+		}
+	default:
+		if tmpl.UsesInput() {
+			return nil, nil, usagef("run: {} and {1}..{9} need --args-file")
+		}
+		total := max(f.shards, 1)
+		n := 0
+		next = func() (distributor.JobSpec, bool, error) {
+			if n == total {
+				return distributor.JobSpec{}, false, nil
+			}
+			n++
+			return distributor.JobSpec{Args: tmpl.Expand(n, total, ""), Shard: n - 1, Shards: total}, true, nil
+		}
+	}
+
+	return next, closeAll, nil
+}
+
+func cwd() string {
+	d, _ := os.Getwd()
+	return d
 }
 
 // sequencer releases results in job order, holding later ones until every

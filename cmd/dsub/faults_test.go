@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// countLines counts newline-terminated lines in a file (0 if missing).
+func countLines(p string) int {
+	b, _ := os.ReadFile(p)
+	return bytes.Count(b, []byte("\n"))
+}
+
+// runDir finds the single run directory under logs.
+func runDir(t *testing.T, logs string) string {
+	t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(logs, "*", "run.json"))
+	if len(dirs) != 1 {
+		t.Fatalf("run dirs: %v", dirs)
+	}
+	return filepath.Dir(dirs[0])
+}
+
+// executions counts the joblog's execution rows per job.
+func executions(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	b, _ := os.ReadFile(filepath.Join(dir, "joblog.tsv"))
+	n := map[string]int{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if c := strings.Split(l, "\t"); len(c) > 9 && c[0] != "Seq" {
+			n[c[0]]++
+		}
+	}
+	return n
+}
+
+// noStrays asserts that no process of the run is left on any host.
+func noStrays(t *testing.T, pattern string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, h := range cluster.Hosts {
+		for {
+			out, _ := cluster.Exec(context.Background(), h.Name, "pgrep", "-a", "-u", h.User, "-f", pattern)
+			if strings.TrimSpace(string(out)) == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s: processes left: %s", h.Name, out)
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// TestMasterCrashAndResume kills dsub with SIGKILL at about half the jobs,
+// resumes, and checks that the result equals a fault-free run's and that
+// at most the in-flight jobs ran twice.
+func TestMasterCrashAndResume(t *testing.T) {
+	if cluster == nil {
+		t.Skip("integration test; run without -short")
+	}
+	bin := buildDsub(t)
+	dir := t.TempDir()
+	const jobs = 32
+	var cmds strings.Builder
+	for i := 1; i <= jobs; i++ {
+		fmt.Fprintf(&cmds, "echo $DSUB_JOB >> ~/crash-starts.log; sleep 0.3; echo %d\n", i*i)
+	}
+	cf := filepath.Join(dir, "cmds.txt")
+	os.WriteFile(cf, []byte(cmds.String()), 0o600)
+	want := 0
+	for i := 1; i <= jobs; i++ {
+		want += i * i
+	}
+	logs := filepath.Join(dir, "logs")
+	cmd := exec.Command(bin, "run", "--hosts", cluster.HostsFile, "--logs", logs, "--commands", cf, "--reduce", "sum")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill at about half: once 16 results are journaled.
+	deadline := time.Now().Add(60 * time.Second)
+	var rd string
+	for {
+		if ds, _ := filepath.Glob(filepath.Join(logs, "*", "results.jsonl")); len(ds) == 1 && countLines(ds[0]) >= jobs/2 {
+			rd = filepath.Dir(ds[0])
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("never reached half the jobs:\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	recorded := countLines(filepath.Join(rd, "results.jsonl"))
+	if recorded >= jobs {
+		t.Fatalf("all %d jobs recorded before the kill; nothing to resume", recorded)
+	}
+	t.Logf("killed with %d of %d results journaled", recorded, jobs)
+
+	// A resume against changed inputs is refused, and runs nothing.
+	changed := strings.Replace(cmds.String(), "echo 1\n", "echo 2\n", 1)
+	os.WriteFile(cf, []byte(changed), 0o600)
+	before := executions(t, rd)
+	out, err := exec.Command(bin, "run", "--resume", rd).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "refusing: job 1 is not the job recorded") {
+		t.Errorf("resume with changed input: %v\n%s", err, out)
+	}
+	if after := executions(t, rd); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("the refused resume ran jobs: %v -> %v", before, after)
+	}
+	os.WriteFile(cf, []byte(cmds.String()), 0o600)
+
+	out, err = exec.Command(bin, "run", "--resume", rd).Output()
+	if err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if got := strings.TrimSpace(string(out)); got != fmt.Sprint(want) {
+		t.Errorf("resumed result %s, want %d (fault-free)", got, want)
+	}
+	// Every job has a result; runs beyond one per job are at most those in
+	// flight at the kill (8 slots), and no journaled job ran again.
+	ex := executions(t, rd)
+	total := 0
+	for _, n := range ex {
+		total += n
+	}
+	if len(ex) != jobs {
+		t.Errorf("joblog has executions of %d jobs, want %d", len(ex), jobs)
+	}
+	// Executions started, counted on the hosts themselves (a job killed
+	// mid-flight leaves no joblog row): at most the 8 in flight ran twice.
+	starts := 0
+	for _, h := range cluster.Hosts {
+		out, _ := cluster.Exec(context.Background(), h.Name, "sh", "-c", "cat /home/*/crash-starts.log 2>/dev/null; rm -f /home/*/crash-starts.log")
+		starts += strings.Count(string(out), "\n")
+	}
+	if starts < jobs || starts > jobs+8 {
+		t.Errorf("%d executions started for %d jobs; want at most %d (jobs + slots in flight)", starts, jobs, jobs+8)
+	}
+	t.Logf("%d executions for %d jobs (%d in joblog)", starts, jobs, total)
+	if n := countLines(filepath.Join(rd, "results.jsonl")); n != jobs {
+		t.Errorf("results.jsonl has %d records, want %d", n, jobs)
+	}
+	noStrays(t, "sleep 0.3")
+}
+
+// TestInterruptKillsRemoteJobs: SIGINT stops the run, kills every remote
+// job process within 2 s, cleans the remote run directories, and prints a
+// resume hint; exit status 130.
+func TestInterruptKillsRemoteJobs(t *testing.T) {
+	if cluster == nil {
+		t.Skip("integration test; run without -short")
+	}
+	bin := buildDsub(t)
+	dir := t.TempDir()
+	cf := filepath.Join(dir, "cmds.txt")
+	var cmds strings.Builder
+	for i := 0; i < 16; i++ {
+		fmt.Fprintf(&cmds, "sleep 40%02d; echo %d\n", i, i)
+	}
+	os.WriteFile(cf, []byte(cmds.String()), 0o600)
+	cmd := exec.Command(bin, "run", "--hosts", cluster.HostsFile, "--logs", filepath.Join(dir, "logs"), "--commands", cf, "--reduce", "sum")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until sleeps run on every host.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		busy := 0
+		for _, h := range cluster.Hosts {
+			out, _ := cluster.Exec(context.Background(), h.Name, "pgrep", "-u", h.User, "-f", "sleep 40")
+			if strings.TrimSpace(string(out)) != "" {
+				busy++
+			}
+		}
+		if busy == len(cluster.Hosts) {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("jobs never started everywhere:\n%s", errb.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	start := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	// The remote processes die within 2 s.
+	for {
+		left := ""
+		for _, h := range cluster.Hosts {
+			out, _ := cluster.Exec(context.Background(), h.Name, "pgrep", "-a", "-u", h.User, "-f", "sleep 40")
+			left += strings.TrimSpace(string(out))
+		}
+		if left == "" {
+			break
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Errorf("remote jobs still running 2s after SIGINT: %s", left)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("remote jobs gone %s after SIGINT", time.Since(start).Round(time.Millisecond))
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errorsAs(err, &ee) || ee.ExitCode() != 130 {
+		t.Errorf("exit: %v, want status 130\n%s", err, errb.String())
+	}
+	if !strings.Contains(errb.String(), "resume with: dsub run --resume ") {
+		t.Errorf("no resume hint:\n%s", errb.String())
+	}
+	// Remote run directories are gone.
+	rd := runDir(t, filepath.Join(dir, "logs"))
+	id := filepath.Base(rd)
+	for _, h := range cluster.Hosts {
+		out, _ := cluster.Exec(context.Background(), h.Name, "sh", "-c", "ls -d /home/*/.cache/dsub/runs/"+id+" 2>/dev/null")
+		if strings.TrimSpace(string(out)) != "" {
+			t.Errorf("%s still has %s", h.Name, out)
+		}
+	}
+}
+
+func errorsAs(err error, target **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	if ok {
+		*target = e
+	}
+	return ok
+}
