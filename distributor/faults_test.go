@@ -1,0 +1,215 @@
+package distributor_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/inventory"
+)
+
+// faultCluster is the shared cluster with quick failure detection:
+// keepalive every second (dead after 3 misses) and 2 s connects.
+func faultCluster(t *testing.T) *distributor.Cluster {
+	t.Helper()
+	if cluster == nil {
+		t.Skip("integration test; run without -short")
+	}
+	b, _ := os.ReadFile(cluster.HostsFile)
+	p := filepath.Join(t.TempDir(), "hosts.toml")
+	os.WriteFile(p, []byte(strings.Replace(string(b), "connect_timeout = \"10s\"", "connect_timeout = \"2s\"\nkeepalive = \"1s\"", 1)), 0o600)
+	hosts, err := inventory.Load(p, inventory.Options{SSHConfig: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := distributor.NewCluster(hosts, distributor.ClusterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// faultRun runs n jobs "sleep d; echo i" (sum reduce) and calls inject
+// once host's first job is running. It returns the run, its result, the
+// warnings and the joblog rows.
+func faultRun(t *testing.T, c *distributor.Cluster, n int, d string, host string, inject func()) (string, []string, [][]string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	red, _ := distributor.NewReducer("sum")
+	var col collected
+	run, err := c.Start(ctx, col.opts(distributor.RunOptions{LogsDir: t.TempDir(), Reducer: red}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for i := 1; i <= n; i++ {
+			run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf("sleep %s; echo %d", d, i)})
+		}
+		run.Close()
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		busy := false
+		for _, h := range run.Snapshot().Hosts {
+			if h.Name == host && h.Running > 0 {
+				busy = true
+			}
+		}
+		if busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never ran a job", host)
+		}
+	}
+	inject()
+	st, res, err := run.Wait()
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if st.Succeeded != n || st.Failed != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	b, _ := os.ReadFile(filepath.Join(run.Dir(), "joblog.tsv"))
+	var rows [][]string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n")[1:] {
+		rows = append(rows, strings.Split(l, "\t"))
+	}
+	return res, col.warns, rows
+}
+
+func sumTo(n int) string { return fmt.Sprint(n * (n + 1) / 2) }
+
+// outcomes counts joblog rows by outcome, and rows for host.
+func outcomes(rows [][]string, host string) (map[string]int, int) {
+	m := map[string]int{}
+	onHost := 0
+	for _, r := range rows {
+		m[r[9]]++
+		if r[1] == host {
+			onHost++
+		}
+	}
+	return m, onHost
+}
+
+func noStrays(t *testing.T, pattern string) {
+	t.Helper()
+	for _, h := range cluster.Hosts {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, _ := cluster.Exec(context.Background(), h.Name, "pgrep", "-a", "-u", h.User, "-f", pattern)
+			if strings.TrimSpace(string(out)) == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s: processes of the run left: %s", h.Name, out)
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// TestHostKilledMidRun: the host's in-flight jobs are requeued to the
+// others and the result equals a fault-free run's.
+func TestHostKilledMidRun(t *testing.T) {
+	c := faultCluster(t)
+	ctx := context.Background()
+	defer cluster.Restart(ctx, "h02")
+	res, warns, rows := faultRun(t, c, 24, "0.7", "h02", func() {
+		if err := cluster.Kill(ctx, "h02"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if res != sumTo(24) {
+		t.Errorf("result %s, want %s", res, sumTo(24))
+	}
+	oc, _ := outcomes(rows, "h02")
+	if oc["recorded"] != 24 || oc["lost"] == 0 || len(rows) != 24+oc["lost"] {
+		t.Errorf("joblog outcomes %v in %d rows: want 24 recorded, some lost, nothing else", oc, len(rows))
+	}
+	if !strings.Contains(strings.Join(warns, "\n"), "host h02 lost") {
+		t.Errorf("warnings: %v", warns)
+	}
+	if err := cluster.Restart(ctx, "h02"); err != nil {
+		t.Fatal(err)
+	}
+	noStrays(t, "sleep 0.7")
+}
+
+// TestHostPausedMidRun: a hung host is declared dead by keepalive (1 s
+// here, 3 misses), its jobs requeued; the result is unchanged.
+func TestHostPausedMidRun(t *testing.T) {
+	c := faultCluster(t)
+	ctx := context.Background()
+	start := time.Now()
+	var paused time.Time
+	res, warns, rows := faultRun(t, c, 24, "0.7", "h03", func() {
+		paused = time.Now()
+		if err := cluster.Pause(ctx, "h03"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	cluster.Unpause(ctx, "h03")
+	t.Logf("run took %s; h03 paused after %s", time.Since(start).Round(time.Millisecond), paused.Sub(start).Round(time.Millisecond))
+	if res != sumTo(24) {
+		t.Errorf("result %s, want %s", res, sumTo(24))
+	}
+	oc, _ := outcomes(rows, "h03")
+	if oc["recorded"] != 24 || oc["lost"] == 0 {
+		t.Errorf("joblog outcomes %v", oc)
+	}
+	if !strings.Contains(strings.Join(warns, "\n"), "host h03 lost") {
+		t.Errorf("warnings: %v", warns)
+	}
+	noStrays(t, "sleep 0.7")
+}
+
+// TestPartitionThenHealRejoins: a cut-off host is dropped, reconnected with
+// backoff after the heal, and takes jobs again.
+func TestPartitionThenHealRejoins(t *testing.T) {
+	c := faultCluster(t)
+	ctx := context.Background()
+	defer cluster.Heal(ctx, "h01")
+	var healed time.Time
+	res, warns, rows := faultRun(t, c, 60, "0.6", "h01", func() {
+		if err := cluster.Partition(ctx, "h01"); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			time.Sleep(5 * time.Second)
+			healed = time.Now()
+			cluster.Heal(ctx, "h01")
+		}()
+	})
+	if res != sumTo(60) {
+		t.Errorf("result %s, want %s", res, sumTo(60))
+	}
+	w := strings.Join(warns, "\n")
+	if !strings.Contains(w, "host h01 lost") || !strings.Contains(w, "host h01 is back") {
+		t.Errorf("warnings: %s", w)
+	}
+	after := 0
+	for _, r := range rows {
+		var sec float64
+		fmt.Sscan(r[2], &sec)
+		if r[1] == "h01" && r[9] == "recorded" && !healed.IsZero() && sec > float64(healed.UnixMilli())/1000 {
+			after++
+		}
+	}
+	if after == 0 {
+		t.Errorf("h01 took no job after it healed")
+	}
+	t.Logf("h01 ran %d jobs after the heal", after)
+	noStrays(t, "sleep 0.6")
+}
