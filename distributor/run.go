@@ -53,6 +53,11 @@ type RunOptions struct {
 	ResumeDir string
 	// ResumeFailed also re-runs jobs recorded as failed.
 	ResumeFailed bool
+	// HaltAfter stops the run once this many jobs have failed for good
+	// (0: never), like GNU parallel's --halt: no new job starts; with
+	// HaltNow the running ones are killed too, else they may finish.
+	HaltAfter int
+	HaltNow   bool
 }
 
 // Result is a job's final outcome.
@@ -69,6 +74,9 @@ type Result struct {
 	Stderr     string
 	StderrTail string
 }
+
+// ErrHalted is returned by Wait when the run stopped early on failures.
+var ErrHalted = errors.New("run halted")
 
 // Run is a run in progress. Submit jobs, Close, then Wait.
 type Run struct {
@@ -425,6 +433,7 @@ func (r *Run) dispatch(ctx context.Context) {
 	closed := false
 	var reduceErrs []string
 	noHostSince := time.Time{}
+	halted := false
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	// Group commit: results wait at most commitDelay for the fsync that
@@ -683,6 +692,15 @@ func (r *Run) dispatch(ctx context.Context) {
 			commitTimer.Reset(commitDelay)
 			commitArmed = true
 		}
+		if r.opts.HaltAfter > 0 && failedJobs >= r.opts.HaltAfter && !halted {
+			halted, interrupted = true, true // no new jobs, no more input
+			mode := "soon"
+			if r.opts.HaltNow {
+				mode = "now"
+				cancelJobs()
+			}
+			r.opts.Warn(fmt.Sprintf("halting (%s) after %d failed jobs", mode, failedJobs))
+		}
 		if !interrupted {
 			for _, e := range q.Assign() {
 				je := e.Job.Payload.(*jobEntry)
@@ -788,6 +806,9 @@ func (r *Run) dispatch(ctx context.Context) {
 		st.Hosts = append(st.Hosts, HostStats{Name: name, Jobs: t.done, JobTime: t.jobTime.Seconds(), Failed: t.fails, Lost: t.lost, Slots: t.slots, State: t.state})
 	}
 	r.stats = st
+	if halted && r.err == nil {
+		r.err = fmt.Errorf("%w: %d jobs failed (halt after %d)", ErrHalted, failedJobs, r.opts.HaltAfter)
+	}
 	if interrupted && r.err == nil {
 		r.err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))
 	}

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +35,23 @@ type runFlags struct {
 	progressEvery           time.Duration
 	resume                  string
 	resumeFailed            bool
+	halt                    string
+}
+
+// parseHalt reads --halt: "never", or "now|soon,fail=N".
+func parseHalt(s string) (n int, now bool, err error) {
+	if s == "" || s == "never" {
+		return 0, false, nil
+	}
+	when, cond, ok := strings.Cut(s, ",")
+	v, found := strings.CutPrefix(cond, "fail=")
+	if !ok || !found || (when != "now" && when != "soon") {
+		return 0, false, fmt.Errorf("--halt %q: want now,fail=N or soon,fail=N", s)
+	}
+	if n, err = strconv.Atoi(v); err != nil || n < 1 {
+		return 0, false, fmt.Errorf("--halt %q: fail=N needs a positive count", s)
+	}
+	return n, when == "now", nil
 }
 
 // runRecord is what run.json keeps of the command line, so that
@@ -108,6 +127,7 @@ func registerRunFlags(c *cobra.Command, f *runFlags) {
 	fl.DurationVar(&f.progressEvery, "progress-interval", 5*time.Second, "when not on a terminal, print a progress line this often")
 	fl.StringVar(&f.resume, "resume", "", "continue the run recorded in RUN_DIR: run only jobs without a recorded result")
 	fl.BoolVar(&f.resumeFailed, "resume-failed", false, "with --resume: also re-run jobs recorded as failed")
+	fl.StringVar(&f.halt, "halt", "never", "stop early: soon,fail=N (start no new jobs after N failed) or now,fail=N (also kill running ones)")
 }
 
 // rawRunArgs is the command line after "run", as typed.
@@ -211,6 +231,10 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args, record []stri
 	case f.retries < 0:
 		return usagef("run: --retries must be 0 or more")
 	}
+	haltAfter, haltNow, err := parseHalt(f.halt)
+	if err != nil {
+		return usageError{err}
+	}
 	var reducer distributor.Reducer
 	printEach := false
 	switch {
@@ -270,6 +294,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args, record []stri
 		Binary: f.binary, Build: f.build, Files: f.files, Retries: f.retries, Timeout: f.timeout,
 		KeepRemote: f.keepRemote, LogsDir: f.logs, Reducer: reducer, OnResult: onResult, Warn: warn,
 		Record: runRecord{Args: record, Cwd: cwd()}, ResumeDir: f.resume, ResumeFailed: f.resumeFailed,
+		HaltAfter: haltAfter, HaltNow: haltNow,
 	})
 	if err != nil {
 		return usageError{err}
@@ -341,7 +366,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args, record []stri
 		return usageError{feedErr}
 	}
 	if runErr != nil {
-		if ctx.Err() != nil || strings.Contains(runErr.Error(), "no usable host") {
+		if ctx.Err() != nil || errors.Is(runErr, distributor.ErrHalted) || strings.Contains(runErr.Error(), "no usable host") {
 			fmt.Fprintf(se, "dsub: %d of %d jobs recorded in %s; resume with: dsub run --resume %s\n",
 				stats.Succeeded, stats.Jobs, filepath.Join(run.Dir(), "results.jsonl"), run.Dir())
 		}
