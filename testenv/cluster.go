@@ -82,6 +82,7 @@ type backend interface {
 	pause(ctx context.Context, c *Cluster, h *Host) error
 	unpause(ctx context.Context, c *Cluster, h *Host) error
 	restart(ctx context.Context, c *Cluster, h *Host) error
+	rekey(ctx context.Context, c *Cluster, h *Host) error
 	exec(ctx context.Context, c *Cluster, h *Host, argv ...string) ([]byte, error)
 	teardown(ctx context.Context, c *Cluster) error
 }
@@ -303,6 +304,19 @@ func (c *Cluster) Restart(ctx context.Context, name string) error {
 		return err
 	}
 	if err := c.fault(ctx, "restart", name, c.be.restart); err != nil {
+		return err
+	}
+	return waitBanner(ctx, h.HostPort(), 60*time.Second)
+}
+
+// Rekey brings the host back with NEW host keys, as a reinstalled host
+// would; known_hosts keeps the old key, so clients must refuse it.
+func (c *Cluster) Rekey(ctx context.Context, name string) error {
+	h, err := c.Host(name)
+	if err != nil {
+		return err
+	}
+	if err := c.fault(ctx, "rekey", name, c.be.rekey); err != nil {
 		return err
 	}
 	return waitBanner(ctx, h.HostPort(), 60*time.Second)

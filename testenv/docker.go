@@ -115,6 +115,16 @@ func (dockerBackend) restart(ctx context.Context, c *Cluster, h *Host) error {
 	}
 }
 
+func (dockerBackend) rekey(ctx context.Context, c *Cluster, h *Host) error {
+	_, _ = docker(ctx, "unpause", h.Container)
+	_, _ = docker(ctx, "start", h.Container)
+	if _, err := docker(ctx, "exec", h.Container, "sh", "-c", "rm -f /etc/ssh/ssh_host_*"); err != nil {
+		return err
+	}
+	_, err := docker(ctx, "restart", "-t", "1", h.Container) // the entrypoint makes new keys
+	return err
+}
+
 func (dockerBackend) exec(ctx context.Context, c *Cluster, h *Host, argv ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "docker", append([]string{"exec", h.Container}, argv...)...)
 	return cmd.CombinedOutput()

@@ -234,6 +234,22 @@ func (p processBackend) restart(ctx context.Context, c *Cluster, h *Host) error 
 	return p.start(c, h)
 }
 
+func (p processBackend) rekey(ctx context.Context, c *Cluster, h *Host) error {
+	if err := p.kill(ctx, c, h); err != nil {
+		return err
+	}
+	dir := p.hostDir(c, h)
+	for _, t := range []string{"ed25519", "rsa"} {
+		f := filepath.Join(dir, "ssh_host_"+t+"_key")
+		os.Remove(f)
+		os.Remove(f + ".pub")
+		if out, err := exec.CommandContext(ctx, "ssh-keygen", "-q", "-t", t, "-N", "", "-f", f).CombinedOutput(); err != nil {
+			return fmt.Errorf("ssh-keygen: %w: %s", err, out)
+		}
+	}
+	return p.start(c, h)
+}
+
 func (processBackend) exec(ctx context.Context, c *Cluster, h *Host, argv ...string) ([]byte, error) {
 	return exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
 }

@@ -36,6 +36,7 @@ commands:
   partition HOST drop all packets to and from the host
   heal HOST      undo partition
   restart HOST   bring the host back with the same host keys
+  rekey HOST     bring the host back with NEW host keys (clients must refuse it)
   down           remove hosts, network and the state directory
 
 flags (after the command):
@@ -121,7 +122,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	faults := map[string]func(context.Context, string) error{
 		"kill": c.Kill, "pause": c.Pause, "unpause": c.Unpause,
-		"partition": c.Partition, "heal": c.Heal, "restart": c.Restart,
+		"partition": c.Partition, "heal": c.Heal, "restart": c.Restart, "rekey": c.Rekey,
 	}
 	f, ok := faults[cmd]
 	if !ok {
