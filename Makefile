@@ -12,7 +12,7 @@ help:
 	@echo "make test      setup + lint + go test -race ./... (integration tests use testenv)"
 	@echo "make demo      start a local 4-host sshd cluster and run dsub across it"
 	@echo "make demo-down remove the demo cluster"
-	@echo "make bench     run bench/ against peer tools (see bench/README.md)"
+	@echo "make bench     run bench/ against peer tools (see docs/BENCHMARKS.md)"
 	@echo "make fuzz      run each fuzz target for FUZZTIME (default 30s)"
 
 setup:
@@ -37,6 +37,13 @@ demo: setup build
 
 demo-down:
 	@$(GO) run ./testenv/cmd/testenv down --state .dsub-testenv/demo
+
+# Side-by-side benchmarks against peer tools (installs them from Debian via
+# setup.sh: parallel, pssh, pdsh, clustershell). Figures: docs/BENCHMARKS.md.
+bench:
+	@DSUB_BENCH=1 ./scripts/setup.sh
+	$(GO) run ./bench/fanout -n 32 -rounds 5
+	$(GO) run ./bench/run -rounds 3
 
 FUZZTIME ?= 30s
 fuzz:

@@ -23,6 +23,20 @@ if [ ${#need[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# Peer tools for `make bench` only (not needed by the tests).
+if [ "${DSUB_BENCH:-}" = 1 ]; then
+	bench=()
+	for pair in parallel:parallel parallel-ssh:pssh pdsh:pdsh clush:clustershell; do
+		command -v "${pair%%:*}" >/dev/null || bench+=("${pair#*:}")
+	done
+	if [ ${#bench[@]} -gt 0 ]; then
+		sudo=""
+		[ "$(id -u)" = 0 ] || sudo=sudo
+		$sudo apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${bench[@]}" >/dev/null
+	fi
+fi
+
 STATICCHECK_VERSION=v0.8.2
 gobin=$(go env GOPATH)/bin
 if ! "$gobin/staticcheck" -version 2>/dev/null | grep -q "(${STATICCHECK_VERSION#v})"; then
