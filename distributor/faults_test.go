@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/distributor"
-	"github.com/dsub-dev/dsub/inventory"
 	"github.com/dsub-dev/dsub/testenv"
 )
 
@@ -18,22 +17,9 @@ import (
 // keepalive every second (dead after 3 misses) and 2 s connects.
 func faultCluster(t *testing.T) *distributor.Cluster {
 	t.Helper()
-	if cluster == nil {
-		t.Skip("integration test; run without -short")
-	}
-	b, _ := os.ReadFile(cluster.HostsFile)
-	p := filepath.Join(t.TempDir(), "hosts.toml")
-	os.WriteFile(p, []byte(strings.Replace(string(b), "connect_timeout = \"10s\"", "connect_timeout = \"2s\"\nkeepalive = \"1s\"", 1)), 0o600)
-	hosts, err := inventory.Load(p, inventory.Options{SSHConfig: "none"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := distributor.NewCluster(hosts, distributor.ClusterOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return clusterFrom(t, func(s string) string {
+		return strings.Replace(s, "connect_timeout = \"10s\"", "connect_timeout = \"2s\"\nkeepalive = \"1s\"", 1)
+	})
 }
 
 // faultRun runs n jobs "sleep d; echo i" (sum reduce) and calls inject
@@ -105,19 +91,8 @@ func outcomes(rows [][]string, host string) (map[string]int, int) {
 
 func noStrays(t *testing.T, pattern string) {
 	t.Helper()
-	for _, h := range cluster.Hosts {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			out, _ := cluster.Exec(context.Background(), h.Name, "pgrep", "-a", "-u", h.User, "-f", pattern)
-			if strings.TrimSpace(string(out)) == "" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%s: processes of the run left: %s", h.Name, out)
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+	if err := cluster.WaitNoProcesses(context.Background(), pattern, 10*time.Second); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,29 +21,30 @@ import (
 var cluster *testenv.Cluster
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	c, err := testenv.StartUnique(ctx, 3, os.Stderr)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "distributor tests:", err)
-		os.Exit(1)
-	}
-	cluster = c
-	code := m.Run()
-	c.Down(context.Background())
-	os.Exit(code)
+	os.Exit(testenv.Main(m, 3, func(c *testenv.Cluster) { cluster = c }))
 }
 
 func newCluster(t *testing.T) *distributor.Cluster {
 	t.Helper()
+	return clusterFrom(t, func(hostsToml string) string { return hostsToml })
+}
+
+// clusterFrom builds a Cluster from the shared cluster's hosts.toml as
+// edit rewrites it.
+func clusterFrom(t *testing.T, edit func(string) string) *distributor.Cluster {
+	t.Helper()
 	if cluster == nil {
 		t.Skip("integration test; run without -short")
 	}
-	hosts, err := inventory.Load(cluster.HostsFile, inventory.Options{SSHConfig: "none"})
+	b, err := os.ReadFile(cluster.HostsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "hosts.toml")
+	if err := os.WriteFile(p, []byte(edit(string(b))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hosts, err := inventory.Load(p, inventory.Options{SSHConfig: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,9 +309,8 @@ func TestTimeoutKillsJob(t *testing.T) {
 	if r := col.results[1]; r.Err == nil || !strings.Contains(r.Err.Error(), "timed out after 1s") || st.Failed != 1 {
 		t.Errorf("result %+v", r)
 	}
-	h, _ := cluster.Host("h01")
-	if out, _ := cluster.Exec(context.Background(), "h01", "pgrep", "-u", h.User, "-f", "sleep 333"); strings.TrimSpace(string(out)) != "" {
-		t.Errorf("timed-out job left processes: %s", out)
+	if err := cluster.WaitNoProcesses(context.Background(), "sleep 333", 5*time.Second); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -30,23 +29,7 @@ import (
 var cluster *testenv.Cluster
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	c, err := testenv.StartUnique(ctx, 4, os.Stderr)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "remote tests:", err)
-		os.Exit(1)
-	}
-	cluster = c
-	code := m.Run()
-	if err := c.Down(context.Background()); err != nil {
-		fmt.Fprintln(os.Stderr, "testenv down:", err)
-	}
-	os.Exit(code)
+	os.Exit(testenv.Main(m, 4, func(c *testenv.Cluster) { cluster = c }))
 }
 
 func needCluster(t *testing.T) {

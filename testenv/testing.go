@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +29,9 @@ func (w logWriter) Write(p []byte) (int, error) {
 // with neither Docker nor root for the process backend skips it, saying why.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test against real sshd; run without -short")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if os.Getenv("CI") != "true" {
@@ -75,4 +79,50 @@ func StartBackend(ctx context.Context, n int, b Backend, log io.Writer) (*Cluste
 	fmt.Fprintf(log, "testenv: cluster %s up: %d hosts, backend=%s, in %s (state %s)\n",
 		c.Name, n, c.Backend, time.Since(start).Round(time.Millisecond), c.Dir)
 	return c, nil
+}
+
+// Main runs a package's tests around one shared n-host cluster: call it
+// from TestMain as os.Exit(testenv.Main(m, 4, func(c *Cluster) { cluster = c })).
+// In -short mode no cluster is started and set is not called, so
+// integration tests can skip. A cluster that cannot start fails the run.
+func Main(m interface{ Run() int }, n int, set func(*Cluster)) int {
+	flag.Parse()
+	if testing.Short() {
+		return m.Run()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	c, err := StartUnique(ctx, n, os.Stderr)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		return 1
+	}
+	set(c)
+	code := m.Run()
+	if err := c.Down(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "testenv down:", err)
+	}
+	return code
+}
+
+// WaitNoProcesses waits up to timeout until no process of each host's
+// login user matches pattern (pgrep -f), and reports those left.
+func (c *Cluster) WaitNoProcesses(ctx context.Context, pattern string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var left []string
+		for _, h := range c.Hosts {
+			out, _ := c.Exec(ctx, h.Name, "pgrep", "-a", "-u", h.User, "-f", pattern)
+			if s := strings.TrimSpace(string(out)); s != "" {
+				left = append(left, h.Name+": "+s)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes matching %q left after %s:\n%s", pattern, timeout, strings.Join(left, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

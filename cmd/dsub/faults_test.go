@@ -45,19 +45,8 @@ func executions(t *testing.T, dir string) map[string]int {
 // noStrays asserts that no process of the run is left on any host.
 func noStrays(t *testing.T, pattern string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for _, h := range cluster.Hosts {
-		for {
-			out, _ := cluster.Exec(context.Background(), h.Name, "pgrep", "-a", "-u", h.User, "-f", pattern)
-			if strings.TrimSpace(string(out)) == "" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%s: processes left: %s", h.Name, out)
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+	if err := cluster.WaitNoProcesses(context.Background(), pattern, 5*time.Second); err != nil {
+		t.Error(err)
 	}
 }
 

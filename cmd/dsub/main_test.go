@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,19 +32,7 @@ func TestMain(m *testing.M) {
 type withCluster struct{ m *testing.M }
 
 func (w withCluster) Run() int {
-	flag.Parse()
-	if !testing.Short() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		c, err := testenv.StartUnique(ctx, 4, os.Stderr)
-		cancel()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "cmd/dsub tests:", err)
-			return 1
-		}
-		cluster = c
-		defer c.Down(context.Background())
-	}
-	return w.m.Run()
+	return testenv.Main(w.m, 4, func(c *testenv.Cluster) { cluster = c })
 }
 
 // TestScripts runs testdata/script/*.txtar against the shared cluster.
