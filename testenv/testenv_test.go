@@ -183,6 +183,9 @@ func TestFaults(t *testing.T) {
 
 // TestFaultsProcessBackend runs the same scenario on plain sshd processes.
 func TestFaultsProcessBackend(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test against real sshd; run without -short")
+	}
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("CI=true: the process backend test needs root")
