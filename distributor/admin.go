@@ -194,3 +194,20 @@ func containedJoin(dir, elem string) (string, error) {
 	}
 	return p, nil
 }
+
+// Clean removes dsub's files from every host: the binary cache
+// (<workdir>/bin) and, with runs, leftover run directories
+// (<workdir>/runs, kept by --keep-remote or by an interrupted cleanup).
+func (c *Cluster) Clean(ctx context.Context, runs bool) []ExecResult {
+	res := make([]ExecResult, len(c.members))
+	c.each(ctx, func(ctx context.Context, i int, m *Member) {
+		dirs := remote.QuotePath(path.Join(m.Inv.Workdir, "bin"))
+		if runs {
+			dirs += " " + remote.QuotePath(path.Join(m.Inv.Workdir, "runs"))
+		}
+		start := time.Now()
+		err := m.Host.Run(ctx, &remote.Cmd{Shell: "rm -rf -- " + dirs})
+		res[i] = ExecResult{Host: m.Name(), Exit: remote.ExitStatus(err), Duration: time.Since(start), Err: err}
+	})
+	return res
+}

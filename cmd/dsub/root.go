@@ -94,6 +94,6 @@ the hosts beyond a stock sshd and an account you can log into.` + exitHelp,
 		},
 	})
 	root.AddCommand(newPingCmd(stdout, stderr), newExecCmd(stdout, stderr), newPutCmd(stdout, stderr), newGetCmd(stdout, stderr),
-		newRunCmd(os.Stdin, stdout, stderr))
+		newRunCmd(os.Stdin, stdout, stderr), newCleanCmd(stdout, stderr))
 	return root
 }
