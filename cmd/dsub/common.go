@@ -74,6 +74,13 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// swap redirects later writes to w.
+func (l *lockedWriter) swap(w io.Writer) {
+	l.mu.Lock()
+	l.w = w
+	l.mu.Unlock()
+}
+
 // linePrefixer writes each complete line to w as one Write, prefixed, so
 // lines from concurrent hosts never tear or interleave mid-line. A line
 // longer than maxLine is cut into pieces, bounding memory.

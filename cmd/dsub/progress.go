@@ -15,19 +15,23 @@ import (
 	"github.com/dsub-dev/dsub/distributor"
 )
 
-// isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
+// terminal returns w as a terminal, or nil if it is not one.
+func terminal(w io.Writer) *os.File {
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return f
+	}
+	return nil
 }
 
-// showProgress displays a run's progress on w until stop is called: on a
-// terminal, a live overall bar with ETA and one line per host; elsewhere,
-// a plain line every interval.
-func showProgress(run *distributor.Run, w io.Writer, tty bool, interval time.Duration) (stop func()) {
-	if tty {
-		return mpbProgress(run, w)
+// showProgress displays a run's progress until stop is called: on a
+// terminal (term), a live overall bar with ETA and one line per host, with
+// messages written to msgs meanwhile shown above the bars; elsewhere, a
+// plain line on msgs every interval.
+func showProgress(run *distributor.Run, msgs *lockedWriter, term *os.File, interval time.Duration) (stop func()) {
+	if term != nil {
+		return mpbProgress(run, msgs, term)
 	}
+	w := msgs
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -69,12 +73,16 @@ func estimate(s distributor.Snapshot) (time.Duration, bool) {
 	return per * time.Duration(s.Jobs-finished), true
 }
 
-func mpbProgress(run *distributor.Run, w io.Writer) func() {
-	p := mpb.New(mpb.WithOutput(w), mpb.WithWidth(30), mpb.WithRefreshRate(150*time.Millisecond))
+func mpbProgress(run *distributor.Run, msgs *lockedWriter, term *os.File) func() {
+	p := mpb.New(mpb.WithOutput(term), mpb.WithAutoRefresh(), mpb.WithWidth(30), mpb.WithRefreshRate(150*time.Millisecond))
+	// Warnings and failures printed during the run go above the bars.
+	msgs.swap(p)
 	var mu sync.Mutex
 	snap := run.Snapshot()
 	get := func() distributor.Snapshot { mu.Lock(); defer mu.Unlock(); return snap }
-	overall := p.New(1, mpb.BarStyle(),
+	// Totals are dynamic (0 at construction): mpb honours SetTotal, and
+	// completion, only for such bars.
+	overall := p.New(0, mpb.BarStyle(),
 		mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
 			s := get()
 			return fmt.Sprintf("%-12s %d/%d", "jobs", s.Succeeded+s.Failed, s.Jobs)
@@ -89,7 +97,7 @@ func mpbProgress(run *distributor.Run, w io.Writer) func() {
 		})))
 	bars := map[string]*mpb.Bar{}
 	hostBar := func(name string) *mpb.Bar {
-		return p.New(1000, mpb.BarStyle().Lbound("[").Rbound("]").Filler("-").Tip("-").Padding(" "),
+		b := p.New(0, mpb.BarStyle().Lbound("[").Rbound("]").Filler("-").Tip("-").Padding(" "),
 			mpb.PrependDecorators(decor.Any(func(decor.Statistics) string { return fmt.Sprintf("  %-10s", name) })),
 			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
 				for _, h := range get().Hosts {
@@ -99,6 +107,8 @@ func mpbProgress(run *distributor.Run, w io.Writer) func() {
 				}
 				return ""
 			})))
+		b.SetTotal(1000, false)
+		return b
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -141,6 +151,7 @@ func mpbProgress(run *distributor.Run, w io.Writer) func() {
 			b.SetTotal(-1, true)
 		}
 		p.Wait()
+		msgs.swap(term)
 	}
 }
 

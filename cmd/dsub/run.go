@@ -335,7 +335,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args, record []stri
 			}
 		}
 	}()
-	stop := showProgress(run, se, isTerminal(stderr), f.progressEvery)
+	stop := showProgress(run, se, terminal(stderr), f.progressEvery)
 	stats, result, runErr := run.Wait()
 	stop()
 
