@@ -197,7 +197,9 @@ func TestRestartedHostRejoinsOnlyWithItsKey(t *testing.T) {
 	c := faultCluster(t)
 	ctx := context.Background()
 	var back time.Time
-	res, warns, rows := faultRun(t, c, 60, "0.6", "h02", func() {
+	// Long enough (120 jobs on the 4 remaining slots) that h03's reconnect
+	// attempts (backoff 1, 2, 4 s) meet its new key before the run ends.
+	res, warns, rows := faultRun(t, c, 120, "0.6", "h02", func() {
 		if err := cluster.Kill(ctx, "h02"); err != nil {
 			t.Fatal(err)
 		}
@@ -215,8 +217,8 @@ func TestRestartedHostRejoinsOnlyWithItsKey(t *testing.T) {
 			}
 		}()
 	})
-	if res != sumTo(60) {
-		t.Errorf("result %s, want %s", res, sumTo(60))
+	if res != sumTo(120) {
+		t.Errorf("result %s, want %s", res, sumTo(120))
 	}
 	w := strings.Join(warns, "\n")
 	if !strings.Contains(w, "host h02 is back") {

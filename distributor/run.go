@@ -706,7 +706,8 @@ func (r *Run) dispatch(ctx context.Context) {
 				je := e.Job.Payload.(*jobEntry)
 				es := &execState{host: e.Host}
 				running[e.Seq] = es
-				go func() { r.finished <- r.execute(runCtx, e, hosts[e.Host], je, es) }()
+				h := hosts[e.Host] // read here: the map belongs to this goroutine
+				go func() { r.finished <- r.execute(runCtx, e, h, je, es) }()
 			}
 		}
 		publish()
