@@ -683,6 +683,7 @@ func (r *Run) dispatch(ctx context.Context) {
 			commit()
 		case <-tick.C:
 			_ = jl.Flush()
+			publish() // the snapshot is read by progress displays, not per event
 		case <-ctxDone:
 			interrupted = true
 			cancelJobs()
@@ -710,7 +711,6 @@ func (r *Run) dispatch(ctx context.Context) {
 				go func() { r.finished <- r.execute(runCtx, e, h, je, es) }()
 			}
 		}
-		publish()
 
 		if interrupted && q.Running() == 0 {
 			break
@@ -740,6 +740,7 @@ func (r *Run) dispatch(ctx context.Context) {
 			noHostSince = time.Time{}
 		}
 	}
+	publish()
 	cancelJobs()
 	close(r.loopDone)
 	commit()

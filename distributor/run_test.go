@@ -33,9 +33,7 @@ func newCluster(t *testing.T) *distributor.Cluster {
 // edit rewrites it.
 func clusterFrom(t *testing.T, edit func(string) string) *distributor.Cluster {
 	t.Helper()
-	if cluster == nil {
-		t.Skip("integration test; run without -short")
-	}
+	testenv.Require(t, cluster)
 	b, err := os.ReadFile(cluster.HostsFile)
 	if err != nil {
 		t.Fatal(err)

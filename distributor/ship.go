@@ -118,7 +118,7 @@ func (b *builder) get(ctx context.Context, goos, goarch string) (artifact, error
 	bd.once.Do(func() {
 		out := filepath.Join(b.dir, strings.ReplaceAll(path.Base(b.pkg), ".", "_")+"-"+goos+"-"+goarch)
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, b.pkg)
-		if isLocalPath(b.pkg) {
+		if IsLocalPackage(b.pkg) {
 			// Build a directory in its own module, wherever we are.
 			cmd = exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, ".")
 			cmd.Dir = b.pkg
@@ -133,7 +133,9 @@ func (b *builder) get(ctx context.Context, goos, goarch string) (artifact, error
 	return bd.art, bd.err
 }
 
-func isLocalPath(p string) bool {
+// IsLocalPackage reports whether a --build argument is a directory path
+// (built in its own module) rather than an import path.
+func IsLocalPackage(p string) bool {
 	return p == "." || p == ".." || strings.HasPrefix(p, "./") || strings.HasPrefix(p, "../") || filepath.IsAbs(p)
 }
 

@@ -34,9 +34,7 @@ func TestMain(m *testing.M) {
 
 func needCluster(t *testing.T) {
 	t.Helper()
-	if cluster == nil {
-		t.Skip("integration test; run without -short")
-	}
+	testenv.Require(t, cluster)
 }
 
 func hostConfig(t *testing.T, name string) remote.Config {

@@ -126,3 +126,17 @@ func (c *Cluster) WaitNoProcesses(ctx context.Context, pattern string, timeout t
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Require skips an integration test when no shared cluster was started
+// (go test -short), and fails it instead when CI=true: in CI every
+// integration test must run against real sshd.
+func Require(t testing.TB, c *Cluster) {
+	t.Helper()
+	if c != nil {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("CI=true: this integration test needs the testenv cluster; do not run CI with -short")
+	}
+	t.Skip("integration test against real sshd; run without -short")
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dsub-dev/dsub/testenv"
 )
 
 // countLines counts newline-terminated lines in a file (0 if missing).
@@ -54,9 +57,7 @@ func noStrays(t *testing.T, pattern string) {
 // resumes, and checks that the result equals a fault-free run's and that
 // at most the in-flight jobs ran twice.
 func TestMasterCrashAndResume(t *testing.T) {
-	if cluster == nil {
-		t.Skip("integration test; run without -short")
-	}
+	testenv.Require(t, cluster)
 	bin := buildDsub(t)
 	dir := t.TempDir()
 	const jobs = 32
@@ -150,9 +151,7 @@ func TestMasterCrashAndResume(t *testing.T) {
 // job process within 2 s, cleans the remote run directories, and prints a
 // resume hint; exit status 130.
 func TestInterruptKillsRemoteJobs(t *testing.T) {
-	if cluster == nil {
-		t.Skip("integration test; run without -short")
-	}
+	testenv.Require(t, cluster)
 	bin := buildDsub(t)
 	dir := t.TempDir()
 	cf := filepath.Join(dir, "cmds.txt")
@@ -207,7 +206,7 @@ func TestInterruptKillsRemoteJobs(t *testing.T) {
 	t.Logf("remote jobs gone %s after SIGINT", time.Since(start).Round(time.Millisecond))
 	err := cmd.Wait()
 	var ee *exec.ExitError
-	if !errorsAs(err, &ee) || ee.ExitCode() != 130 {
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
 		t.Errorf("exit: %v, want status 130\n%s", err, errb.String())
 	}
 	if !strings.Contains(errb.String(), "resume with: dsub run --resume ") {
@@ -222,12 +221,4 @@ func TestInterruptKillsRemoteJobs(t *testing.T) {
 			t.Errorf("%s still has %s", h.Name, out)
 		}
 	}
-}
-
-func errorsAs(err error, target **exec.ExitError) bool {
-	e, ok := err.(*exec.ExitError)
-	if ok {
-		*target = e
-	}
-	return ok
 }

@@ -39,9 +39,7 @@ func (w withCluster) Run() int {
 // Each script sees $HOSTS (the cluster's hosts.toml), $KEY, $KNOWN, and
 // $ADDRn / $USERn / $HOSTKEYn for host hn.
 func TestScripts(t *testing.T) {
-	if cluster == nil {
-		t.Skip("integration test; run without -short")
-	}
+	testenv.Require(t, cluster)
 	t.Logf("testenv backend: %s", cluster.Backend)
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/dsub-dev/dsub/testenv"
 )
 
 // buildDsub builds the dsub binary for subprocess tests.
@@ -52,9 +54,7 @@ func runMeasured(t *testing.T, bin string, args ...string) (string, string, floa
 // one gigantic line, then its result) streams to its log file while dsub's
 // RSS stays under 100 MB.
 func TestGigabyteOutputKeepsMemoryFlat(t *testing.T) {
-	if cluster == nil {
-		t.Skip("integration test; run without -short")
-	}
+	testenv.Require(t, cluster)
 	bin := buildDsub(t)
 	dir := t.TempDir()
 	cmds := filepath.Join(dir, "cmds.txt")
@@ -82,9 +82,7 @@ func TestGigabyteOutputKeepsMemoryFlat(t *testing.T) {
 // TestHundredThousandJobsKeepMemoryFlat: 100,000 jobs from an args file;
 // the queue pulls input only as slots free up, so RSS stays under 200 MB.
 func TestHundredThousandJobsKeepMemoryFlat(t *testing.T) {
-	if cluster == nil {
-		t.Skip("integration test; run without -short")
-	}
+	testenv.Require(t, cluster)
 	bin := buildDsub(t)
 	dir := t.TempDir()
 	args := filepath.Join(dir, "args.txt")

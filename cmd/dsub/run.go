@@ -189,7 +189,7 @@ func resumeRun(cmd *cobra.Command, hf *hostFlags, f *runFlags, args []string, st
 	abs(&rf.binary)
 	abs(&rf.commands)
 	abs(&rf.argsFile)
-	if rf.build != "" && isLocalPkg(rf.build) {
+	if rf.build != "" && distributor.IsLocalPackage(rf.build) {
 		abs(&rf.build)
 	}
 	for i := range rf.files {
@@ -202,10 +202,6 @@ func resumeRun(cmd *cobra.Command, hf *hostFlags, f *runFlags, args []string, st
 		rhf.on = hf.on
 	}
 	return runRun(cmd.Context(), &rhf, &rf, replay.Flags().Args(), rec.Args, stdin, stdout, stderr)
-}
-
-func isLocalPkg(p string) bool {
-	return p == "." || strings.HasPrefix(p, "./") || strings.HasPrefix(p, "../") || filepath.IsAbs(p)
 }
 
 func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args, record []string, stdin io.Reader, stdout, stderr io.Writer) error {

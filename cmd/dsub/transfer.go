@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
@@ -21,17 +22,7 @@ REMOTE ends in / or is a directory, the file keeps its name inside it.
 "~/" in REMOTE is the login user's home.` + exitHelp,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := hf.cluster(stderr)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			start := time.Now()
-			res, err := cl.Put(cmd.Context(), args[0], args[1])
-			if err != nil {
-				return usageError{err}
-			}
-			return reportTransfers("put", res, start, stdout, stderr)
+			return transfer(cmd, &hf, "put", (*distributor.Cluster).Put, args, stdout, stderr)
 		},
 	}
 	hf.register(c)
@@ -48,21 +39,28 @@ LOCALDIR/<host>/<basename of REMOTE>. Neither a host name nor the remote
 path can place a file outside LOCALDIR.` + exitHelp,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := hf.cluster(stderr)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			start := time.Now()
-			res, err := cl.Get(cmd.Context(), args[0], args[1])
-			if err != nil {
-				return usageError{err}
-			}
-			return reportTransfers("get", res, start, stdout, stderr)
+			return transfer(cmd, &hf, "get", (*distributor.Cluster).Get, args, stdout, stderr)
 		},
 	}
 	hf.register(c)
 	return c
+}
+
+// transfer runs put or get (op) on the selected hosts and reports it.
+func transfer(cmd *cobra.Command, hf *hostFlags, op string,
+	f func(*distributor.Cluster, context.Context, string, string) ([]distributor.TransferResult, error),
+	args []string, stdout, stderr io.Writer) error {
+	cl, err := hf.cluster(stderr)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	start := time.Now()
+	res, err := f(cl, cmd.Context(), args[0], args[1])
+	if err != nil {
+		return usageError{err}
+	}
+	return reportTransfers(op, res, start, stdout, stderr)
 }
 
 func reportTransfers(op string, res []distributor.TransferResult, start time.Time, stdout, stderr io.Writer) error {
