@@ -11,7 +11,7 @@ set -euo pipefail
 need=()
 for pair in debootstrap:debootstrap ssh:openssh-client sshd:openssh-server \
 	/usr/lib/openssh/sftp-server:openssh-sftp-server iptables:iptables pgrep:procps \
-	/usr/bin/time:time; do
+	/usr/bin/time:time unshare:util-linux; do
 	bin=${pair%%:*} pkg=${pair#*:}
 	if [[ $bin == /* ]]; then [ -e "$bin" ] || need+=("$pkg"); else command -v "$bin" >/dev/null || [ -x "/usr/sbin/$bin" ] || need+=("$pkg"); fi
 done

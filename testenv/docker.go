@@ -85,7 +85,20 @@ func (dockerBackend) kill(ctx context.Context, c *Cluster, h *Host) error {
 }
 
 func (dockerBackend) pause(ctx context.Context, c *Cluster, h *Host) error {
-	_, err := docker(ctx, "pause", h.Container)
+	// The cgroup v1 freezer gives up ("unable to freeze") when it catches
+	// the container forking busily, as a host running jobs does; the
+	// container is left running, so trying again is safe. Bounded.
+	var err error
+	for try := 0; try < 10; try++ {
+		if _, err = docker(ctx, "pause", h.Container); err == nil || !strings.Contains(err.Error(), "unable to freeze") {
+			return err
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return err
+		}
+	}
 	return err
 }
 
