@@ -93,6 +93,7 @@ type jobState struct {
 	running  int
 	done     bool
 	avoid    map[string]bool // hosts where it failed
+	on       map[string]int  // hosts running it, with how many executions
 }
 
 // Queue is the scheduler. It is not safe for concurrent use: one goroutine
@@ -296,6 +297,34 @@ func (q *Queue) Assign() []Exec {
 	}
 }
 
+// Backup starts a second, speculative execution of a running job on
+// another host, for stragglers: the first execution to succeed is
+// Recorded and the other one's is Discarded, so the caller should cancel
+// the loser once one is Recorded. It declines (ok false) when jobs are
+// waiting (they come first), when the job is not running exactly once,
+// when it is pinned, or when no Up host other than the one running it, and
+// not one it failed on, has a free slot. Of those, the host with the most
+// free slots is chosen.
+func (q *Queue) Backup(jobID int) (e Exec, ok bool) {
+	js, live := q.jobs[jobID]
+	if !live || js.done || js.running != 1 || js.job.Pin != "" || q.Pending() > 0 {
+		return Exec{}, false
+	}
+	var best *host
+	for _, h := range q.hosts {
+		if h.state != Up || h.running >= h.slots || js.on[h.name] > 0 || js.avoid[h.name] {
+			continue
+		}
+		if best == nil || h.slots-h.running > best.slots-best.running {
+			best = h
+		}
+	}
+	if best == nil {
+		return Exec{}, false
+	}
+	return q.start(js, best), true
+}
+
 // take removes and returns the next job for h: its pinned jobs first, then
 // the first unpinned job that has not failed on h, unless h is the only
 // Up host left that could run it.
@@ -333,6 +362,10 @@ func (q *Queue) start(js *jobState, h *host) Exec {
 	q.seq++
 	js.execs++
 	js.running++
+	if js.on == nil {
+		js.on = map[string]int{}
+	}
+	js.on[h.name]++
 	h.running++
 	h.stats.Execs++
 	return Exec{Seq: q.seq, Job: js.job, Host: h.name, Attempt: js.execs}
@@ -345,6 +378,9 @@ func (q *Queue) Finish(e Exec, o Outcome) Disposition {
 	js, live := q.jobs[e.Job.ID]
 	if live {
 		js.running--
+		if js.on[e.Host]--; js.on[e.Host] <= 0 {
+			delete(js.on, e.Host)
+		}
 	}
 	if !live || js.done {
 		h.stats.Discarded++

@@ -323,3 +323,146 @@ func TestHostsKnownBeforeTheyAreReady(t *testing.T) {
 		t.Error("not done after the pinned job failed and the other succeeded")
 	}
 }
+
+// TestBackup covers when a speculative execution is allowed and where it
+// goes.
+func TestBackup(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T) (*Queue, int)
+		want  string // "job@host", or "" when declined
+	}{
+		{"idle host takes the backup", func(t *testing.T) (*Queue, int) {
+			q := newQ(t, Options{}, "a", "b*2")
+			addJobs(t, q, 1)
+			q.Assign() // 1@a
+			return q, 1
+		}, "1@b"},
+		{"declined while jobs wait", func(t *testing.T) (*Queue, int) {
+			q := newQ(t, Options{}, "a", "b")
+			addJobs(t, q, 3)
+			q.Assign() // 1@a 2@b, 3 waits
+			q.SetSlots("b", 2)
+			return q, 1
+		}, ""},
+		{"declined for a job not running", func(t *testing.T) (*Queue, int) {
+			q := newQ(t, Options{}, "a", "b")
+			addJobs(t, q, 1)
+			return q, 1
+		}, ""},
+		{"declined for an unknown or finished job", func(t *testing.T) (*Queue, int) {
+			q := newQ(t, Options{}, "a", "b")
+			addJobs(t, q, 1)
+			q.Finish(q.Assign()[0], Succeeded)
+			return q, 1
+		}, ""},
+		{"never a third execution", func(t *testing.T) (*Queue, int) {
+			q := newQ(t, Options{}, "a", "b", "c")
+			addJobs(t, q, 1)
+			q.Assign()
+			if _, ok := q.Backup(1); !ok {
+				t.Fatal("first backup declined")
+			}
+			return q, 1
+		}, ""},
+		{"not on the host already running it", func(t *testing.T) (*Queue, int) {
+			q := newQ(t, Options{}, "a*4")
+			addJobs(t, q, 1)
+			q.Assign()
+			return q, 1
+		}, ""},
+		{"not on a host it failed on", func(t *testing.T) (*Queue, int) {
+			q := newQ(t, Options{Retries: 1}, "a", "b")
+			addJobs(t, q, 1)
+			q.Finish(q.Assign()[0], Failed) // failed on a
+			if got := show(q.Assign()); got != "1@b" {
+				t.Fatalf("retry went to %s", got)
+			}
+			return q, 1
+		}, ""},
+		{"not on a down host", func(t *testing.T) (*Queue, int) {
+			q := newQ(t, Options{}, "a", "b")
+			addJobs(t, q, 1)
+			q.Assign()
+			q.SetHostState("b", Down)
+			return q, 1
+		}, ""},
+		{"not for a pinned job", func(t *testing.T) (*Queue, int) {
+			q := newQ(t, Options{}, "a", "b")
+			if err := q.Add(&Job{ID: 1, Pin: "a"}); err != nil {
+				t.Fatal(err)
+			}
+			q.Assign()
+			return q, 1
+		}, ""},
+		{"the host with most free slots", func(t *testing.T) (*Queue, int) {
+			q := newQ(t, Options{}, "a", "b*2", "c*3")
+			addJobs(t, q, 3)
+			q.Assign() // 1@a 2@b 3@c
+			return q, 1
+		}, "1@c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q, job := tt.setup(t)
+			e, ok := q.Backup(job)
+			got := ""
+			if ok {
+				got = show([]Exec{e})
+			}
+			if got != tt.want {
+				t.Errorf("Backup(%d) = %q, want %q", job, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestBackupFirstSuccessWins: whichever execution succeeds first is
+// recorded; the other is discarded, and the job is counted once.
+func TestBackupFirstSuccessWins(t *testing.T) {
+	for _, backupWins := range []bool{false, true} {
+		q := newQ(t, Options{}, "a", "b")
+		addJobs(t, q, 1)
+		q.Close()
+		orig := q.Assign()[0]
+		backup, ok := q.Backup(1)
+		if !ok || backup.Attempt != 2 || backup.Host != "b" {
+			t.Fatalf("backup %+v ok=%v", backup, ok)
+		}
+		first, second := orig, backup
+		if backupWins {
+			first, second = backup, orig
+		}
+		if d := q.Finish(first, Succeeded); d != Recorded {
+			t.Errorf("winner: %v", d)
+		}
+		if !q.Done() {
+			t.Error("queue not done after the winner")
+		}
+		if d := q.Finish(second, Canceled); d != Discarded {
+			t.Errorf("loser: %v, want discarded", d)
+		}
+		if q.Succeeded() != 1 || q.Running() != 0 {
+			t.Errorf("succeeded %d running %d", q.Succeeded(), q.Running())
+		}
+	}
+}
+
+// TestBackupSurvivesTheOriginalsLoss: when the original's host is lost,
+// the running backup carries the job; it is not requeued a third time.
+func TestBackupSurvivesTheOriginalsLoss(t *testing.T) {
+	q := newQ(t, Options{}, "a", "b", "c")
+	addJobs(t, q, 1)
+	q.Close()
+	orig := q.Assign()[0]
+	backup, _ := q.Backup(1)
+	if d := q.Finish(orig, Lost); d != Requeued {
+		t.Errorf("lost original: %v", d)
+	}
+	if got := q.Assign(); len(got) != 0 || q.Pending() != 0 {
+		t.Errorf("job queued again while its backup runs: %s", show(got))
+	}
+	if d := q.Finish(backup, Succeeded); d != Recorded || !q.Done() {
+		t.Errorf("backup: %v, done %v", d, q.Done())
+	}
+}
