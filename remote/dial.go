@@ -179,6 +179,17 @@ func isNetTimeout(err error) bool {
 }
 
 func (d *Dialer) dialOnce(ctx context.Context, cfg *Config, sc *ssh.ClientConfig) (*ssh.Client, error) {
+	// The jump host's connection comes first, outside the handshake slot:
+	// dialling it takes a slot of its own, so holding ours while waiting
+	// for it would deadlock once every slot waits on the same jump host
+	// (a bastion in front of more hosts than Fanout).
+	var j *jumpConn
+	if len(cfg.ProxyJump) > 0 {
+		var err error
+		if j, err = d.jump(ctx, cfg, len(cfg.ProxyJump)); err != nil {
+			return nil, err
+		}
+	}
 	select {
 	case d.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -188,8 +199,8 @@ func (d *Dialer) dialOnce(ctx context.Context, cfg *Config, sc *ssh.ClientConfig
 
 	var conn net.Conn
 	var err error
-	if len(cfg.ProxyJump) > 0 {
-		conn, err = d.dialViaJump(ctx, cfg)
+	if j != nil {
+		conn, err = d.dialViaJump(ctx, cfg, j)
 	} else {
 		var nd net.Dialer
 		conn, err = nd.DialContext(ctx, "tcp", cfg.addr())
@@ -223,11 +234,7 @@ func handshake(ctx context.Context, conn net.Conn, addr string, sc *ssh.ClientCo
 // dialViaJump reaches cfg's host through its ProxyJump chain. The
 // connection to each chain prefix is shared by every host behind it, and
 // handshakes through one jump host are limited to PerJump at a time.
-func (d *Dialer) dialViaJump(ctx context.Context, cfg *Config) (net.Conn, error) {
-	j, err := d.jump(ctx, cfg, len(cfg.ProxyJump))
-	if err != nil {
-		return nil, err
-	}
+func (d *Dialer) dialViaJump(ctx context.Context, cfg *Config, j *jumpConn) (net.Conn, error) {
 	select {
 	case j.sem <- struct{}{}:
 	case <-ctx.Done():

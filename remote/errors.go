@@ -49,6 +49,11 @@ type Error struct {
 	Kind Kind
 	Err  error
 	Hint string // advice for the user, if any ("add it with ssh-keyscan ...")
+	// PGID is, for a command whose connection was lost (KindTransport),
+	// its remote process group if it was known (else 0). Closing a
+	// connection does not kill remote processes, so they may still run:
+	// KillOrphan them once the host can be reached again.
+	PGID int
 }
 
 func (e *Error) Error() string {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -364,7 +365,7 @@ func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 	go func() { done <- s.Wait() }()
 	select {
 	case err := <-done:
-		return h.exitErr(err, cn)
+		return h.exitErr(err, cn, pg)
 	case <-ctx.Done():
 	}
 	// Cancelled: kill the remote process group. Closing the channel alone
@@ -375,7 +376,7 @@ func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 	select {
 	case pgid = <-pg.got:
 	case err := <-done: // it finished on its own
-		return h.exitErr(err, cn)
+		return h.exitErr(err, cn, pg)
 	case <-time.After(2 * time.Second):
 	}
 	closeSession() // free the slot first: the kill needs one
@@ -397,13 +398,42 @@ func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 // KillGroup sends SIGTERM to the remote process group pgid, then SIGKILL
 // to whatever remains after up to two seconds.
 func (h *SSHHost) KillGroup(ctx context.Context, pgid int) error {
-	p := strconv.Itoa(pgid)
-	script := `kill -s TERM -- -` + p + ` 2>/dev/null || exit 0; i=0; while kill -s 0 -- -` + p + ` 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; kill -s KILL -- -` + p + ` 2>/dev/null; exit 0`
-	var out bytes.Buffer
-	return h.Run(ctx, &Cmd{Shell: script, NoProcessGroup: true, Stdout: &out, Stderr: &out})
+	_, err := h.killGroup(ctx, pgid, "")
+	return err
 }
 
-func (h *SSHHost) exitErr(err error, cn *conn) error {
+// KillOrphan kills the process group pgid of a command whose connection
+// was lost (Error.PGID) and reports whether a group was found. Closing a
+// connection kills nothing, so such commands run on. To tell the group
+// from another that reused the number, its leader, if it still lives,
+// must show marker in its command line or have it as its working
+// directory (Linux): pass the command's Dir, which a caller makes unique
+// (dsub: the run directory). A group whose leader has exited keeps its
+// number from being reused, so it is still the command's.
+func (h *SSHHost) KillOrphan(ctx context.Context, pgid int, marker string) (found bool, err error) {
+	if marker == "" {
+		return false, &Error{Op: "kill", Host: h.cfg.Name, Kind: KindConfig, Err: errors.New("KillOrphan needs a marker")}
+	}
+	return h.killGroup(ctx, pgid, marker)
+}
+
+func (h *SSHHost) killGroup(ctx context.Context, pgid int, marker string) (bool, error) {
+	if pgid <= 1 {
+		return false, &Error{Op: "kill", Host: h.cfg.Name, Kind: KindConfig, Err: fmt.Errorf("bad process group %d", pgid)}
+	}
+	p := strconv.Itoa(pgid)
+	var b strings.Builder
+	if marker != "" {
+		b.WriteString(`m=` + Quote(marker) + `; a=$(ps -o args= -p ` + p + ` 2>/dev/null || tr '\0' ' ' </proc/` + p + `/cmdline 2>/dev/null); `)
+		b.WriteString(`if [ -n "$a" ]; then case $a in *"$m"*) ;; *) [ "$(readlink /proc/` + p + `/cwd 2>/dev/null)" = "$m" ] || { echo other; exit 0; } ;; esac; fi; `)
+	}
+	b.WriteString(`kill -s TERM -- -` + p + ` 2>/dev/null || { echo none; exit 0; }; i=0; while kill -s 0 -- -` + p + ` 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; kill -s KILL -- -` + p + ` 2>/dev/null; echo killed; exit 0`)
+	var out, errb bytes.Buffer // two buffers: stdout and stderr are copied concurrently
+	err := h.Run(ctx, &Cmd{Shell: b.String(), NoProcessGroup: true, Stdout: &out, Stderr: &errb})
+	return strings.TrimSpace(out.String()) == "killed", err
+}
+
+func (h *SSHHost) exitErr(err error, cn *conn, pg *pgidWriter) error {
 	if err == nil {
 		return nil
 	}
@@ -420,7 +450,12 @@ func (h *SSHHost) exitErr(err error, cn *conn) error {
 		err = fmt.Errorf("connection lost: %w", err)
 	default:
 	}
-	return &Error{Op: "exec", Host: h.cfg.Name, Kind: KindTransport, Err: err}
+	e := &Error{Op: "exec", Host: h.cfg.Name, Kind: KindTransport, Err: err}
+	select {
+	case e.PGID = <-pg.got: // the command may still run there
+	default:
+	}
+	return e
 }
 
 const (
