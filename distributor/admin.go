@@ -195,19 +195,52 @@ func containedJoin(dir, elem string) (string, error) {
 	return p, nil
 }
 
+// CleanResult is what Clean did on one host.
+type CleanResult struct {
+	Host string
+	Kept []string // entries left because a process was using them
+	Err  error
+}
+
 // Clean removes dsub's files from every host: the binary cache
 // (<workdir>/bin) and, with runs, leftover run directories
 // (<workdir>/runs, kept by --keep-remote or by an interrupted cleanup).
-func (c *Cluster) Clean(ctx context.Context, runs bool) []ExecResult {
-	res := make([]ExecResult, len(c.members))
+// What a live process of the login user is using is kept, so that runs in
+// progress (from this or another master) go on: a run directory holding a
+// process's working directory, a cached program a process runs. The
+// check reads /proc (Linux); elsewhere everything is removed.
+func (c *Cluster) Clean(ctx context.Context, runs bool) []CleanResult {
+	res := make([]CleanResult, len(c.members))
 	c.each(ctx, func(ctx context.Context, i int, m *Member) {
-		dirs := remote.QuotePath(path.Join(m.Inv.Workdir, "bin"))
-		if runs {
-			dirs += " " + remote.QuotePath(path.Join(m.Inv.Workdir, "runs"))
+		var out, errb strings.Builder
+		err := m.Host.Run(ctx, &remote.Cmd{Shell: cleanScript(m.Inv.Workdir, runs), Stdout: &out, Stderr: &errb})
+		if err != nil && errb.Len() > 0 {
+			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(errb.String()))
 		}
-		start := time.Now()
-		err := m.Host.Run(ctx, &remote.Cmd{Shell: "rm -rf -- " + dirs})
-		res[i] = ExecResult{Host: m.Name(), Exit: remote.ExitStatus(err), Duration: time.Since(start), Err: err}
+		r := CleanResult{Host: m.Name(), Err: err}
+		for _, l := range strings.Split(out.String(), "\n") {
+			if k, ok := strings.CutPrefix(l, "in use: "); ok {
+				r.Kept = append(r.Kept, k)
+			}
+		}
+		res[i] = r
 	})
 	return res
+}
+
+// cleanScript removes <workdir>/bin/* (and runs/*) entry by entry, keeping
+// and reporting ("in use: PATH") those a process's cwd, executable or
+// command line (a script's interpreter runs it) names, then the
+// directories themselves if empty.
+func cleanScript(workdir string, runs bool) string {
+	dirs := "bin"
+	if runs {
+		dirs += " runs"
+	}
+	return `st=0; wd=` + remote.QuotePath(workdir) + `; ` +
+		`busy=$(for p in /proc/[0-9]*; do readlink "$p/cwd"; readlink "$p/exe"; tr '\0' ' ' <"$p/cmdline"; echo; done 2>/dev/null); ` +
+		`for sub in ` + dirs + `; do ` +
+		`for e in "$wd/$sub"/* "$wd/$sub"/.[!.]*; do [ -e "$e" ] || [ -L "$e" ] || continue; ` +
+		`case "$busy" in *"$e"*) echo "in use: $e" ;; *) rm -rf -- "$e" || st=1 ;; esac; done; ` +
+		`rmdir -- "$wd/$sub" 2>/dev/null; done; exit $st`
 }

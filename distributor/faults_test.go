@@ -2,6 +2,7 @@ package distributor_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,22 +28,30 @@ func faultCluster(t *testing.T) *distributor.Cluster {
 // warnings and the joblog rows.
 func faultRun(t *testing.T, c *distributor.Cluster, n int, d string, host string, inject func()) (string, []string, [][]string) {
 	t.Helper()
+	res, warns, rows, _ := faultRunUntil(t, c, n, nil, d, host, inject)
+	return res, warns, rows
+}
+
+// faultRunUntil is faultRun that, with until set, goes on submitting jobs
+// past n until until(warnings so far) holds (at most 90 s), so that a test
+// waiting for a reconnect does not depend on how fast this machine is. It
+// also returns the number of jobs submitted.
+func faultRunUntil(t *testing.T, c *distributor.Cluster, n int, until func(warns string) bool, d string, host string, inject func()) (string, []string, [][]string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	red, _ := distributor.NewReducer("sum")
-	var col collected
-	run, err := c.Start(ctx, col.opts(distributor.RunOptions{LogsDir: t.TempDir(), Reducer: red}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := run.Ready(ctx); err != nil {
-		t.Fatal(err)
-	}
+	run, col := startSum(ctx, t, c, distributor.RunOptions{})
+	submitted := make(chan int, 1)
 	go func() {
-		for i := 1; i <= n; i++ {
-			run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf("sleep %s; echo %d", d, i)})
+		deadline := time.Now().Add(90 * time.Second)
+		i := 1
+		for ; i <= n || until != nil && !until(col.warnings()) && time.Now().Before(deadline); i++ {
+			if run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf("sleep %s; echo %d", d, i)}) != nil {
+				break
+			}
 		}
 		run.Close()
+		submitted <- i - 1
 	}()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		busy := false
@@ -63,18 +72,52 @@ func faultRun(t *testing.T, c *distributor.Cluster, n int, d string, host string
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
+	n = <-submitted
 	if st.Succeeded != n || st.Failed != 0 {
-		t.Errorf("stats %+v", st)
+		t.Errorf("stats %+v, want %d succeeded", st, n)
 	}
-	b, _ := os.ReadFile(filepath.Join(run.Dir(), "joblog.tsv"))
-	var rows [][]string
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n")[1:] {
-		rows = append(rows, strings.Split(l, "\t"))
+	rows := joblogRows(t, run.Dir())
+	return res, col.warns, rows, n
+}
+
+// startSum starts a run with a sum reducer, logs in a temporary directory
+// and opts, and waits until every host is ready, so that every host takes
+// part. Results and warnings are collected.
+func startSum(ctx context.Context, t *testing.T, c *distributor.Cluster, opts distributor.RunOptions) (*distributor.Run, *collected) {
+	t.Helper()
+	if opts.LogsDir == "" {
+		opts.LogsDir = t.TempDir()
 	}
-	return res, col.warns, rows
+	opts.Reducer, _ = distributor.NewReducer("sum")
+	col := &collected{}
+	run, err := c.Start(ctx, col.opts(opts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return run, col
 }
 
 func sumTo(n int) string { return fmt.Sprint(n * (n + 1) / 2) }
+
+// wantLossRecovered checks a run of n jobs that lost host mid-run: the
+// fault-free result, every job recorded once, and no execution other than
+// those lost with the host.
+func wantLossRecovered(t *testing.T, res string, warns []string, rows [][]string, n int, host string) {
+	t.Helper()
+	if res != sumTo(n) {
+		t.Errorf("result %s, want %s", res, sumTo(n))
+	}
+	oc, _ := outcomes(rows, host)
+	if oc["recorded"] != n || oc["lost"] == 0 || len(rows) != n+oc["lost"] {
+		t.Errorf("joblog outcomes %v in %d rows: want %d recorded, some lost, nothing else", oc, len(rows), n)
+	}
+	if !strings.Contains(strings.Join(warns, "\n"), "host "+host+" lost") {
+		t.Errorf("warnings: %v", warns)
+	}
+}
 
 // outcomes counts joblog rows by outcome, and rows for host.
 func outcomes(rows [][]string, host string) (map[string]int, int) {
@@ -107,16 +150,7 @@ func TestHostKilledMidRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if res != sumTo(24) {
-		t.Errorf("result %s, want %s", res, sumTo(24))
-	}
-	oc, _ := outcomes(rows, "h02")
-	if oc["recorded"] != 24 || oc["lost"] == 0 || len(rows) != 24+oc["lost"] {
-		t.Errorf("joblog outcomes %v in %d rows: want 24 recorded, some lost, nothing else", oc, len(rows))
-	}
-	if !strings.Contains(strings.Join(warns, "\n"), "host h02 lost") {
-		t.Errorf("warnings: %v", warns)
-	}
+	wantLossRecovered(t, res, warns, rows, 24, "h02")
 	if err := cluster.Restart(ctx, "h02"); err != nil {
 		t.Fatal(err)
 	}
@@ -138,27 +172,24 @@ func TestHostPausedMidRun(t *testing.T) {
 	})
 	cluster.Unpause(ctx, "h03")
 	t.Logf("run took %s; h03 paused after %s", time.Since(start).Round(time.Millisecond), paused.Sub(start).Round(time.Millisecond))
-	if res != sumTo(24) {
-		t.Errorf("result %s, want %s", res, sumTo(24))
-	}
-	oc, _ := outcomes(rows, "h03")
-	if oc["recorded"] != 24 || oc["lost"] == 0 {
-		t.Errorf("joblog outcomes %v", oc)
-	}
-	if !strings.Contains(strings.Join(warns, "\n"), "host h03 lost") {
-		t.Errorf("warnings: %v", warns)
-	}
+	wantLossRecovered(t, res, warns, rows, 24, "h03")
 	noStrays(t, "sleep 0.7")
 }
 
 // TestPartitionThenHealRejoins: a cut-off host is dropped, reconnected with
-// backoff after the heal, and takes jobs again.
+// backoff after the heal, and takes jobs again. The jobs it was running
+// when cut off run on behind the partition (sshd never learns the client
+// is gone): they are requeued elsewhere, and killed when the host is back.
 func TestPartitionThenHealRejoins(t *testing.T) {
 	c := faultCluster(t)
 	ctx := context.Background()
 	defer cluster.Heal(ctx, "h01")
 	var healed time.Time
-	res, warns, rows := faultRun(t, c, 60, "0.6", "h01", func() {
+	// h01's first jobs hang (sleep 120) until killed; every other
+	// execution sleeps 0.6 s.
+	d := `$(if [ "$DSUB_HOST" = h01 ] && [ "$DSUB_ATTEMPT" = 1 ] && [ "$DSUB_JOB" -le 12 ]; then echo 120; else echo 0.6; fi)`
+	until := func(w string) bool { return strings.Contains(w, "host h01 is back") }
+	res, warns, rows, n := faultRunUntil(t, c, 40, until, d, "h01", func() {
 		if err := cluster.Partition(ctx, "h01"); err != nil {
 			t.Fatal(err)
 		}
@@ -168,11 +199,9 @@ func TestPartitionThenHealRejoins(t *testing.T) {
 			cluster.Heal(ctx, "h01")
 		}()
 	})
-	if res != sumTo(60) {
-		t.Errorf("result %s, want %s", res, sumTo(60))
-	}
+	wantLossRecovered(t, res, warns, rows, n, "h01")
 	w := strings.Join(warns, "\n")
-	if !strings.Contains(w, "host h01 lost") || !strings.Contains(w, "host h01 is back") {
+	if !strings.Contains(w, "host h01 is back") || !strings.Contains(w, "host h01: killed the processes of") {
 		t.Errorf("warnings: %s", w)
 	}
 	after := 0
@@ -187,6 +216,7 @@ func TestPartitionThenHealRejoins(t *testing.T) {
 		t.Errorf("h01 took no job after it healed")
 	}
 	t.Logf("h01 ran %d jobs after the heal", after)
+	noStrays(t, "sleep 120")
 	noStrays(t, "sleep 0.6")
 }
 
@@ -197,9 +227,12 @@ func TestRestartedHostRejoinsOnlyWithItsKey(t *testing.T) {
 	c := faultCluster(t)
 	ctx := context.Background()
 	var back time.Time
-	// Long enough (120 jobs on the 4 remaining slots) that h03's reconnect
-	// attempts (backoff 1, 2, 4 s) meet its new key before the run ends.
-	res, warns, rows := faultRun(t, c, 120, "0.6", "h02", func() {
+	// Jobs keep coming until h02 is back and h03 has been refused (the
+	// reconnect backoff is 1, 2, 4, ... s), then the queue drains.
+	until := func(w string) bool {
+		return strings.Contains(w, "host h02 is back") && strings.Contains(w, "host h03 will not re-join")
+	}
+	res, warns, rows, n := faultRunUntil(t, c, 40, until, "0.6", "h02", func() {
 		if err := cluster.Kill(ctx, "h02"); err != nil {
 			t.Fatal(err)
 		}
@@ -217,9 +250,7 @@ func TestRestartedHostRejoinsOnlyWithItsKey(t *testing.T) {
 			}
 		}()
 	})
-	if res != sumTo(120) {
-		t.Errorf("result %s, want %s", res, sumTo(120))
-	}
+	wantLossRecovered(t, res, warns, rows, n, "h02")
 	w := strings.Join(warns, "\n")
 	if !strings.Contains(w, "host h02 is back") {
 		t.Errorf("h02 did not re-join: %s", w)
@@ -258,4 +289,179 @@ func TestRestartedHostRejoinsOnlyWithItsKey(t *testing.T) {
 	os.WriteFile(cluster.KnownHosts, []byte(strings.Replace(string(kh), h3.HostKey, f[0]+" "+f[1], 1)), 0o600)
 	h3.HostKey = f[0] + " " + f[1]
 	noStrays(t, "sleep 0.6")
+}
+
+// TestSpeculateStragglers: every first execution on h02 hangs. With
+// Speculate, once the queue is empty the idle hosts run those jobs again,
+// the backups' results are recorded, the hung originals are killed (their
+// remote processes too) and discarded, and the result equals a fault-free
+// run's. Without speculation this run would take 5 minutes; the test's
+// deadline is 2.
+func TestSpeculateStragglers(t *testing.T) {
+	c := faultCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const n = 30
+	run, col := startSum(ctx, t, c, distributor.RunOptions{Speculate: true, SpeculateAfter: 3 * time.Second})
+	go func() {
+		for i := 1; i <= n; i++ {
+			run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf(
+				`if [ "$DSUB_HOST" = h02 ] && [ "$DSUB_ATTEMPT" = 1 ]; then sleep 301; else sleep 0.2; fi; echo %d`, i)})
+		}
+		run.Close()
+	}()
+	st, res, err := run.Wait()
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if res != sumTo(n) || st.Succeeded != n || st.Failed != 0 {
+		t.Errorf("result %s (want %s), stats %+v", res, sumTo(n), st)
+	}
+	rows := joblogRows(t, run.Dir())
+	oc, onH02 := outcomes(rows, "h02")
+	// Each job h02 took hung: one backup each, which won.
+	if onH02 == 0 || st.Backups != onH02 || st.BackupsWon != onH02 ||
+		oc["recorded"] != n || oc["superseded"] != onH02 || len(rows) != n+onH02 {
+		t.Errorf("h02 took %d jobs; backups %d, won %d; joblog outcomes %v in %d rows (want %d recorded + %d superseded)",
+			onH02, st.Backups, st.BackupsWon, oc, len(rows), n, onH02)
+	}
+	for _, r := range rows {
+		if r[1] == "h02" && r[9] != "superseded" {
+			t.Errorf("h02 row %v: want superseded", r)
+		}
+	}
+	if w := strings.Join(col.warns, "\n"); strings.Count(w, "backup on") != onH02 {
+		t.Errorf("warnings: %s", w)
+	}
+	for job, r := range col.results {
+		if r.Host == "h02" {
+			t.Errorf("job %d recorded from h02, whose executions all hung", job)
+		}
+	}
+	noStrays(t, "sleep 301")
+}
+
+// joblogRows reads a run's joblog.tsv, without its header.
+func joblogRows(t *testing.T, dir string) [][]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "joblog.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows [][]string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n")[1:] {
+		rows = append(rows, strings.Split(l, "\t"))
+	}
+	return rows
+}
+
+// TestFailingHostIsQuarantined: every job fails on h02. After two in a row
+// it is quarantined for the run; its jobs are retried elsewhere, and the
+// result equals a fault-free run's.
+func TestFailingHostIsQuarantined(t *testing.T) {
+	c := newCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const n = 30
+	run, col := startSum(ctx, t, c, distributor.RunOptions{Retries: 1, QuarantineAfter: 2})
+	for i := 1; i <= n; i++ {
+		run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf(`if [ "$DSUB_HOST" = h02 ]; then sleep 0.2; exit 3; fi; sleep 0.2; echo %d`, i)})
+	}
+	run.Close()
+	st, res, err := run.Wait()
+	if err != nil || res != sumTo(n) || st.Succeeded != n {
+		t.Fatalf("run: %v; result %s (want %s); stats %+v", err, res, sumTo(n), st)
+	}
+	rows := joblogRows(t, run.Dir())
+	oc, onH02 := outcomes(rows, "h02")
+	// h02 takes jobs until 2 have failed; with 2 slots a third may have
+	// been started by then.
+	if onH02 < 2 || onH02 > 3 || oc["requeued"] != onH02 || oc["recorded"] != n || len(rows) != n+onH02 {
+		t.Errorf("h02 ran %d jobs; joblog outcomes %v in %d rows", onH02, oc, len(rows))
+	}
+	for _, h := range st.Hosts {
+		if h.Name == "h02" && (h.State != "quarantined" || h.Jobs != 0) {
+			t.Errorf("h02 stats %+v", h)
+		}
+	}
+	if w := col.warnings(); !strings.Contains(w, "host h02 quarantined after 2 consecutive failed jobs") {
+		t.Errorf("warnings: %s", w)
+	}
+	noStrays(t, "sleep 0.2")
+}
+
+// TestNoUsableHostThenResume: every host dies mid-run. The run stops with
+// ErrNoHosts once none has come back within NoHostTimeout, keeping the
+// journal; after the hosts return, a resume runs only the unrecorded jobs
+// and the result equals a fault-free run's.
+func TestNoUsableHostThenResume(t *testing.T) {
+	c := faultCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	names := []string{"h01", "h02", "h03"}
+	defer func() {
+		for _, h := range names {
+			cluster.Restart(context.Background(), h)
+		}
+	}()
+	const n = 40
+	logs := t.TempDir()
+	jobs := func(run *distributor.Run) {
+		for i := 1; i <= n; i++ {
+			run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf("sleep 0.3; echo %d", i)})
+		}
+		run.Close()
+	}
+	red, _ := distributor.NewReducer("sum")
+	var col collected
+	run, err := c.Start(ctx, col.opts(distributor.RunOptions{LogsDir: logs, Reducer: red, NoHostTimeout: 3 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go jobs(run)
+	for deadline := time.Now().Add(30 * time.Second); run.Snapshot().Succeeded < 8; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no progress")
+		}
+	}
+	for _, h := range names {
+		if err := cluster.Kill(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, _, err := run.Wait()
+	if !errors.Is(err, distributor.ErrNoHosts) || !strings.Contains(err.Error(), run.Dir()) {
+		t.Fatalf("run error %v: want ErrNoHosts naming the journal", err)
+	}
+	recorded := st.Succeeded
+	if recorded < 8 || recorded >= n {
+		t.Fatalf("%d jobs recorded before the hosts died", recorded)
+	}
+	for _, h := range names {
+		if err := cluster.Restart(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	c2 := faultCluster(t)
+	red2, _ := distributor.NewReducer("sum")
+	var col2 collected
+	run2, err := c2.Start(ctx, col2.opts(distributor.RunOptions{LogsDir: logs, Reducer: red2, ResumeDir: run.Dir()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go jobs(run2)
+	st2, res, err := run2.Wait()
+	if err != nil || res != sumTo(n) {
+		t.Fatalf("resume: %v, result %s (want %s)", err, res, sumTo(n))
+	}
+	if st2.Resumed != recorded || st2.Succeeded != n {
+		t.Errorf("resume stats %+v: want %d taken from the journal, %d in all", st2, recorded, n)
+	}
+	// Every job recorded exactly once across both runs' joblog rows.
+	oc, _ := outcomes(joblogRows(t, run.Dir()), "")
+	if oc["recorded"] != n {
+		t.Errorf("joblog outcomes over both runs %v: want %d recorded", oc, n)
+	}
+	noStrays(t, "sleep 0.3")
 }

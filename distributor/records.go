@@ -2,6 +2,7 @@ package distributor
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -63,11 +64,45 @@ type journal struct {
 }
 
 func openJournal(path string) (*journal, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
+	if err := trimTornTail(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal %s: %w", path, err)
+	}
 	return &journal{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+}
+
+// trimTornTail cuts a partial last line (a write cut short by a crash or
+// a full disk) off f, so that records appended by a resumed run start on a
+// line of their own and are not lost with it.
+func trimTornTail(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	end := fi.Size()
+	buf := make([]byte, 32<<10)
+	for pos := end; pos > 0; {
+		n := int64(len(buf))
+		if pos < n {
+			n = pos
+		}
+		pos -= n
+		if _, err := f.ReadAt(buf[:n], pos); err != nil {
+			return err
+		}
+		i := bytes.LastIndexByte(buf[:n], '\n')
+		if pos+n == end && i == int(n)-1 {
+			return nil // ends with a newline: whole
+		}
+		if i >= 0 {
+			return f.Truncate(pos + int64(i) + 1)
+		}
+	}
+	return f.Truncate(0) // one partial line and nothing else
 }
 
 func (j *journal) Append(r *JournalRecord) {
@@ -106,8 +141,11 @@ func (j *journal) Close() error {
 }
 
 // joblog writes joblog.tsv with GNU parallel's --joblog columns, one row
-// per execution, plus an Outcome column (recorded, requeued, gave-up,
-// discarded, lost, dropped).
+// per execution, plus an Outcome column: recorded (the job's result),
+// requeued (failed, will run again), lost (its host failed; will run
+// again), gave-up (failed for good), discarded (a late or duplicate
+// result), superseded (killed: another execution of the job won) or
+// dropped (the run stopped first).
 type joblog struct {
 	mu sync.Mutex
 	w  *bufio.Writer
@@ -199,6 +237,10 @@ type Stats struct {
 	Resumed   int         `json:"resumed"`   // jobs taken over from the run being resumed
 	Wall      float64     `json:"wall_s"`
 	Hosts     []HostStats `json:"hosts"`
+	// Backups counts speculative executions started (--speculate), and
+	// BackupsWon those that finished first.
+	Backups    int `json:"backups,omitempty"`
+	BackupsWon int `json:"backups_won,omitempty"`
 }
 
 // JobTime is the sum of recorded jobs' run times.
@@ -262,8 +304,12 @@ func (s *Stats) WriteTable(w io.Writer) {
 	if s.Resumed > 0 {
 		resumed = fmt.Sprintf(" (%d recorded before the resume)", s.Resumed)
 	}
-	fmt.Fprintf(w, "jobs %d: %d succeeded, %d failed%s; wall %.2fs; speedup %.2fx; efficiency %.1f%% of %d slots\n",
-		s.Jobs, s.Succeeded, s.Failed, resumed, s.Wall, s.Speedup(), eff, s.Slots())
+	backups := ""
+	if s.Backups > 0 {
+		backups = fmt.Sprintf("; %d backups, %d won", s.Backups, s.BackupsWon)
+	}
+	fmt.Fprintf(w, "jobs %d: %d succeeded, %d failed%s%s; wall %.2fs; speedup %.2fx; efficiency %.1f%% of %d slots\n",
+		s.Jobs, s.Succeeded, s.Failed, resumed, backups, s.Wall, s.Speedup(), eff, s.Slots())
 }
 
 // newRunID names a run directory: sortable by time, unique enough.

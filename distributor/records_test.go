@@ -79,3 +79,53 @@ func TestJournalGroupCommit(t *testing.T) {
 	}
 	j.Close()
 }
+
+// TestJournalTornTail: a journal whose last line was cut short (a crash,
+// a full disk) is trimmed to its last whole line when reopened, so the
+// next record starts a line of its own and every whole record survives.
+func TestJournalTornTail(t *testing.T) {
+	rec := `{"job":1,"id":"x","host":"h01","attempt":1,"result":1,"duration_s":1}` + "\n"
+	long := strings.Repeat("z", 100<<10) // longer than one read chunk
+	tests := []struct{ name, before, after string }{
+		{"empty", "", ""},
+		{"whole", rec, rec},
+		{"torn after a record", rec + `{"job":2,"id":"y","ho`, rec},
+		{"only a torn line", `{"job":2,"id`, ""},
+		{"long torn line after a record", rec + long, rec},
+		{"long whole line", rec + long + "\n", rec + long + "\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "results.jsonl")
+			os.WriteFile(p, []byte(tt.before), 0o644)
+			j, err := openJournal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := os.ReadFile(p); string(b) != tt.after {
+				t.Errorf("reopened journal holds %d bytes, want %d", len(b), len(tt.after))
+			}
+			j.Append(&JournalRecord{Job: 3, ID: "z", Host: "h02", Attempt: 1, Result: ResultValue("3")})
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			recs, err := readJournal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := recs[3]; !ok || (strings.HasPrefix(tt.after, rec) && len(recs) != 2) {
+				t.Errorf("records after append: %v", recs)
+			}
+		})
+	}
+}
+
+// TestStatsTableBackups: speculative executions get a mention.
+func TestStatsTableBackups(t *testing.T) {
+	s := &Stats{Jobs: 4, Succeeded: 4, Wall: 2, Backups: 2, BackupsWon: 1, Hosts: []HostStats{
+		{Name: "h01", Jobs: 3, JobTime: 3, Slots: 1}, {Name: "h02", Jobs: 1, JobTime: 1, Slots: 1},
+	}}
+	var b bytes.Buffer
+	s.WriteTable(&b)
+	golden(t, "stats_table_backups.golden", b.Bytes())
+}

@@ -58,6 +58,13 @@ type RunOptions struct {
 	// HaltNow the running ones are killed too, else they may finish.
 	HaltAfter int
 	HaltNow   bool
+	// Speculate runs backups of stragglers: when no job is waiting and a
+	// slot is idle, a job that has run longer than SpeculateAfter and
+	// twice the median run time of the jobs done so far is started again
+	// on another host. The first result wins; the other execution's
+	// remote processes are killed and its result discarded.
+	Speculate      bool
+	SpeculateAfter time.Duration
 }
 
 // Result is a job's final outcome.
@@ -75,8 +82,18 @@ type Result struct {
 	StderrTail string
 }
 
-// ErrHalted is returned by Wait when the run stopped early on failures.
-var ErrHalted = errors.New("run halted")
+// Errors that stop a run early with its journal intact, so that it can be
+// resumed (Wait's error wraps one of them):
+var (
+	// ErrHalted: the run stopped on failures (HaltAfter).
+	ErrHalted = errors.New("run halted")
+	// ErrNoHosts: jobs were waiting and no host could run them.
+	ErrNoHosts = errors.New("no usable host remains")
+	// ErrRecords: the run's local records (a job's log, the journal)
+	// could not be written, for example because the disk under LogsDir is
+	// full. No job starts after it.
+	ErrRecords = errors.New("cannot write the run's records")
+)
 
 // Run is a run in progress. Submit jobs, Close, then Wait.
 type Run struct {
@@ -169,6 +186,8 @@ type completion struct {
 	tail    string
 	out, er string // temporary log paths
 	command string
+	local   error // the job's log could not be written (outcome Canceled)
+	pgid    int   // Lost: the remote process group, which may run on
 }
 
 // Start begins a run on the cluster: hosts are prepared (probed, binary
@@ -357,6 +376,10 @@ type jobEntry struct {
 type execState struct {
 	progress atomic.Uint64
 	host     string
+	job      int
+	start    time.Time
+	backup   bool               // a speculative execution
+	cancel   context.CancelFunc // kills it (its remote process group)
 }
 
 // hostTally is what the dispatcher counts per host.
@@ -428,7 +451,16 @@ func (r *Run) dispatch(ctx context.Context) {
 		}
 	}
 
-	running := map[int]*execState{}
+	running := map[int]*execState{} // by Exec.Seq
+	launch := func(e queue.Exec, backup bool) {
+		je := e.Job.Payload.(*jobEntry)
+		ectx, cancel := context.WithCancel(runCtx)
+		es := &execState{host: e.Host, job: e.Job.ID, start: time.Now(), backup: backup, cancel: cancel}
+		running[e.Seq] = es
+		h := hosts[e.Host] // read here: the map belongs to this goroutine
+		go func() { r.finished <- r.execute(ectx, e, h, je, es) }()
+	}
+	sp := &speculator{on: r.opts.Speculate, after: r.opts.SpeculateAfter}
 	nextID := 0
 	closed := false
 	var reduceErrs []string
@@ -442,7 +474,8 @@ func (r *Run) dispatch(ctx context.Context) {
 	commitTimer := time.NewTimer(time.Hour)
 	commitTimer.Stop()
 	commitArmed := false
-	interrupted := false
+	interrupted := false // stopping: no new job starts
+	canceled := false    // ctx is done: running jobs were killed
 
 	totalSlots := func() int {
 		n := 0
@@ -480,13 +513,48 @@ func (r *Run) dispatch(ctx context.Context) {
 
 	var emit []Result // recorded results awaiting the journal commit
 	resumed := 0      // jobs taken from a resumed run's journal
+	stopRecords := func(err error) {
+		if !interrupted {
+			r.opts.Warn(fmt.Sprintf("%v; no new job starts", err))
+		}
+		if r.err == nil {
+			r.err = err
+		}
+		interrupted = true
+	}
+	// Executions lost with their host may still run there: their process
+	// groups are killed when the host re-joins, or at the end of the run.
+	orphans := map[string][]int{}
+	var orphanWG sync.WaitGroup
+	reap := func(h *runHost, pgids []int, within time.Duration) {
+		orphanWG.Add(1)
+		go func() {
+			defer orphanWG.Done()
+			// Not cancelled with the run: killing leftovers is part of
+			// stopping cleanly. Bounded instead.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), within)
+			defer cancel()
+			r.reapOrphans(rctx, h, pgids)
+		}()
+	}
 	handle := func(c completion) {
+		if c.local != nil {
+			stopRecords(c.local)
+		}
+		if c.outcome == queue.Lost && c.pgid > 0 {
+			orphans[c.e.Host] = append(orphans[c.e.Host], c.pgid)
+		}
+		es := running[c.e.Seq]
+		es.cancel()
 		delete(running, c.e.Seq)
 		t := tally[c.e.Host]
 		disp := q.Finish(c.e, c.outcome)
 		outcome := disp.String()
-		if c.outcome == queue.Lost && disp == queue.Requeued {
+		switch {
+		case c.outcome == queue.Lost && disp == queue.Requeued:
 			outcome = "lost"
+		case c.outcome == queue.Canceled && disp == queue.Discarded:
+			outcome = "superseded" // killed: another execution won
 		}
 		_ = jl.Write(JoblogRow{Job: c.e.Job.ID, Host: c.e.Host, Start: c.start, Runtime: c.dur, Receive: c.recv,
 			Exit: c.exit, Signal: c.signal, Command: c.command, Outcome: outcome})
@@ -511,6 +579,12 @@ func (r *Run) dispatch(ctx context.Context) {
 			keepAs(finalOut, finalErr)
 			t.done++
 			t.jobTime += c.dur
+			sp.done(c.dur, es.backup)
+			for _, o := range running {
+				if o.job == c.e.Job.ID {
+					o.cancel() // the first result wins: kill the other execution
+				}
+			}
 			jrn.Append(&JournalRecord{Job: c.e.Job.ID, ID: je.id, Host: c.e.Host, Attempt: c.e.Attempt, Result: c.value, Duration: c.dur.Seconds()})
 			emit = append(emit, Result{Job: c.e.Job.ID, Host: c.e.Host, Attempt: c.e.Attempt, Value: c.value,
 				Duration: c.dur, Stdout: finalOut, Stderr: finalErr, StderrTail: c.tail})
@@ -559,8 +633,8 @@ func (r *Run) dispatch(ctx context.Context) {
 		// The joblog rows of these jobs reach the file before the journal
 		// makes them count, so a crashed master loses neither.
 		_ = jl.Flush()
-		if err := jrn.Commit(); err != nil && r.err == nil {
-			r.err = fmt.Errorf("journal %s: %w", filepath.Join(r.dir, "results.jsonl"), err)
+		if err := jrn.Commit(); err != nil {
+			stopRecords(fmt.Errorf("%w: journal %s: %v", ErrRecords, filepath.Join(r.dir, "results.jsonl"), err))
 		}
 		for _, res := range emit {
 			if r.opts.Reducer != nil {
@@ -584,8 +658,8 @@ func (r *Run) dispatch(ctx context.Context) {
 			in, closedCh = r.submit, r.closed
 		}
 		var ctxDone <-chan struct{}
-		if !interrupted {
-			ctxDone = ctx.Done()
+		if !canceled {
+			ctxDone = ctx.Done() // also while stopping softly: kill then
 		}
 		select {
 		case spec := <-in:
@@ -645,6 +719,10 @@ func (r *Run) dispatch(ctx context.Context) {
 			} else {
 				_ = q.SetHostState(h.m.Name(), queue.Up)
 				r.opts.Warn(fmt.Sprintf("host %s is back", h.m.Name()))
+				if pg := orphans[h.m.Name()]; len(pg) > 0 {
+					delete(orphans, h.m.Name())
+					reap(h, pg, 30*time.Second)
+				}
 			}
 			tally[h.m.Name()].state, tally[h.m.Name()].slots = q.HostState(h.m.Name()).String(), h.slots
 		case err := <-r.prepFail:
@@ -684,8 +762,14 @@ func (r *Run) dispatch(ctx context.Context) {
 		case <-tick.C:
 			_ = jl.Flush()
 			publish() // the snapshot is read by progress displays, not per event
+			if r.opts.Speculate && !interrupted {
+				for _, b := range sp.pick(q, running, time.Now()) {
+					launch(b.e, true)
+					r.opts.Warn(b.String())
+				}
+			}
 		case <-ctxDone:
-			interrupted = true
+			interrupted, canceled = true, true
 			cancelJobs()
 		}
 
@@ -704,19 +788,18 @@ func (r *Run) dispatch(ctx context.Context) {
 		}
 		if !interrupted {
 			for _, e := range q.Assign() {
-				je := e.Job.Payload.(*jobEntry)
-				es := &execState{host: e.Host}
-				running[e.Seq] = es
-				h := hosts[e.Host] // read here: the map belongs to this goroutine
-				go func() { r.finished <- r.execute(runCtx, e, h, je, es) }()
+				launch(e, false)
 			}
 		}
 
 		if interrupted && q.Running() == 0 {
 			break
 		}
-		if q.Done() {
-			break // hosts still preparing are not needed
+		if q.Done() && q.Running() == 0 {
+			// Hosts still preparing are not needed. Losers of speculative
+			// runs, killed when the winner was recorded, are waited for,
+			// so that the joblog counts every execution.
+			break
 		}
 		if q.Pending() == 0 && q.Running() == 0 && len(emit) > 0 && closed {
 			commit()
@@ -733,7 +816,7 @@ func (r *Run) dispatch(ctx context.Context) {
 				noHostSince = time.Now()
 			}
 			if q.Stuck() || time.Since(noHostSince) > r.opts.NoHostTimeout {
-				r.err = fmt.Errorf("no usable host remains (%d jobs unfinished); the journal in %s keeps every recorded result", q.Pending(), r.dir)
+				r.err = fmt.Errorf("%w (%d jobs unfinished); the journal in %s keeps every recorded result", ErrNoHosts, q.Pending(), r.dir)
 				break
 			}
 		} else {
@@ -741,6 +824,13 @@ func (r *Run) dispatch(ctx context.Context) {
 		}
 	}
 	publish()
+	// Hosts that never came back: one last try to kill what their lost
+	// executions left running, alongside the waits below.
+	for name, pg := range orphans {
+		if h := hosts[name]; h != nil {
+			reap(h, pg, 10*time.Second)
+		}
+	}
 	cancelJobs()
 	close(r.loopDone)
 	commit()
@@ -755,11 +845,13 @@ func (r *Run) dispatch(ctx context.Context) {
 		cancelPrep()
 		<-prepDone
 	}
+	orphanWG.Wait()
 
 	// Clean up the remote run directories, on every host that may have
 	// one, with a deadline.
 	if !r.opts.KeepRemote {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
 		var wg sync.WaitGroup
 		for _, m := range r.c.members {
 			if tally[m.Name()].state == "failed" && hosts[m.Name()] == nil && m.Host.Conns() == 0 {
@@ -791,7 +883,7 @@ func (r *Run) dispatch(ctx context.Context) {
 	}
 
 	st := &Stats{Jobs: nextID, Succeeded: q.Succeeded() + resumed - countFailed(r.journaled, nextID, r.opts.ResumeFailed), Failed: failedJobs,
-		Resumed: resumed, Wall: time.Since(r.start).Seconds()}
+		Resumed: resumed, Wall: time.Since(r.start).Seconds(), Backups: sp.started, BackupsWon: sp.won}
 	if r.err == nil && !interrupted && r.opts.ResumeDir != "" {
 		for job := range r.journaled {
 			if job > nextID {
@@ -1026,9 +1118,30 @@ func (r *Run) reconnect(ctx context.Context, h *runHost) {
 	}
 }
 
+// reapOrphans kills the process groups that executions lost with h may
+// have left running there. The run directory is the marker that tells
+// them from a group that reused the number.
+func (r *Run) reapOrphans(ctx context.Context, h *runHost, pgids []int) {
+	killed := 0
+	for i, pg := range pgids {
+		found, err := h.m.Host.KillOrphan(ctx, pg, h.runDir)
+		if err != nil {
+			r.opts.Warn(fmt.Sprintf("host %s: %d lost jobs' processes may still run there (process groups %v): %v",
+				h.m.Name(), len(pgids)-i, pgids[i:], err))
+			return
+		}
+		if found {
+			killed++
+		}
+	}
+	if killed > 0 {
+		r.opts.Warn(fmt.Sprintf("host %s: killed the processes of %d lost jobs, still running there", h.m.Name(), killed))
+	}
+}
+
 // stickyWriter writes to a log file and remembers the first error instead
-// of returning it, so that a full disk fails the job cleanly rather than
-// tearing down the session mid-stream.
+// of returning it, so that a full disk ends the job cleanly (unfinished,
+// ErrRecords) rather than tearing down the session mid-stream.
 type stickyWriter struct {
 	w   io.Writer
 	err error
@@ -1058,7 +1171,13 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 		if fo != nil {
 			fo.Close()
 		}
-		c.outcome, c.err = queue.Failed, fmt.Errorf("job %d: create log: %w", e.Job.ID, err)
+		if fe != nil {
+			fe.Close()
+		}
+		// Not the job's fault nor the host's: the master cannot keep
+		// records. The job stays unfinished and the run stops.
+		c.outcome, c.err = queue.Canceled, err
+		c.local = fmt.Errorf("%w: job %d on %s: %v", ErrRecords, e.Job.ID, e.Host, err)
 		return c
 	}
 	bo, be := newBufWriter(fo), newBufWriter(fe)
@@ -1106,8 +1225,9 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 		c.outcome, c.value = queue.Succeeded, ResultValue(line)
 		return c
 	case so.err != nil || se.err != nil:
-		c.outcome = queue.Failed
-		c.err = fmt.Errorf("writing the log of job %d from %s (%s): %v", e.Job.ID, e.Host, c.out, errors.Join(so.err, se.err))
+		// As above: the job stays unfinished, for a resume.
+		c.outcome, c.err = queue.Canceled, errors.Join(so.err, se.err)
+		c.local = fmt.Errorf("%w: job %d on %s: %v", ErrRecords, e.Job.ID, e.Host, c.err) // c.err names the log
 	case err == nil && tooLong:
 		c.outcome, c.err = queue.Failed, fmt.Errorf("result line longer than %d bytes", MaxResultLine)
 	case err == nil:
@@ -1120,6 +1240,10 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 		c.outcome, c.err = queue.Failed, fmt.Errorf("timed out after %s; its remote processes were killed", r.opts.Timeout)
 	case remote.KindOf(err) == remote.KindTransport:
 		c.outcome, c.err = queue.Lost, err // the host, not the job: requeue for free
+		var re *remote.Error
+		if errors.As(err, &re) {
+			c.pgid = re.PGID
+		}
 	default:
 		c.outcome, c.err = queue.Failed, err
 	}

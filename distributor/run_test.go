@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -52,6 +53,13 @@ func clusterFrom(t *testing.T, edit func(string) string) *distributor.Cluster {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// warnings returns the warnings so far, one per line.
+func (c *collected) warnings() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.warns, "\n")
 }
 
 type collected struct {
@@ -393,5 +401,64 @@ func TestJoblogCountsEveryExecution(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(run.Dir(), "jobs", "1.try1.err")); err != nil {
 		t.Errorf("first attempt's log not kept: %v", err)
+	}
+}
+
+// TestCleanKeepsRunsInProgress: Clean while a run's jobs execute keeps that
+// run's directory and program on every host (and says so); the run
+// finishes unharmed; a Clean after it removes everything.
+func TestCleanKeepsRunsInProgress(t *testing.T) {
+	c := newCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	prog := filepath.Join(t.TempDir(), "slow.sh")
+	os.WriteFile(prog, []byte("#!/bin/sh\nsleep 8.25; echo \"$1\"\n"), 0o755)
+	run, _ := startSum(ctx, t, c, distributor.RunOptions{Binary: prog})
+	slots := 2 * len(c.Members()) // one round of Assign puts 2 on each host
+	go func() {
+		for i := 1; i <= slots; i++ {
+			run.Submit(ctx, distributor.JobSpec{Args: []string{fmt.Sprint(i)}})
+		}
+		run.Close()
+	}()
+	// Assigned is not yet running: wait for the job processes themselves.
+	// The jobs last long enough for this check (three docker execs, slow
+	// on a loaded machine) to see them all at once.
+	running := func() int {
+		n := 0
+		for _, h := range cluster.Hosts {
+			if out, _ := cluster.Exec(ctx, h.Name, "pgrep", "-u", h.User, "-f", "sleep 8.25"); strings.TrimSpace(string(out)) != "" {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(30 * time.Second); running() < len(cluster.Hosts); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("jobs run on only %d of %d hosts", running(), len(cluster.Hosts))
+		}
+	}
+	for _, r := range c.Clean(ctx, true) {
+		kept := strings.Join(r.Kept, " ")
+		if r.Err != nil || !strings.Contains(kept, "/runs/"+run.ID()) || !strings.Contains(kept, "/bin/") {
+			t.Errorf("%s: clean during the run kept %q, err %v; want its run dir and program", r.Host, kept, r.Err)
+		}
+	}
+	st, res, err := run.Wait()
+	if err != nil || res != sumTo(slots) || st.Succeeded != slots {
+		t.Fatalf("run after a clean: %v, result %s (want %s)", err, res, sumTo(slots))
+	}
+	for _, r := range c.Clean(ctx, true) {
+		if r.Err != nil || len(r.Kept) > 0 {
+			t.Errorf("%s: clean after the run: kept %v, err %v", r.Host, r.Kept, r.Err)
+		}
+	}
+	for _, m := range c.Members() {
+		if _, err := m.Host.Stat(ctx, m.Inv.Workdir); err != nil {
+			t.Errorf("%s: stat the workdir: %v", m.Name(), err)
+		}
+		if _, err := m.Host.Stat(ctx, path.Join(m.Inv.Workdir, "bin")); err == nil {
+			t.Errorf("%s still has %s/bin", m.Name(), m.Inv.Workdir)
+		}
 	}
 }
