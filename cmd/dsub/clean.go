@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,7 +17,9 @@ func newCleanCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Remove dsub's binary cache (and with --runs, leftover run directories) from every host",
 		Long: `Remove <workdir>/bin, the content-addressed cache of shipped programs, on
 every selected host; with --runs, also <workdir>/runs, where --keep-remote
-leaves run directories. The next dsub run uploads its program again.` + exitHelp,
+leaves run directories. The next dsub run uploads its program again.
+What a process on the host is using (a run in progress: its run directory
+or its program) is kept and reported.` + exitHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := hf.cluster(stderr)
@@ -30,6 +33,10 @@ leaves run directories. The next dsub run uploads its program again.` + exitHelp
 				if r.Err != nil {
 					failed++
 					fmt.Fprintf(stderr, "dsub: %v\n", r.Err)
+					continue
+				}
+				if len(r.Kept) > 0 {
+					fmt.Fprintf(stdout, "%s: cleaned; kept %d in use: %s\n", r.Host, len(r.Kept), strings.Join(r.Kept, " "))
 					continue
 				}
 				fmt.Fprintf(stdout, "%s: cleaned\n", r.Host)

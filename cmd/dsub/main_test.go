@@ -75,6 +75,14 @@ func TestScripts(t *testing.T) {
 					ts.Check(os.WriteFile(ts.MkAbs(f), []byte(os.Expand(ts.ReadFile(f), ts.Getenv)), 0o600))
 				}
 			},
+			// noprocs PATTERN waits (up to 10 s) until no process on any
+			// host matches PATTERN (pgrep -f), failing if one remains.
+			"noprocs": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 || neg {
+					ts.Fatalf("usage: noprocs PATTERN")
+				}
+				ts.Check(cluster.WaitNoProcesses(context.Background(), args[0], 10*time.Second))
+			},
 			// pause/unpause HOST inject testenv faults.
 			"fault": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) != 2 {

@@ -36,6 +36,8 @@ type runFlags struct {
 	resume                  string
 	resumeFailed            bool
 	halt                    string
+	speculate               bool
+	speculateAfter          time.Duration
 }
 
 // parseHalt reads --halt: "never", or "now|soon,fail=N".
@@ -128,6 +130,8 @@ func registerRunFlags(c *cobra.Command, f *runFlags) {
 	fl.StringVar(&f.resume, "resume", "", "continue the run recorded in RUN_DIR: run only jobs without a recorded result")
 	fl.BoolVar(&f.resumeFailed, "resume-failed", false, "with --resume: also re-run jobs recorded as failed")
 	fl.StringVar(&f.halt, "halt", "never", "stop early: soon,fail=N (start no new jobs after N failed) or now,fail=N (also kill running ones)")
+	fl.BoolVar(&f.speculate, "speculate", false, "when slots are idle and no job waits, run stragglers again on another host: the first result wins, the other is killed")
+	fl.DurationVar(&f.speculateAfter, "speculate-after", time.Second, "with --speculate: a straggler has run at least this long and twice the median job time")
 }
 
 // rawRunArgs is the command line after "run", as typed.
@@ -290,7 +294,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args, record []stri
 		Binary: f.binary, Build: f.build, Files: f.files, Retries: f.retries, Timeout: f.timeout,
 		KeepRemote: f.keepRemote, LogsDir: f.logs, Reducer: reducer, OnResult: onResult, Warn: warn,
 		Record: runRecord{Args: record, Cwd: cwd()}, ResumeDir: f.resume, ResumeFailed: f.resumeFailed,
-		HaltAfter: haltAfter, HaltNow: haltNow,
+		HaltAfter: haltAfter, HaltNow: haltNow, Speculate: f.speculate, SpeculateAfter: f.speculateAfter,
 	})
 	if err != nil {
 		return usageError{err}
@@ -362,7 +366,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args, record []stri
 		return usageError{feedErr}
 	}
 	if runErr != nil {
-		if ctx.Err() != nil || errors.Is(runErr, distributor.ErrHalted) || strings.Contains(runErr.Error(), "no usable host") {
+		if ctx.Err() != nil || errors.Is(runErr, distributor.ErrHalted) || errors.Is(runErr, distributor.ErrNoHosts) || errors.Is(runErr, distributor.ErrRecords) {
 			fmt.Fprintf(se, "dsub: %d of %d jobs recorded in %s; resume with: dsub run --resume %s\n",
 				stats.Succeeded, stats.Jobs, filepath.Join(run.Dir(), "results.jsonl"), run.Dir())
 		}
