@@ -15,11 +15,12 @@ import (
 )
 
 // faultCluster is the shared cluster with quick failure detection:
-// keepalive every second (dead after 3 misses) and 2 s connects.
+// keepalive every second (dead after 3 misses) and 5 s connects (short,
+// but above what a handshake takes on a loaded CI machine).
 func faultCluster(t *testing.T) *distributor.Cluster {
 	t.Helper()
 	return clusterFrom(t, func(s string) string {
-		return strings.Replace(s, "connect_timeout = \"10s\"", "connect_timeout = \"2s\"\nkeepalive = \"1s\"", 1)
+		return strings.Replace(s, "connect_timeout = \"10s\"", "connect_timeout = \"5s\"\nkeepalive = \"1s\"", 1)
 	})
 }
 

@@ -49,8 +49,8 @@ func hostConfig(t *testing.T, name string) remote.Config {
 		IdentityFiles: []string{cluster.KeyFile}, IdentitiesOnly: true,
 		// Generous: CI runs every package's cluster at once on 2 cores, and
 		// a handshake has been seen to take over 5 s there. Tests about
-		// timeouts set their own.
-		KnownHosts: []string{cluster.KnownHosts}, ConnectTimeout: 20 * time.Second, Keepalive: time.Second,
+		// timeouts and keepalives set their own.
+		KnownHosts: []string{cluster.KnownHosts}, ConnectTimeout: 20 * time.Second, Keepalive: 5 * time.Second,
 	}
 }
 
@@ -481,6 +481,7 @@ func TestKeepaliveDetectsHungConnection(t *testing.T) {
 	needCluster(t)
 	cfg := hostConfig(t, "h04")
 	cfg.ConnectTimeout = 5 * time.Second // the reconnect below must time out
+	cfg.Keepalive = time.Second
 	h := (&remote.Dialer{NoAgent: true}).Host(cfg)
 	defer h.Close()
 	ctx := context.Background()

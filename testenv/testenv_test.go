@@ -23,10 +23,11 @@ import (
 // cluster's ssh_config (StrictHostKeyChecking yes).
 func sshRun(t *testing.T, c *testenv.Cluster, host, cmd string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// Generous bounds: under CI every package's cluster shares 2 cores.
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
-	ssh := exec.CommandContext(ctx, "ssh", "-F", c.SSHConfig, "-o", "ConnectTimeout=5", host, cmd)
+	ssh := exec.CommandContext(ctx, "ssh", "-F", c.SSHConfig, "-o", "ConnectTimeout=20", host, cmd)
 	ssh.Stdout, ssh.Stderr = &out, &errb
 	err := ssh.Run()
 	if err != nil {
@@ -260,7 +261,7 @@ func testFaults(t *testing.T, c *testenv.Cluster) {
 		if err := c.Unpause(ctx, paused.Name); err != nil {
 			t.Fatal(err)
 		}
-		if got := probe(paused.HostPort(), 5*time.Second); got != "ok" {
+		if got := probe(paused.HostPort(), 20*time.Second); got != "ok" {
 			t.Errorf("unpaused: %s, want ok", got)
 		}
 	})
@@ -281,7 +282,7 @@ func testFaults(t *testing.T, c *testenv.Cluster) {
 		if err := c.Heal(ctx, cut.Name); err != nil {
 			t.Fatal(err)
 		}
-		if got := probe(cut.HostPort(), 5*time.Second); got != "ok" {
+		if got := probe(cut.HostPort(), 20*time.Second); got != "ok" {
 			t.Errorf("healed: %s, want ok", got)
 		}
 		if _, err := sshRun(t, c, cut.Name, "true"); err != nil {
