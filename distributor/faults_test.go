@@ -466,3 +466,88 @@ func TestNoUsableHostThenResume(t *testing.T) {
 	}
 	noStrays(t, "sleep 0.3")
 }
+
+// TestHostDownAtStartJoinsLater: a host cut off when the run starts is
+// not left out for good. Its preparation is retried with backoff, and once
+// healed it joins, takes its pinned job and a share of the others.
+func TestHostDownAtStartJoinsLater(t *testing.T) {
+	c := faultCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := cluster.Partition(ctx, "h03"); err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Heal(context.Background(), "h03")
+	run, col := startSum(ctx, t, c, distributor.RunOptions{}) // Ready: h03's first try has failed
+	if w := col.warnings(); !strings.Contains(w, "host h03 unreachable") {
+		t.Fatalf("warnings after Ready: %q", w)
+	}
+	if err := cluster.Heal(ctx, "h03"); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	submitted := make(chan int, 1)
+	go func() {
+		// Job 1 waits for h03; the others keep coming until h03 has joined
+		// (at most 90 s), then the queue drains.
+		i := 1
+		run.Submit(ctx, distributor.JobSpec{Shell: "echo 1", Pin: "h03"})
+		for deadline := time.Now().Add(90 * time.Second); i < 30 || !strings.Contains(col.warnings(), "host h03 joined the run") && time.Now().Before(deadline); {
+			i++
+			if run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf("sleep 0.3; echo %d", i)}) != nil {
+				break
+			}
+		}
+		run.Close()
+		submitted <- i
+	}()
+	st, res, err := run.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := <-submitted
+	t.Logf("h03 joined %s after the heal; %d jobs", time.Since(healed).Round(time.Millisecond), n)
+	if res != sumTo(n) || st.Succeeded != n {
+		t.Errorf("result %s, %d succeeded; want %s, %d", res, st.Succeeded, sumTo(n), n)
+	}
+	rows := joblogRows(t, run.Dir())
+	oc, onH03 := outcomes(rows, "h03")
+	if oc["recorded"] != n || len(rows) != n || onH03 < 2 {
+		t.Errorf("joblog: outcomes %v in %d rows, %d on h03; want %d recorded, nothing else, h03 taking its pinned job and more", oc, len(rows), onH03, n)
+	}
+	if !strings.Contains(col.warnings(), "host h03 joined the run") {
+		t.Errorf("warnings: %s", col.warnings())
+	}
+	noStrays(t, "sleep 0.3")
+}
+
+// TestPinnedToDownHostIsBounded: jobs pinned to a host that never comes
+// back do not hold the run forever while other hosts idle: after
+// NoHostTimeout it stops with ErrNoHosts naming the host, keeping the other
+// jobs' results.
+func TestPinnedToDownHostIsBounded(t *testing.T) {
+	c := faultCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cluster.Partition(ctx, "h02"); err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Heal(context.Background(), "h02")
+	run, col := startSum(ctx, t, c, distributor.RunOptions{NoHostTimeout: 2 * time.Second})
+	run.Submit(ctx, distributor.JobSpec{Shell: "echo 100", Pin: "h02"})
+	for i := 1; i <= 6; i++ {
+		run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf("echo %d", i)})
+	}
+	run.Close()
+	st, _, err := run.Wait()
+	if !errors.Is(err, distributor.ErrNoHosts) || !strings.Contains(err.Error(), "pinned to hosts that are not up") || !strings.Contains(err.Error(), "h02") {
+		t.Fatalf("err = %v, want ErrNoHosts naming h02", err)
+	}
+	t.Logf("stopped with: %v", err)
+	if st.Succeeded != 6 || len(col.results) != 6 {
+		t.Errorf("succeeded %d, results %d; want the 6 unpinned jobs", st.Succeeded, len(col.results))
+	}
+	if rows := joblogRows(t, run.Dir()); len(rows) != 6 {
+		t.Errorf("joblog has %d rows, want 6", len(rows))
+	}
+}

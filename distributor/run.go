@@ -113,6 +113,7 @@ type Run struct {
 	ready     chan *runHost
 	lost      chan string
 	prepFail  chan error
+	prepDefer chan *prepError // a host unreachable at the start, tried again
 	finished  chan completion
 
 	journaled     map[int]JournalRecord // a resumed run's recorded jobs; read-only after Start
@@ -214,7 +215,7 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 		c: c, opts: opts, id: newRunID(now), start: now, journaled: map[int]JournalRecord{},
 		submit: make(chan JobSpec), closed: make(chan struct{}), done: make(chan struct{}),
 		loopDone: make(chan struct{}), allReady: make(chan struct{}),
-		ready: make(chan *runHost), lost: make(chan string), prepFail: make(chan error), finished: make(chan completion, 64),
+		ready: make(chan *runHost), lost: make(chan string), prepFail: make(chan error), prepDefer: make(chan *prepError), finished: make(chan completion, 64),
 	}
 	r.dir = filepath.Join(opts.LogsDir, r.id)
 	var prevBinary string
@@ -293,8 +294,10 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 	return r, nil
 }
 
-// Ready waits until every host has been prepared (or has failed to be),
-// for callers that want the whole cluster in place before submitting.
+// Ready waits until every host has been prepared, has failed to be, or was
+// found unreachable (it is then retried in the background and joins when
+// it answers), for callers that want the cluster in place before
+// submitting.
 func (r *Run) Ready(ctx context.Context) error {
 	select {
 	case <-r.allReady:
@@ -422,7 +425,8 @@ func (r *Run) dispatch(ctx context.Context) {
 	}
 	jobs := map[int]*jobEntry{} // unfinished jobs
 	failedJobs := 0
-	preparing := len(r.c.members)
+	preparing := len(r.c.members) // hosts whose first preparation is under way
+	deferred := map[string]bool{} // hosts unreachable at the start, being retried
 	for _, m := range r.c.members {
 		// Every host is known to the queue from the start (so jobs may be
 		// pinned to it) but takes jobs only once prepared.
@@ -704,8 +708,12 @@ func (r *Run) dispatch(ctx context.Context) {
 			q.Close()
 		case h := <-r.ready:
 			if _, known := hosts[h.m.Name()]; !known {
-				preparing--
-				markReady()
+				if deferred[h.m.Name()] {
+					r.opts.Warn(fmt.Sprintf("host %s joined the run", h.m.Name()))
+				} else {
+					preparing--
+					markReady()
+				}
 				hosts[h.m.Name()] = h
 				_ = q.SetSlots(h.m.Name(), h.slots)
 				_ = q.SetHostState(h.m.Name(), queue.Up)
@@ -725,11 +733,26 @@ func (r *Run) dispatch(ctx context.Context) {
 				}
 			}
 			tally[h.m.Name()].state, tally[h.m.Name()].slots = q.HostState(h.m.Name()).String(), h.slots
-		case err := <-r.prepFail:
+		case pe := <-r.prepDefer:
+			deferred[pe.host] = true
 			preparing--
 			markReady()
+			tally[pe.host].state = "down"
+			r.mu.Lock()
+			for i := range r.hostsRec {
+				if r.hostsRec[i].Name == pe.host {
+					r.hostsRec[i].Error = pe.Error()
+				}
+			}
+			r.mu.Unlock()
+			r.opts.Warn(pe.deferredString())
+		case err := <-r.prepFail:
 			var pe *prepError
-			if errors.As(err, &pe) {
+			if !errors.As(err, &pe) || !deferred[pe.host] {
+				preparing--
+				markReady()
+			}
+			if pe != nil {
 				tally[pe.host].state = "failed"
 				_ = q.SetHostState(pe.host, queue.Quarantined)
 				failPinned(pe.host, "could not be prepared")
@@ -811,12 +834,29 @@ func (r *Run) dispatch(ctx context.Context) {
 		if q.Pending() == 0 && q.Running() == 0 && closed && len(jobs) == 0 {
 			break
 		}
-		if q.Pending() > 0 && q.Running() == 0 && preparing == 0 && !q.Usable() {
+		// After Assign, waiting jobs with nothing running means no Up host
+		// can take any of them: every host is down or quarantined, or the
+		// jobs left are pinned to such hosts. Wait for one to come back,
+		// for NoHostTimeout at most.
+		if q.Pending() > 0 && q.Running() == 0 && preparing == 0 {
 			if noHostSince.IsZero() {
 				noHostSince = time.Now()
 			}
 			if q.Stuck() || time.Since(noHostSince) > r.opts.NoHostTimeout {
-				r.err = fmt.Errorf("%w (%d jobs unfinished); the journal in %s keeps every recorded result", ErrNoHosts, q.Pending(), r.dir)
+				var down []string
+				for _, name := range order {
+					if q.HostState(name) == queue.Down {
+						down = append(down, name)
+					}
+				}
+				why := "no host is up"
+				if q.Usable() {
+					why = "the jobs left are pinned to hosts that are not up"
+				}
+				if len(down) > 0 {
+					why += fmt.Sprintf("; waited %s for %s", r.opts.NoHostTimeout, strings.Join(down, ", "))
+				}
+				r.err = fmt.Errorf("%w (%d jobs unfinished: %s); the journal in %s keeps every recorded result", ErrNoHosts, q.Pending(), why, r.dir)
 				break
 			}
 		} else {
@@ -854,8 +894,8 @@ func (r *Run) dispatch(ctx context.Context) {
 		defer cancel()
 		var wg sync.WaitGroup
 		for _, m := range r.c.members {
-			if tally[m.Name()].state == "failed" && hosts[m.Name()] == nil && m.Host.Conns() == 0 {
-				continue // never reached
+			if hosts[m.Name()] == nil && m.Host.Conns() == 0 {
+				continue // never prepared, and no connection now: nothing to clean, or no way to
 			}
 			wg.Add(1)
 			go func() {
@@ -1021,19 +1061,61 @@ func (e *prepError) Unwrap() error { return e.err }
 // prepare connects to a host, learns its platform and CPUs, ships the
 // binary (content-addressed: <workdir>/bin/<sha256>) and the --file
 // inputs (into <workdir>/runs/<run-id>/), then offers it to the dispatcher.
+// A host that cannot be reached (a transport error or timeout) is reported
+// as deferred and tried again with backoff for as long as the run lasts,
+// so that a host down or cut off at the start joins when it comes back.
+// Any other error (host key, authentication, shipping) leaves it out.
 func (r *Run) prepare(ctx context.Context, m *Member) {
-	h, err := r.prepareHost(ctx, m)
-	if err != nil {
-		select {
-		case r.prepFail <- &prepError{host: m.Name(), err: err}:
-		case <-r.loopDone:
+	backoff := time.Second
+	deferred := false
+	for {
+		actx, cancel := context.WithCancel(ctx)
+		if deferred { // a retry is abandoned when the run ends
+			go func() {
+				select {
+				case <-r.loopDone:
+					cancel()
+				case <-actx.Done():
+				}
+			}()
 		}
-		return
+		h, err := r.prepareHost(actx, m)
+		cancel()
+		if err == nil {
+			select {
+			case r.ready <- h:
+			case <-r.loopDone:
+			}
+			return
+		}
+		if k := remote.KindOf(err); ctx.Err() != nil || (k != remote.KindTransport && k != remote.KindTimeout) {
+			select {
+			case r.prepFail <- &prepError{host: m.Name(), err: err}:
+			case <-r.loopDone:
+			}
+			return
+		}
+		if !deferred {
+			deferred = true
+			select {
+			case r.prepDefer <- &prepError{host: m.Name(), err: err}:
+			case <-r.loopDone:
+				return
+			}
+		}
+		select {
+		case <-time.After(backoff):
+		case <-r.loopDone:
+			return
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, 30*time.Second)
 	}
-	select {
-	case r.ready <- h:
-	case <-r.loopDone:
-	}
+}
+
+func (e *prepError) deferredString() string {
+	return fmt.Sprintf("host %s unreachable (%v); it joins the run if it comes back", e.host, e.err)
 }
 
 func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
