@@ -1,6 +1,7 @@
 package distributor
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -526,26 +527,34 @@ func (r *Run) dispatch(ctx context.Context) {
 		}
 		interrupted = true
 	}
-	// Executions lost with their host may still run there: their process
-	// groups are killed when the host re-joins, or at the end of the run.
-	orphans := map[string][]int{}
+	// Executions lost with their host may still run there. When the host
+	// re-joins with none of this run's executions on it, everything in
+	// the run directory there is killed before it takes jobs again
+	// (sweeping); if some still run (another connection survived), only
+	// the process groups that were reported. Hosts with lost executions
+	// are swept once more at the end of the run.
+	orphans := map[string][]int{} // host → reported process groups (the key alone: lost, none reported)
+	sweeping := map[string]bool{} // hosts kept down until their sweep is done
 	var orphanWG sync.WaitGroup
-	reap := func(h *runHost, pgids []int, within time.Duration) {
+	reap := func(h *runHost, pgids []int, sweep bool, within time.Duration, then func()) {
 		orphanWG.Add(1)
 		go func() {
 			defer orphanWG.Done()
 			// Not cancelled with the run: killing leftovers is part of
 			// stopping cleanly. Bounded instead.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), within)
-			defer cancel()
-			r.reapOrphans(rctx, h, pgids)
+			r.reapOrphans(rctx, h, pgids, sweep)
+			cancel()
+			if then != nil {
+				then()
+			}
 		}()
 	}
 	handle := func(c completion) {
 		if c.local != nil {
 			stopRecords(c.local)
 		}
-		if c.outcome == queue.Lost && c.pgid > 0 {
+		if c.outcome == queue.Lost {
 			orphans[c.e.Host] = append(orphans[c.e.Host], c.pgid)
 		}
 		es := running[c.e.Seq]
@@ -724,12 +733,32 @@ func (r *Run) dispatch(ctx context.Context) {
 					}
 				}
 				r.mu.Unlock()
+			} else if pg, lost := orphans[h.m.Name()]; lost && q.RunningOn(h.m.Name()) == 0 {
+				// Back, with nothing of ours meant to run there: sweep the
+				// run directory's processes, then take jobs (the sweep
+				// sends the host here again).
+				delete(orphans, h.m.Name())
+				sweeping[h.m.Name()] = true
+				r.opts.Warn(fmt.Sprintf("host %s is back", h.m.Name()))
+				reap(h, pg, true, 30*time.Second, func() {
+					select {
+					case r.ready <- h:
+					case <-r.loopDone:
+					}
+				})
 			} else {
 				_ = q.SetHostState(h.m.Name(), queue.Up)
-				r.opts.Warn(fmt.Sprintf("host %s is back", h.m.Name()))
-				if pg := orphans[h.m.Name()]; len(pg) > 0 {
-					delete(orphans, h.m.Name())
-					reap(h, pg, 30*time.Second)
+				if sweeping[h.m.Name()] {
+					delete(sweeping, h.m.Name())
+				} else {
+					r.opts.Warn(fmt.Sprintf("host %s is back", h.m.Name()))
+					if pg := orphans[h.m.Name()]; len(pg) > 0 {
+						// Some executions still run there: kill only the
+						// groups reported lost; the host stays in orphans
+						// for the sweep at the end.
+						orphans[h.m.Name()] = nil
+						reap(h, pg, false, 30*time.Second, nil)
+					}
 				}
 			}
 			tally[h.m.Name()].state, tally[h.m.Name()].slots = q.HostState(h.m.Name()).String(), h.slots
@@ -866,9 +895,11 @@ func (r *Run) dispatch(ctx context.Context) {
 	publish()
 	// Hosts that never came back: one last try to kill what their lost
 	// executions left running, alongside the waits below.
+	// (The cleanup below sweeps every run directory; with KeepRemote it
+	// does not run, so sweep here.)
 	for name, pg := range orphans {
 		if h := hosts[name]; h != nil {
-			reap(h, pg, 10*time.Second)
+			reap(h, pg, r.opts.KeepRemote, 10*time.Second, nil)
 		}
 	}
 	cancelJobs()
@@ -904,10 +935,20 @@ func (r *Run) dispatch(ctx context.Context) {
 				if dir == "" {
 					return
 				}
-				// One rm -rf session: faster than walking the tree over SFTP.
-				err := m.Host.Run(cctx, &remote.Cmd{Shell: "rm -rf -- " + remote.QuotePath(dir)})
+				// One session: kill what jobs left running in the run
+				// directory (background children, which outlive a job's
+				// exit), then rm -rf, faster than walking the tree over SFTP.
+				sh := "rm -rf -- " + remote.QuotePath(dir)
+				if hosts[m.Name()] != nil {
+					sh = remote.KillMarkedScript(dir) + "; " + sh
+				}
+				var out bytes.Buffer
+				err := m.Host.Run(cctx, &remote.Cmd{Shell: sh, NoProcessGroup: true, Stdout: &out})
 				if err != nil {
 					r.opts.Warn(fmt.Sprintf("clean up %s on %s: %v", dir, m.Name(), err))
+				}
+				if n, _ := remote.KilledCount(out.String()); n > 0 {
+					r.opts.Warn(fmt.Sprintf("host %s: killed %d process groups that jobs left running in %s", m.Name(), n, dir))
 				}
 			}()
 		}
@@ -1127,6 +1168,18 @@ func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
 	}
 	wd := absWorkdir(m.Inv.Workdir, info.Home)
 	h := &runHost{m: m, slots: m.Inv.Slots, runDir: path.Join(wd, "runs", r.id)}
+	if r.opts.ResumeDir != "" {
+		// The crashed or interrupted master's jobs may still run in the
+		// run directory, which a resumed run shares: their results would
+		// go nowhere, so kill them before new ones start.
+		n, err := m.Host.KillMarked(ctx, h.runDir)
+		if err != nil {
+			return nil, fmt.Errorf("kill the previous master's jobs: %w", err)
+		}
+		if n > 0 {
+			r.opts.Warn(fmt.Sprintf("host %s: killed %d jobs of the previous master, still running in %s", m.Name(), n, h.runDir))
+		}
+	}
 	if h.slots == 0 {
 		h.slots = max(info.CPUs, 1)
 	}
@@ -1200,12 +1253,19 @@ func (r *Run) reconnect(ctx context.Context, h *runHost) {
 	}
 }
 
-// reapOrphans kills the process groups that executions lost with h may
-// have left running there. The run directory is the marker that tells
-// them from a group that reused the number.
-func (r *Run) reapOrphans(ctx context.Context, h *runHost, pgids []int) {
+// reapOrphans kills what executions lost with h may have left running
+// there: the process groups they reported (the run directory is the
+// marker that tells them from a group that reused the number) and, with
+// sweep, whatever else runs in the run directory (the groups of
+// executions lost before they reported one, or children that outlived
+// their leader). Sweep only when none of the run's executions should be
+// running on h.
+func (r *Run) reapOrphans(ctx context.Context, h *runHost, pgids []int, sweep bool) {
 	killed := 0
 	for i, pg := range pgids {
+		if pg <= 0 {
+			continue
+		}
 		found, err := h.m.Host.KillOrphan(ctx, pg, h.runDir)
 		if err != nil {
 			r.opts.Warn(fmt.Sprintf("host %s: %d lost jobs' processes may still run there (process groups %v): %v",
@@ -1215,6 +1275,13 @@ func (r *Run) reapOrphans(ctx context.Context, h *runHost, pgids []int) {
 		if found {
 			killed++
 		}
+	}
+	if sweep {
+		n, err := h.m.Host.KillMarked(ctx, h.runDir)
+		if err != nil {
+			r.opts.Warn(fmt.Sprintf("host %s: processes of lost jobs may still run in %s: %v", h.m.Name(), h.runDir, err))
+		}
+		killed += n
 	}
 	if killed > 0 {
 		r.opts.Warn(fmt.Sprintf("host %s: killed the processes of %d lost jobs, still running there", h.m.Name(), killed))

@@ -462,3 +462,34 @@ func TestCleanKeepsRunsInProgress(t *testing.T) {
 		}
 	}
 }
+
+// TestLeftoverChildrenKilledAtEnd: a job that exits leaving a background
+// child behind (in its run directory, as children start) does not leave it
+// on the host once the run is over.
+func TestLeftoverChildrenKilledAtEnd(t *testing.T) {
+	c := newCluster(t)
+	var col collected
+	var specs []distributor.JobSpec
+	for i := 1; i <= 4; i++ {
+		specs = append(specs, distributor.JobSpec{Shell: fmt.Sprintf("(sleep 125 >/dev/null 2>&1 &); echo %d", i)})
+	}
+	red, _ := distributor.NewReducer("sum")
+	_, st, res, err := runJobs(t, c, col.opts(distributor.RunOptions{Reducer: red}), specs)
+	if err != nil || res != "10" || st.Succeeded != 4 {
+		t.Fatalf("run: %v, result %q, %d succeeded", err, res, st.Succeeded)
+	}
+	killed := 0
+	for _, w := range col.warns {
+		var host, dir string
+		var n int
+		if _, err := fmt.Sscanf(w, "host %s killed %d process groups that jobs left running in %s", &host, &n, &dir); err == nil {
+			killed += n
+		}
+	}
+	if killed != 4 {
+		t.Errorf("warnings report %d leftover groups killed, want 4: %q", killed, col.warns)
+	}
+	if err := cluster.WaitNoProcesses(context.Background(), "^sleep 125", 5*time.Second); err != nil {
+		t.Error(err)
+	}
+}

@@ -217,6 +217,14 @@ func (q *Queue) Running() int {
 	return n
 }
 
+// RunningOn is the number of executions in flight on host name.
+func (q *Queue) RunningOn(name string) int {
+	if h, ok := q.byName[name]; ok {
+		return h.running
+	}
+	return 0
+}
+
 // FreeSlots is the number of free slots on hosts that are Up.
 func (q *Queue) FreeSlots() int {
 	n := 0

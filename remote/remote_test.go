@@ -271,6 +271,59 @@ func TestKillOrphan(t *testing.T) {
 	}
 }
 
+// TestKillMarked: KillMarked finds and kills, by the marker directory,
+// process groups the caller has no number for: a command whose connection
+// was lost, and a background child that outlived its shell. A command in
+// another directory is left running.
+func TestKillMarked(t *testing.T) {
+	needCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	h := newHost(t, "h03")
+	id := strconv.Itoa(os.Getpid())
+	dir, other := "/tmp/marked-"+id, "/tmp/other-"+id
+	if _, _, err := run(t, h, &remote.Cmd{Argv: []string{"mkdir", "-p", dir, other}}); err != nil {
+		t.Fatal(err)
+	}
+	lost := (&remote.Dialer{NoAgent: true}).Host(hostConfig(t, "h03"))
+	for _, c := range []remote.Cmd{
+		{Shell: "sleep 351 & sleep 351; wait", Dir: dir},
+		{Shell: "sleep 354", Dir: other},
+	} {
+		go lost.Run(ctx, &c)
+	}
+	// A leader that exits at once, leaving its child in the group.
+	if _, _, err := run(t, h, &remote.Cmd{Shell: "sleep 352 >/dev/null 2>&1 & exit 0", Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); procs(t, "h03", "sleep 35[124]") < 5; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("remote sleeps never started: %s", pgrep(t, "h03", "sleep 35"))
+		}
+	}
+	lost.Close()
+	time.Sleep(200 * time.Millisecond)
+	n, err := h.KillMarked(ctx, dir)
+	if err != nil || n != 2 {
+		t.Errorf("KillMarked = %d, %v; want 2 groups", n, err)
+	}
+	if left := pgrep(t, "h03", "sleep 35[12]"); left != "" {
+		t.Errorf("marked processes left: %s", left)
+	}
+	if pgrep(t, "h03", "sleep 354") == "" {
+		t.Errorf("the command in another directory was killed too")
+	}
+	if n, err := h.KillMarked(ctx, other); err != nil || n != 1 || pgrep(t, "h03", "sleep 354") != "" {
+		t.Errorf("KillMarked(other) = %d, %v; left %q", n, err, pgrep(t, "h03", "sleep 354"))
+	}
+	if n, err := h.KillMarked(ctx, dir); err != nil || n != 0 {
+		t.Errorf("KillMarked with nothing left = %d, %v", n, err)
+	}
+	if _, err := h.KillMarked(ctx, "/"); remote.KindOf(err) != remote.KindConfig {
+		t.Errorf("KillMarked(/) = %v, want a config error", err)
+	}
+}
+
 func TestTimeoutKillsRemoteProcess(t *testing.T) {
 	h := newHost(t, "h02")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

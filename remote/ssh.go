@@ -417,6 +417,61 @@ func (h *SSHHost) KillOrphan(ctx context.Context, pgid int, marker string) (foun
 	return h.killGroup(ctx, pgid, marker)
 }
 
+// KillMarked kills, on the host, the process group of every process of
+// the login user that has marker as its working directory or in its
+// command line, and reports how many groups it killed (SIGTERM, then
+// SIGKILL after up to two seconds). It finds what KillOrphan cannot: the
+// processes of a command whose connection was lost before its process
+// group was reported, and children that outlived their group's leader.
+// Processes with a controlling terminal (a person's shell that has cd'd
+// there) are left alone. Call it only when none of the commands using
+// marker should be running. The scan reads /proc (Linux); elsewhere it
+// finds nothing.
+func (h *SSHHost) KillMarked(ctx context.Context, marker string) (int, error) {
+	if marker == "" || marker == "/" {
+		return 0, &Error{Op: "kill", Host: h.cfg.Name, Kind: KindConfig, Err: fmt.Errorf("KillMarked needs a specific marker, got %q", marker)}
+	}
+	var out, errb bytes.Buffer
+	err := h.Run(ctx, &Cmd{Shell: KillMarkedScript(marker), NoProcessGroup: true, Stdout: &out, Stderr: &errb})
+	if err != nil {
+		return 0, err
+	}
+	n, ok := KilledCount(out.String())
+	if !ok {
+		return 0, &Error{Op: "kill", Host: h.cfg.Name, Kind: KindOther, Err: fmt.Errorf("unexpected answer %q (stderr %q)", out.String(), errb.String())}
+	}
+	return n, nil
+}
+
+// KilledCount reads the "killed N" line KillMarkedScript prints.
+func KilledCount(out string) (int, bool) {
+	for _, l := range strings.Split(out, "\n") {
+		var n int
+		if _, err := fmt.Sscanf(l, "killed %d", &n); err == nil {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// KillMarkedScript is KillMarked's remote side, for callers that compose
+// it with more work in one session (run it with NoProcessGroup). It prints
+// "killed N". Builtins do the scan (test -O, read, test -ef), so a busy
+// host costs one grep per process of the user outside the directory. The
+// shell running it is a session leader (sshd setsid()s it), so its own
+// group, and with it its subshells, is skipped.
+func KillMarkedScript(marker string) string {
+	return `m=` + Quote(marker) + `; me=$$; gs=; ` +
+		`for d in /proc/[0-9]*; do [ -O "$d" ] || continue; ` +
+		`read -r s 2>/dev/null < "$d/stat" || continue; s=${s##*) }; set -- $s; ` +
+		`g=$3; [ "$g" = "$me" ] || [ "$g" -le 1 ] || [ "$5" != 0 ] && continue; ` +
+		`case " $gs " in *" $g "*) continue ;; esac; ` +
+		`[ "$d/cwd" -ef "$m" ] || grep -qsF -- "$m" "$d/cmdline" || continue; gs="$gs $g"; done; ` +
+		`n=0; for g in $gs; do kill -s TERM -- "-$g" 2>/dev/null && n=$((n+1)); done; ` +
+		`i=0; while [ $i -lt 20 ]; do a=; for g in $gs; do kill -s 0 -- "-$g" 2>/dev/null && a=1; done; [ -z "$a" ] && break; sleep 0.1; i=$((i+1)); done; ` +
+		`for g in $gs; do kill -s KILL -- "-$g" 2>/dev/null; done; echo "killed $n"`
+}
+
 func (h *SSHHost) killGroup(ctx context.Context, pgid int, marker string) (bool, error) {
 	if pgid <= 1 {
 		return false, &Error{Op: "kill", Host: h.cfg.Name, Kind: KindConfig, Err: fmt.Errorf("bad process group %d", pgid)}

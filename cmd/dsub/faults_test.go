@@ -289,3 +289,84 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestResumeKillsCrashedMastersJobs: jobs of a master killed with SIGKILL
+// run on (nothing tells their hosts). The resumed run shares their run
+// directory, kills them before its own jobs start, and says so.
+func TestResumeKillsCrashedMastersJobs(t *testing.T) {
+	testenv.Require(t, cluster)
+	bin := buildDsub(t)
+	dir := t.TempDir()
+	fast := fmt.Sprintf("/tmp/dsub-fast-%d", os.Getpid())
+	t.Cleanup(func() {
+		for _, h := range cluster.Hosts {
+			cluster.Exec(context.Background(), h.Name, "rm", "-f", fast)
+		}
+	})
+	// The first master's jobs hang; the resumed run's find the file and
+	// finish at once.
+	var cmds strings.Builder
+	for i := 0; i < 6; i++ {
+		fmt.Fprintf(&cmds, "test -e %s || sleep 72%02d; echo %d\n", fast, i, i)
+	}
+	cf := filepath.Join(dir, "cmds.txt")
+	os.WriteFile(cf, []byte(cmds.String()), 0o600)
+	logs := filepath.Join(dir, "logs")
+	cmd := exec.Command(bin, "run", "--hosts", cluster.HostsFile, "--logs", logs, "--commands", cf, "--reduce", "sum")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sleeping := func() int {
+		n := 0
+		for _, h := range cluster.Hosts {
+			out, _ := cluster.Exec(context.Background(), h.Name, "pgrep", "-u", h.User, "-f", "^sleep 72")
+			n += len(strings.Fields(string(out)))
+		}
+		return n
+	}
+	for deadline := time.Now().Add(60 * time.Second); sleeping() < 6; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the jobs never all started: %d running", sleeping())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	time.Sleep(300 * time.Millisecond)
+	if n := sleeping(); n != 6 {
+		t.Fatalf("%d of 6 jobs still run after the master's SIGKILL; the test needs them all running", n)
+	}
+	for _, h := range cluster.Hosts {
+		if out, err := cluster.Exec(context.Background(), h.Name, "touch", fast); err != nil {
+			t.Fatalf("touch on %s: %v %s", h.Name, err, out)
+		}
+	}
+	rd, _ := filepath.Glob(filepath.Join(logs, "*"))
+	if len(rd) != 1 {
+		t.Fatalf("run dirs: %v", rd)
+	}
+	var stderr bytes.Buffer
+	res := exec.Command(bin, "run", "--resume", rd[0])
+	res.Stderr = &stderr
+	out, err := res.Output()
+	if err != nil {
+		t.Fatalf("resume: %v\n%s", err, stderr.String())
+	}
+	if got := strings.TrimSpace(string(out)); got != "15" {
+		t.Errorf("resumed result %s, want 15", got)
+	}
+	killed := 0
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		var host string
+		var n int
+		if i := strings.Index(l, "host "); i >= 0 {
+			if _, err := fmt.Sscanf(l[i:], "host %s killed %d jobs of the previous master", &host, &n); err == nil {
+				killed += n
+			}
+		}
+	}
+	if killed != 6 {
+		t.Errorf("the resume reported killing %d jobs of the previous master, want 6:\n%s", killed, stderr.String())
+	}
+	noStrays(t, "^sleep 72")
+}
