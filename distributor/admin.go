@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -205,10 +206,12 @@ type CleanResult struct {
 // Clean removes dsub's files from every host: the binary cache
 // (<workdir>/bin) and, with runs, leftover run directories
 // (<workdir>/runs, kept by --keep-remote or by an interrupted cleanup).
-// What a live process of the login user is using is kept, so that runs in
-// progress (from this or another master) go on: a run directory holding a
-// process's working directory, a cached program a process runs. The
-// check reads /proc (Linux); elsewhere everything is removed.
+// What a run in progress (from this or another master) uses is kept, so
+// that it goes on: its run directory and program, known from the file its
+// master rewrites there every minute, even between two jobs, and anything
+// a live process of the login user uses (its working directory, its
+// program; read from /proc on Linux). A run whose master died is cleaned
+// three minutes after its last beat, once its processes are gone.
 func (c *Cluster) Clean(ctx context.Context, runs bool) []CleanResult {
 	res := make([]CleanResult, len(c.members))
 	c.each(ctx, func(ctx context.Context, i int, m *Member) {
@@ -230,7 +233,9 @@ func (c *Cluster) Clean(ctx context.Context, runs bool) []CleanResult {
 
 // cleanScript removes <workdir>/bin/* (and runs/*) entry by entry, keeping
 // and reporting ("in use: PATH") those a process's cwd, executable or
-// command line (a script's interpreter runs it) names, then the
+// command line (a script's interpreter runs it) names, and those a live
+// run names: a run directory whose liveFile is fresh (rewritten within
+// liveFresh minutes) and the program that file names. Then it removes the
 // directories themselves if empty.
 func cleanScript(workdir string, runs bool) string {
 	dirs := "bin"
@@ -239,6 +244,8 @@ func cleanScript(workdir string, runs bool) string {
 	}
 	return `st=0; wd=` + remote.QuotePath(workdir) + `; ` +
 		`busy=$(for p in /proc/[0-9]*; do readlink "$p/cwd"; readlink "$p/exe"; tr '\0' ' ' <"$p/cmdline"; echo; done 2>/dev/null); ` +
+		`live=$(find "$wd/runs" -mindepth 2 -maxdepth 2 -name ` + liveFile + ` -mmin -` + strconv.Itoa(liveFresh) + ` 2>/dev/null | while read -r f; do echo "$f"; cat "$f"; done); ` +
+		`busy="$busy $live"; ` +
 		`for sub in ` + dirs + `; do ` +
 		`for e in "$wd/$sub"/* "$wd/$sub"/.[!.]*; do [ -e "$e" ] || [ -L "$e" ] || continue; ` +
 		`case "$busy" in *"$e"*) echo "in use: $e" ;; *) rm -rf -- "$e" || st=1 ;; esac; done; ` +

@@ -175,6 +175,23 @@ type runHost struct {
 	rec     hostRecord
 }
 
+// liveFile, in a run directory on a host, says the run is alive: the
+// master rewrites it every liveEvery, with the path of the program the run
+// uses, and Clean keeps run directories (and programs) whose file is
+// fresh, so a run between two jobs on a host, with no process there, is
+// not cleaned away. See cleanScript.
+const (
+	liveFile  = ".dsub-live"
+	liveEvery = time.Minute
+	liveFresh = 3 // minutes: Clean's window, three missed beats
+)
+
+// beat writes the run's liveFile on the host, if the run directory still
+// exists.
+func (h *runHost) beat(ctx context.Context) error {
+	return h.m.Host.Run(ctx, &remote.Cmd{Shell: "printf '%s\\n' " + remote.Quote(h.binPath) + " > " + liveFile, Dir: h.runDir, NoProcessGroup: true})
+}
+
 type completion struct {
 	e       queue.Exec
 	outcome queue.Outcome
@@ -536,6 +553,7 @@ func (r *Run) dispatch(ctx context.Context) {
 	orphans := map[string][]int{} // host → reported process groups (the key alone: lost, none reported)
 	sweeping := map[string]bool{} // hosts kept down until their sweep is done
 	var orphanWG sync.WaitGroup
+	var liveWG sync.WaitGroup // keepAlive, one per prepared host
 	reap := func(h *runHost, pgids []int, sweep bool, within time.Duration, then func()) {
 		orphanWG.Add(1)
 		go func() {
@@ -724,6 +742,8 @@ func (r *Run) dispatch(ctx context.Context) {
 					markReady()
 				}
 				hosts[h.m.Name()] = h
+				liveWG.Add(1)
+				go func() { defer liveWG.Done(); r.keepAlive(ctx, h) }()
 				_ = q.SetSlots(h.m.Name(), h.slots)
 				_ = q.SetHostState(h.m.Name(), queue.Up)
 				r.mu.Lock()
@@ -895,11 +915,10 @@ func (r *Run) dispatch(ctx context.Context) {
 	publish()
 	// Hosts that never came back: one last try to kill what their lost
 	// executions left running, alongside the waits below.
-	// (The cleanup below sweeps every run directory; with KeepRemote it
-	// does not run, so sweep here.)
+	// (The cleanup below then sweeps every run directory.)
 	for name, pg := range orphans {
 		if h := hosts[name]; h != nil {
-			reap(h, pg, r.opts.KeepRemote, 10*time.Second, nil)
+			reap(h, pg, false, 10*time.Second, nil)
 		}
 	}
 	cancelJobs()
@@ -917,10 +936,11 @@ func (r *Run) dispatch(ctx context.Context) {
 		<-prepDone
 	}
 	orphanWG.Wait()
+	liveWG.Wait() // no beat may recreate a file after the cleanup below
 
 	// Clean up the remote run directories, on every host that may have
 	// one, with a deadline.
-	if !r.opts.KeepRemote {
+	{
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		var wg sync.WaitGroup
@@ -932,18 +952,22 @@ func (r *Run) dispatch(ctx context.Context) {
 			go func() {
 				defer wg.Done()
 				dir := r.remoteRunDir(cctx, m, hosts[m.Name()])
-				if dir == "" {
-					return
-				}
 				// One session: kill what jobs left running in the run
 				// directory (background children, which outlive a job's
-				// exit), then rm -rf, faster than walking the tree over SFTP.
-				sh := "rm -rf -- " + remote.QuotePath(dir)
+				// exit), then, unless KeepRemote, rm -rf: faster than
+				// walking the tree over SFTP.
+				var sh []string
 				if hosts[m.Name()] != nil {
-					sh = remote.KillMarkedScript(dir) + "; " + sh
+					sh = append(sh, remote.KillMarkedScript(dir))
+				}
+				if !r.opts.KeepRemote {
+					sh = append(sh, "rm -rf -- "+remote.QuotePath(dir))
+				} else {
+					// Kept for inspection, but no longer live: Clean may take it.
+					sh = append(sh, "rm -f -- "+remote.QuotePath(path.Join(dir, liveFile)))
 				}
 				var out bytes.Buffer
-				err := m.Host.Run(cctx, &remote.Cmd{Shell: sh, NoProcessGroup: true, Stdout: &out})
+				err := m.Host.Run(cctx, &remote.Cmd{Shell: strings.Join(sh, "; "), NoProcessGroup: true, Stdout: &out})
 				if err != nil {
 					r.opts.Warn(fmt.Sprintf("clean up %s on %s: %v", dir, m.Name(), err))
 				}
@@ -1218,6 +1242,7 @@ func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
 		}
 		h.rec.Sent += n
 	}
+	_ = h.beat(ctx) // best effort: a host that cannot take it cannot run jobs either
 	return h, nil
 }
 
@@ -1250,6 +1275,33 @@ func (r *Run) reconnect(ctx context.Context, h *runHost) {
 			return
 		}
 		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// keepAlive rewrites h's liveFile every liveEvery until the run ends.
+// A beat that fails (the host is down) is not an error: the next one, or
+// the host's return, brings the file up to date.
+func (r *Run) keepAlive(ctx context.Context, h *runHost) {
+	t := time.NewTicker(liveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.loopDone:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			bctx, cancel := context.WithTimeout(ctx, h.m.Host.Config().ConnectTimeout)
+			go func() { // abandon a beat in flight when the run ends
+				select {
+				case <-r.loopDone:
+					cancel()
+				case <-bctx.Done():
+				}
+			}()
+			_ = h.beat(bctx)
+			cancel()
+		}
 	}
 }
 

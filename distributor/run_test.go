@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/dsub-dev/dsub/distributor"
 	"github.com/dsub-dev/dsub/inventory"
+	"github.com/dsub-dev/dsub/remote"
 	"github.com/dsub-dev/dsub/testenv"
 )
 
@@ -491,5 +494,47 @@ func TestLeftoverChildrenKilledAtEnd(t *testing.T) {
 	}
 	if err := cluster.WaitNoProcesses(context.Background(), "^sleep 125", 5*time.Second); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestCleanKeepsIdleRunAndRemovesStale: between jobs a run has no process
+// on a host, yet Clean keeps its run directory and program there (the
+// master's liveness file says the run is on), and the jobs submitted after
+// the clean succeed. A run directory whose liveness file is stale (its
+// master died) is removed.
+func TestCleanKeepsIdleRunAndRemovesStale(t *testing.T) {
+	c := newCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	prog := filepath.Join(t.TempDir(), "echo.sh")
+	os.WriteFile(prog, []byte("#!/bin/sh\necho \"$1\"\n"), 0o755)
+	run, _ := startSum(ctx, t, c, distributor.RunOptions{Binary: prog}) // every host prepared; nothing runs
+	stale := path.Join(c.Members()[0].Inv.Workdir, "runs", "20000101-000000-dead")
+	m0 := c.Members()[0]
+	if err := m0.Host.Run(ctx, &remote.Cmd{Shell: "mkdir -p " + remote.QuotePath(stale) + " && cd " + remote.QuotePath(stale) +
+		" && echo /nonexistent > .dsub-live && touch -d '10 minutes ago' .dsub-live"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range c.Clean(ctx, true) {
+		kept := strings.Join(r.Kept, " ")
+		if r.Err != nil || !strings.Contains(kept, "/runs/"+run.ID()) || !strings.Contains(kept, "/bin/") || strings.Contains(kept, "dead") {
+			t.Errorf("%s: clean of an idle run kept %q, err %v; want its run dir and program, not the stale run", r.Host, kept, r.Err)
+		}
+	}
+	if _, err := m0.Host.Stat(ctx, stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stale run dir: stat = %v, want it removed", err)
+	}
+	for i := 1; i <= 8; i++ {
+		run.Submit(ctx, distributor.JobSpec{Args: []string{fmt.Sprint(i)}})
+	}
+	run.Close()
+	st, res, err := run.Wait()
+	if err != nil || res != sumTo(8) || st.Succeeded != 8 {
+		t.Fatalf("run after a clean: %v, result %s (want %s)", err, res, sumTo(8))
+	}
+	for _, r := range c.Clean(ctx, true) {
+		if r.Err != nil || len(r.Kept) > 0 {
+			t.Errorf("%s: clean after the run: kept %v, err %v", r.Host, r.Kept, r.Err)
+		}
 	}
 }

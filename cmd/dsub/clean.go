@@ -18,8 +18,9 @@ func newCleanCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Remove <workdir>/bin, the content-addressed cache of shipped programs, on
 every selected host; with --runs, also <workdir>/runs, where --keep-remote
 leaves run directories. The next dsub run uploads its program again.
-What a process on the host is using (a run in progress: its run directory
-or its program) is kept and reported.` + exitHelp,
+What a run in progress uses (its run directory and program: its master
+marks them every minute, and a process using them counts too) is kept and
+reported; a run whose master died is cleaned 3 minutes after its last mark.` + exitHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := hf.cluster(stderr)
