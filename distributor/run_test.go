@@ -3,6 +3,7 @@ package distributor_test
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -443,7 +444,7 @@ func TestCleanKeepsRunsInProgress(t *testing.T) {
 	}
 	for _, r := range c.Clean(ctx, true) {
 		kept := strings.Join(r.Kept, " ")
-		if r.Err != nil || !strings.Contains(kept, "/runs/"+run.ID()) || !strings.Contains(kept, "/bin/") {
+		if r.Err != nil || !strings.Contains(kept, "/runs/"+run.ID()) || !strings.Contains(kept, "/bin/"+progSHA(t, prog)) {
 			t.Errorf("%s: clean during the run kept %q, err %v; want its run dir and program", r.Host, kept, r.Err)
 		}
 	}
@@ -451,8 +452,28 @@ func TestCleanKeepsRunsInProgress(t *testing.T) {
 	if err != nil || res != sumTo(slots) || st.Succeeded != slots {
 		t.Fatalf("run after a clean: %v, result %s (want %s)", err, res, sumTo(slots))
 	}
+	cleanedAfter(ctx, t, c, run, prog)
+}
+
+// progSHA is the name of prog in the hosts' program cache.
+func progSHA(t *testing.T, prog string) string {
+	t.Helper()
+	b, err := os.ReadFile(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", sha256.Sum256(b))
+}
+
+// cleanedAfter checks that a Clean after run has ended removes its run
+// directory and its program from every host. (Other tests' runs may leave
+// directories of their own: a run that could not reach a host it faulted
+// cannot clean it, and its liveness file keeps it for 3 minutes.)
+func cleanedAfter(ctx context.Context, t *testing.T, c *distributor.Cluster, run *distributor.Run, prog string) {
+	t.Helper()
+	sha := progSHA(t, prog)
 	for _, r := range c.Clean(ctx, true) {
-		if r.Err != nil || len(r.Kept) > 0 {
+		if kept := strings.Join(r.Kept, " "); r.Err != nil || strings.Contains(kept, run.ID()) || strings.Contains(kept, sha) {
 			t.Errorf("%s: clean after the run: kept %v, err %v", r.Host, r.Kept, r.Err)
 		}
 	}
@@ -460,8 +481,10 @@ func TestCleanKeepsRunsInProgress(t *testing.T) {
 		if _, err := m.Host.Stat(ctx, m.Inv.Workdir); err != nil {
 			t.Errorf("%s: stat the workdir: %v", m.Name(), err)
 		}
-		if _, err := m.Host.Stat(ctx, path.Join(m.Inv.Workdir, "bin")); err == nil {
-			t.Errorf("%s still has %s/bin", m.Name(), m.Inv.Workdir)
+		for _, p := range []string{path.Join(m.Inv.Workdir, "bin", sha), path.Join(m.Inv.Workdir, "runs", run.ID())} {
+			if _, err := m.Host.Stat(ctx, p); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s: %s after clean: stat = %v, want it gone", m.Name(), p, err)
+			}
 		}
 	}
 }
@@ -517,7 +540,7 @@ func TestCleanKeepsIdleRunAndRemovesStale(t *testing.T) {
 	}
 	for _, r := range c.Clean(ctx, true) {
 		kept := strings.Join(r.Kept, " ")
-		if r.Err != nil || !strings.Contains(kept, "/runs/"+run.ID()) || !strings.Contains(kept, "/bin/") || strings.Contains(kept, "dead") {
+		if r.Err != nil || !strings.Contains(kept, "/runs/"+run.ID()) || !strings.Contains(kept, "/bin/"+progSHA(t, prog)) || strings.Contains(kept, "dead") {
 			t.Errorf("%s: clean of an idle run kept %q, err %v; want its run dir and program, not the stale run", r.Host, kept, r.Err)
 		}
 	}
@@ -532,9 +555,5 @@ func TestCleanKeepsIdleRunAndRemovesStale(t *testing.T) {
 	if err != nil || res != sumTo(8) || st.Succeeded != 8 {
 		t.Fatalf("run after a clean: %v, result %s (want %s)", err, res, sumTo(8))
 	}
-	for _, r := range c.Clean(ctx, true) {
-		if r.Err != nil || len(r.Kept) > 0 {
-			t.Errorf("%s: clean after the run: kept %v, err %v", r.Host, r.Kept, r.Err)
-		}
-	}
+	cleanedAfter(ctx, t, c, run, prog)
 }
