@@ -783,6 +783,8 @@ func (r *Run) dispatch(ctx context.Context) {
 			}
 			tally[h.m.Name()].state, tally[h.m.Name()].slots = q.HostState(h.m.Name()).String(), h.slots
 		case pe := <-r.prepDefer:
+			// Warn first: a caller of Ready sees the warning once it returns.
+			r.opts.Warn(pe.deferredString())
 			deferred[pe.host] = true
 			preparing--
 			markReady()
@@ -794,8 +796,8 @@ func (r *Run) dispatch(ctx context.Context) {
 				}
 			}
 			r.mu.Unlock()
-			r.opts.Warn(pe.deferredString())
 		case err := <-r.prepFail:
+			r.opts.Warn(err.Error())
 			var pe *prepError
 			if !errors.As(err, &pe) || !deferred[pe.host] {
 				preparing--
@@ -813,7 +815,6 @@ func (r *Run) dispatch(ctx context.Context) {
 				}
 				r.mu.Unlock()
 			}
-			r.opts.Warn(err.Error())
 		case c := <-r.finished:
 			handle(c)
 		drain:
