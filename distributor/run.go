@@ -746,13 +746,7 @@ func (r *Run) dispatch(ctx context.Context) {
 				go func() { defer liveWG.Done(); r.keepAlive(ctx, h) }()
 				_ = q.SetSlots(h.m.Name(), h.slots)
 				_ = q.SetHostState(h.m.Name(), queue.Up)
-				r.mu.Lock()
-				for i := range r.hostsRec {
-					if r.hostsRec[i].Name == h.m.Name() {
-						r.hostsRec[i] = h.rec
-					}
-				}
-				r.mu.Unlock()
+				r.setHostRecord(h.m.Name(), func(rec *hostRecord) { *rec = h.rec })
 			} else if pg, lost := orphans[h.m.Name()]; lost && q.RunningOn(h.m.Name()) == 0 {
 				// Back, with nothing of ours meant to run there: sweep the
 				// run directory's processes, then take jobs (the sweep
@@ -789,13 +783,7 @@ func (r *Run) dispatch(ctx context.Context) {
 			preparing--
 			markReady()
 			tally[pe.host].state = "down"
-			r.mu.Lock()
-			for i := range r.hostsRec {
-				if r.hostsRec[i].Name == pe.host {
-					r.hostsRec[i].Error = pe.Error()
-				}
-			}
-			r.mu.Unlock()
+			r.setHostRecord(pe.host, func(rec *hostRecord) { rec.Error = pe.Error() })
 		case err := <-r.prepFail:
 			r.opts.Warn(err.Error())
 			var pe *prepError
@@ -807,13 +795,7 @@ func (r *Run) dispatch(ctx context.Context) {
 				tally[pe.host].state = "failed"
 				_ = q.SetHostState(pe.host, queue.Quarantined)
 				failPinned(pe.host, "could not be prepared")
-				r.mu.Lock()
-				for i := range r.hostsRec {
-					if r.hostsRec[i].Name == pe.host {
-						r.hostsRec[i].Error = pe.Error()
-					}
-				}
-				r.mu.Unlock()
+				r.setHostRecord(pe.host, func(rec *hostRecord) { rec.Error = pe.Error() })
 			}
 		case c := <-r.finished:
 			handle(c)
@@ -1276,6 +1258,17 @@ func (r *Run) reconnect(ctx context.Context, h *runHost) {
 			return
 		}
 		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// setHostRecord updates the run.json record of host name.
+func (r *Run) setHostRecord(name string, f func(*hostRecord)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.hostsRec {
+		if r.hostsRec[i].Name == name {
+			f(&r.hostsRec[i])
+		}
 	}
 }
 
