@@ -754,12 +754,7 @@ func (r *Run) dispatch(ctx context.Context) {
 				delete(orphans, h.m.Name())
 				sweeping[h.m.Name()] = true
 				r.opts.Warn(fmt.Sprintf("host %s is back", h.m.Name()))
-				reap(h, pg, true, 30*time.Second, func() {
-					select {
-					case r.ready <- h:
-					case <-r.loopDone:
-					}
-				})
+				reap(h, pg, true, 30*time.Second, func() { r.offer(h) })
 			} else {
 				_ = q.SetHostState(h.m.Name(), queue.Up)
 				if sweeping[h.m.Name()] {
@@ -1117,23 +1112,19 @@ func (r *Run) prepare(ctx context.Context, m *Member) {
 	backoff := time.Second
 	deferred := false
 	for {
-		actx, cancel := context.WithCancel(ctx)
-		if deferred { // a retry is abandoned when the run ends
-			go func() {
-				select {
-				case <-r.loopDone:
-					cancel()
-				case <-actx.Done():
-				}
-			}()
+		// The first try may finish filling the cache after the run ends; a
+		// retry is abandoned then.
+		var actx context.Context
+		var cancel context.CancelFunc
+		if deferred {
+			actx, cancel = r.untilEnd(ctx)
+		} else {
+			actx, cancel = context.WithCancel(ctx)
 		}
 		h, err := r.prepareHost(actx, m)
 		cancel()
 		if err == nil {
-			select {
-			case r.ready <- h:
-			case <-r.loopDone:
-			}
+			r.offer(h)
 			return
 		}
 		if k := remote.KindOf(err); ctx.Err() != nil || (k != remote.KindTransport && k != remote.KindTimeout) {
@@ -1247,10 +1238,7 @@ func (r *Run) reconnect(ctx context.Context, h *runHost) {
 		err := h.m.Host.Connect(cctx)
 		cancel()
 		if err == nil {
-			select {
-			case r.ready <- h:
-			case <-r.loopDone:
-			}
+			r.offer(h)
 			return
 		}
 		if remote.KindOf(err) == remote.KindHostKey {
@@ -1259,6 +1247,28 @@ func (r *Run) reconnect(ctx context.Context, h *runHost) {
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}
+}
+
+// offer hands a prepared or returning host to the dispatcher, unless the
+// run has ended.
+func (r *Run) offer(h *runHost) {
+	select {
+	case r.ready <- h:
+	case <-r.loopDone:
+	}
+}
+
+// untilEnd is a child of ctx that is also cancelled when the run ends.
+func (r *Run) untilEnd(ctx context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-r.loopDone:
+			cancel()
+		case <-c.Done():
+		}
+	}()
+	return c, cancel
 }
 
 // setHostRecord updates the run.json record of host name.
@@ -1285,15 +1295,10 @@ func (r *Run) keepAlive(ctx context.Context, h *runHost) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			bctx, cancel := context.WithTimeout(ctx, h.m.Host.Config().ConnectTimeout)
-			go func() { // abandon a beat in flight when the run ends
-				select {
-				case <-r.loopDone:
-					cancel()
-				case <-bctx.Done():
-				}
-			}()
+			ectx, cancel := r.untilEnd(ctx) // abandon a beat in flight when the run ends
+			bctx, cancelBeat := context.WithTimeout(ectx, h.m.Host.Config().ConnectTimeout)
 			_ = h.beat(bctx)
+			cancelBeat()
 			cancel()
 		}
 	}
