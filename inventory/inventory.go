@@ -113,6 +113,9 @@ type settings struct {
 	Keepalive      *duration `toml:"keepalive"`
 	ProxyJump      *string   `toml:"proxy_jump"`
 	Labels         *[]string `toml:"labels"`
+	// SSHConfig is the OpenSSH client config for every host of the file
+	// (only in [defaults]); a relative path is relative to the file.
+	SSHConfig *string `toml:"ssh_config"`
 }
 
 type hostEntry struct {
@@ -136,27 +139,72 @@ type Options struct {
 	Home string
 	// LocalUser is the default login user (default: $USER).
 	LocalUser string
+	// BaseDir resolves relative local paths in the file (identity_files,
+	// known_hosts, ssh_config): Load sets it to the file's directory.
+	BaseDir string
 }
 
-// Load reads and parses the hosts file at path.
+// fill sets the defaults of unset options.
+func (o *Options) fill() {
+	if o.Home == "" {
+		o.Home, _ = os.UserHomeDir()
+	}
+	if o.LocalUser == "" {
+		o.LocalUser = os.Getenv("USER")
+		if o.LocalUser == "" {
+			o.LocalUser = "root"
+		}
+	}
+}
+
+// Load reads and parses the hosts file at path: hosts.toml, or a plain
+// host list (see ParseList), told apart by IsTOML. Relative paths in the
+// file resolve against its directory.
 func Load(path string, opts Options) ([]*Host, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &Error{File: path, Msg: "cannot read hosts file: " + errors.Unwrap(err).Error()}
+		msg := err.Error()
+		if u := errors.Unwrap(err); u != nil {
+			msg = u.Error()
+		}
+		return nil, &Error{File: path, Msg: "cannot read hosts file: " + msg}
+	}
+	if opts.BaseDir == "" {
+		opts.BaseDir = filepath.Dir(path)
+	}
+	if !IsTOML(path, b) {
+		return ParseList(bytes.NewReader(b), path, opts)
 	}
 	return Parse(bytes.NewReader(b), path, opts)
 }
 
-// DefaultPath is the hosts file used without --hosts: ./hosts.toml if it
-// exists, else $DSUB_HOSTS, else ./hosts.toml (to be reported missing).
+// DefaultPath is the hosts file used when no --hosts or -w is given:
+// $DSUB_HOSTS if set, else ./hosts.toml if it exists, else "".
 func DefaultPath() string {
-	if _, err := os.Stat("hosts.toml"); err == nil {
-		return "hosts.toml"
-	}
 	if p := os.Getenv("DSUB_HOSTS"); p != "" {
 		return p
 	}
-	return "hosts.toml"
+	if _, err := os.Stat("hosts.toml"); err == nil {
+		return "hosts.toml"
+	}
+	return ""
+}
+
+var tomlLine = regexp.MustCompile(`^\s*(\[\[?\s*(host|defaults)\s*\]|[A-Za-z_][A-Za-z0-9_-]*\s*=)`)
+
+// IsTOML tells a hosts.toml from a plain host list: a name ending in
+// ".toml", or any line that is a [[host]] or [defaults] header or a
+// "key = value" assignment.
+func IsTOML(name string, data []byte) bool {
+	if strings.HasSuffix(name, ".toml") {
+		return true
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if tomlLine.MatchString(l) {
+			return true
+		}
+	}
+	return false
 }
 
 var tomlLineErr = regexp.MustCompile(`^toml: line (\d+) \(last key ("[^"]*")\): (.*)$`)
@@ -169,15 +217,7 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 	if err != nil {
 		return nil, &Error{File: name, Msg: err.Error()}
 	}
-	if opts.Home == "" {
-		opts.Home, _ = os.UserHomeDir()
-	}
-	if opts.LocalUser == "" {
-		opts.LocalUser = os.Getenv("USER")
-		if opts.LocalUser == "" {
-			opts.LocalUser = "root"
-		}
-	}
+	opts.fill()
 	var f file
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&f)
 	if err != nil {
@@ -200,7 +240,7 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 		case "password", "passphrase", "pass":
 			msg += " (passwords are not supported: use keys or ssh-agent)"
 		default:
-			msg += " (known keys: address, name, user, port, identity_files, identities_only, known_hosts, slots, workdir, connect_timeout, keepalive, proxy_jump, labels)"
+			msg += " (known keys: address, name, user, port, identity_files, identities_only, known_hosts, slots, workdir, connect_timeout, keepalive, proxy_jump, labels, ssh_config)"
 		}
 		errs = append(errs, &Error{File: fmt.Sprintf("%s:%d", name, keyLine(lines, key)), Msg: msg})
 	}
@@ -221,9 +261,12 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 	if err := validate(&f.Defaults, name+" [defaults]"); err != nil {
 		errs = append(errs, err)
 	}
-	base.apply(&f.Defaults, opts.Home)
+	base.apply(&f.Defaults, opts)
+	if f.Defaults.SSHConfig != nil && opts.SSHConfig == "" {
+		// --ssh-config wins over the file's.
+		opts.SSHConfig = resolve(*f.Defaults.SSHConfig, opts)
+	}
 
-	var hosts []*Host
 	var all []*hostState
 	where := map[string]string{}
 	for i, e := range f.Host {
@@ -233,6 +276,10 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 		}
 		if err := validate(&e.settings, src); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if e.SSHConfig != nil {
+			errs = append(errs, &Error{File: src, Msg: "ssh_config belongs in [defaults]: one OpenSSH config serves the whole file"})
 			continue
 		}
 		if e.Address == nil || strings.TrimSpace(*e.Address) == "" {
@@ -258,7 +305,7 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 		}
 		for j, a := range addrs {
 			h := base.clone()
-			h.apply(&e.settings, opts.Home)
+			h.apply(&e.settings, opts)
 			h.Source = src
 			host, port, err := splitAddress(a)
 			if err != nil {
@@ -283,17 +330,51 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 				continue
 			}
 			where[h.Name] = src
-			hosts = append(hosts, &h.Host)
 			all = append(all, h)
 		}
 	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	return finish(all, opts)
+}
+
+// finish applies the OpenSSH config to hosts and checks what only the
+// whole list shows.
+func finish(all []*hostState, opts Options) ([]*Host, error) {
+	opts.fill()
 	if err := applySSHConfig(all, opts); err != nil {
 		return nil, err
 	}
+	hosts := make([]*Host, len(all))
+	dirs := map[string]*hostState{}
+	var errs Errors
+	for i, h := range all {
+		hosts[i] = &h.Host
+		// Host names become local directory and file names (get, exec
+		// --out): two that map to one name would lose files.
+		d := DirName(h.Name)
+		if prev := dirs[d]; prev != nil {
+			errs = append(errs, &Error{File: h.Source, Msg: fmt.Sprintf("host names %q (%s) and %q both become the directory name %q: rename one", prev.Name, prev.Source, h.Name, d)})
+			continue
+		}
+		dirs[d] = h
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
 	return hosts, nil
+}
+
+// DirName makes a host name usable as one local path element: what
+// get, exec --out and the run records name a host's files by. finish
+// refuses two hosts with one DirName.
+func DirName(n string) string {
+	n = strings.NewReplacer("/", "_", "\\", "_", "\x00", "_").Replace(n)
+	if n == "." || n == ".." || n == "" {
+		n = "_" + n
+	}
+	return n
 }
 
 func tomlMsg(pe toml.ParseError) string {
@@ -376,7 +457,25 @@ func (h *hostState) clone() *hostState {
 	return c
 }
 
-func (h *hostState) apply(s *settings, home string) {
+// resolve expands "~" and makes a relative local path relative to the
+// hosts file's directory.
+func resolve(p string, opts Options) string {
+	p = ExpandHome(p, opts.Home)
+	if p != "" && !filepath.IsAbs(p) && opts.BaseDir != "" {
+		p = filepath.Join(opts.BaseDir, p)
+	}
+	return p
+}
+
+func resolveAll(ps []string, opts Options) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = resolve(p, opts)
+	}
+	return out
+}
+
+func (h *hostState) apply(s *settings, opts Options) {
 	if s.User != nil {
 		h.User, h.set["user"] = *s.User, true
 	}
@@ -384,13 +483,13 @@ func (h *hostState) apply(s *settings, home string) {
 		h.Port, h.set["port"] = *s.Port, true
 	}
 	if s.IdentityFiles != nil {
-		h.IdentityFiles, h.set["identity_files"] = expandAll(*s.IdentityFiles, home), true
+		h.IdentityFiles, h.set["identity_files"] = resolveAll(*s.IdentityFiles, opts), true
 	}
 	if s.IdentitiesOnly != nil {
 		h.IdentitiesOnly, h.set["identities_only"] = *s.IdentitiesOnly, true
 	}
 	if s.KnownHosts != nil {
-		h.KnownHosts = expandAll(*s.KnownHosts, home)
+		h.KnownHosts, h.set["known_hosts"] = resolveAll(*s.KnownHosts, opts), true
 	}
 	if s.Slots != nil {
 		h.Slots = *s.Slots

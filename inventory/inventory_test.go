@@ -134,6 +134,13 @@ labels = ["gpu", "big"]
 	tests := []struct{ sel, want, err string }{
 		{"", "n1,n2,n3,n4,g1,g2", ""},
 		{"n[2-3]", "n2,n3", ""},
+		{"!n1", "n2,n3,n4,g1,g2", ""},
+		{"n*,!n[2-3]", "n1,n4", ""},
+		{"g?,!label:big", "g1", ""},
+		{"!label:gpu,!n[1-3]", "n4", ""},
+		{"!n9", "", `no host named "n9"`},
+		{"x*", "", `no host name matches "x*"`},
+		{"!*", "", "selects no host"},
 		{"label:gpu,n1", "n1,g1,g2", ""},
 		{"g2,label:big", "g2", ""},
 		{"n9", "", `no host named "n9"`},
@@ -154,6 +161,17 @@ labels = ["gpu", "big"]
 		if g := strings.Join(names, ","); err != nil || g != tt.want {
 			t.Errorf("Select(%q) = %s, %v; want %s", tt.sel, g, err, tt.want)
 		}
+	}
+}
+
+func TestExclude(t *testing.T) {
+	hosts, _ := parse(t, "[[host]]\naddress = \"n[1-4]\"\n", testOpts)
+	got, err := Exclude(hosts, "n1,n[3-4]")
+	if err != nil || names(got) != "n2" {
+		t.Errorf("Exclude = %s, %v", names(got), err)
+	}
+	if _, err := Exclude(hosts, "m1"); err == nil || !strings.HasPrefix(err.Error(), "-x m1:") {
+		t.Errorf("unknown -x: %v", err)
 	}
 }
 

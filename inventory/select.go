@@ -2,56 +2,111 @@ package inventory
 
 import (
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/dsub-dev/dsub/internal/hostrange"
 )
 
 // Select returns the hosts that sel picks, in inventory order. sel is a
-// comma-separated list of host names, ranges ("node[01-04]") and labels
-// ("label:gpu"); an empty sel picks every host. An item that matches no
-// host is an error, so a typo never silently shrinks a run.
+// comma-separated list of items: host names, ranges ("node[01-04]"),
+// globs ("web*", "node?[1-3]" as path.Match has them) and labels
+// ("label:gpu"). An item prefixed with "!" excludes what it matches; a
+// list of exclusions alone starts from every host. An empty sel picks
+// every host. An item that matches no host is an error, so a typo never
+// silently shrinks a run nor keeps a host meant to be left out.
 func Select(hosts []*Host, sel string) ([]*Host, error) {
+	return selectHosts(hosts, sel, "--on")
+}
+
+// Exclude drops the hosts that list names (pdsh's -x): the same items as
+// Select takes, each excluding what it matches.
+func Exclude(hosts []*Host, list string) ([]*Host, error) {
+	var items []string
+	for _, it := range hostrange.SplitList(list) {
+		items = append(items, "!"+strings.TrimPrefix(it, "!"))
+	}
+	return selectHosts(hosts, strings.Join(items, ","), "-x")
+}
+
+func selectHosts(hosts []*Host, sel, flag string) ([]*Host, error) {
 	if strings.TrimSpace(sel) == "" {
 		return hosts, nil
+	}
+	want := map[string]bool{}
+	drop := map[string]bool{}
+	included := false
+	for _, item := range hostrange.SplitList(sel) {
+		item = strings.TrimSpace(item)
+		set := want
+		if rest, ok := strings.CutPrefix(item, "!"); ok {
+			item, set = rest, drop
+		} else {
+			included = true
+		}
+		names, err := match(hosts, item)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", flag, item, err)
+		}
+		for _, n := range names {
+			set[n] = true
+		}
+	}
+	var out []*Host
+	for _, h := range hosts {
+		if (want[h.Name] || !included) && !drop[h.Name] {
+			out = append(out, h)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s %s: selects no host", flag, sel)
+	}
+	return out, nil
+}
+
+// match returns the names of the hosts one selection item matches.
+func match(hosts []*Host, item string) ([]string, error) {
+	var out []string
+	if label, ok := strings.CutPrefix(item, "label:"); ok {
+		for _, h := range hosts {
+			for _, l := range h.Labels {
+				if l == label {
+					out = append(out, h.Name)
+					break
+				}
+			}
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("no host has label %q", label)
+		}
+		return out, nil
+	}
+	if strings.ContainsAny(item, "*?") {
+		if _, err := path.Match(item, ""); err != nil {
+			return nil, fmt.Errorf("bad glob: %v", err)
+		}
+		for _, h := range hosts {
+			if ok, _ := path.Match(item, h.Name); ok {
+				out = append(out, h.Name)
+			}
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("no host name matches %q", item)
+		}
+		return out, nil
+	}
+	names, err := hostrange.Expand(item)
+	if err != nil {
+		return nil, err
 	}
 	byName := map[string]bool{}
 	for _, h := range hosts {
 		byName[h.Name] = true
 	}
-	want := map[string]bool{}
-	for _, item := range hostrange.SplitList(sel) {
-		if label, ok := strings.CutPrefix(item, "label:"); ok {
-			n := 0
-			for _, h := range hosts {
-				for _, l := range h.Labels {
-					if l == label {
-						want[h.Name] = true
-						n++
-					}
-				}
-			}
-			if n == 0 {
-				return nil, fmt.Errorf("--on %s: no host has label %q", item, label)
-			}
-			continue
-		}
-		names, err := hostrange.Expand(item)
-		if err != nil {
-			return nil, fmt.Errorf("--on: %w", err)
-		}
-		for _, n := range names {
-			if !byName[n] {
-				return nil, fmt.Errorf("--on: no host named %q in the hosts file", n)
-			}
-			want[n] = true
+	for _, n := range names {
+		if !byName[n] {
+			return nil, fmt.Errorf("no host named %q in the host list", n)
 		}
 	}
-	var out []*Host
-	for _, h := range hosts {
-		if want[h.Name] {
-			out = append(out, h)
-		}
-	}
-	return out, nil
+	return names, nil
 }

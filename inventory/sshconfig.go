@@ -17,7 +17,9 @@ import (
 )
 
 // applySSHConfig fills in what hosts.toml left unset from the OpenSSH
-// client config, as OpenSSH itself evaluates it: `ssh -G` applies Host and
+// client config (HostName, User, Port, IdentityFile, IdentitiesOnly,
+// ProxyJump, UserKnownHostsFile and GlobalKnownHostsFile), as OpenSSH
+// itself evaluates it: `ssh -G` applies Host and
 // Match blocks, Include, tokens and first-match-wins exactly as ssh would,
 // which no Go parser does completely. It runs only when the config file
 // exists, once per distinct address.
@@ -90,8 +92,29 @@ func applySSHConfig(hosts []*hostState, opts Options) error {
 		if v := first(kv, "proxyjump"); v != "" && v != "none" && !h.set["proxy_jump"] {
 			h.ProxyJump = v
 		}
+		if kh := knownHostsFiles(kv); len(kh) > 0 && !h.set["known_hosts"] {
+			h.KnownHosts = expandAll(kh, opts.Home)
+		}
 	}
 	return nil
+}
+
+// knownHostsFiles are the files ssh checks host keys against, in its
+// order: UserKnownHostsFile (the first receives --accept-new entries),
+// then GlobalKnownHostsFile. Each holds space-separated paths; "none"
+// means none.
+func knownHostsFiles(kv map[string][]string) []string {
+	var out []string
+	for _, k := range []string{"userknownhostsfile", "globalknownhostsfile"} {
+		for _, v := range kv[k] {
+			for _, f := range strings.Fields(v) {
+				if f != "none" {
+					out = append(out, f)
+				}
+			}
+		}
+	}
+	return out
 }
 
 func first(kv map[string][]string, k string) string {

@@ -119,7 +119,8 @@ func (d *Dialer) dial(parent context.Context, cfg *Config) (*ssh.Client, error) 
 
 	auth, err := d.authMethod(cfg)
 	if err != nil {
-		return nil, &Error{Op: "connect", Host: cfg.Name, Kind: KindAuth, Err: err}
+		// Nothing local to authenticate with: fix the configuration.
+		return nil, &Error{Op: "connect", Host: cfg.Name, Kind: KindConfig, Err: err}
 	}
 	hkcb, algos, err := d.hostKeyCallback(cfg)
 	if err != nil {

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -14,38 +16,86 @@ import (
 // hostFlags are the flags every command that reaches hosts shares.
 type hostFlags struct {
 	hostsFile string
+	list      string // -w
+	exclude   string // -x
 	on        string
 	sshConfig string
 	acceptNew bool
 	fanout    int
+	// dir, when set, is where a relative default ./hosts.toml is looked
+	// up instead of the working directory (a resumed run's directory).
+	dir string
 }
 
 func (f *hostFlags) register(c *cobra.Command) {
 	fl := c.Flags()
-	fl.StringVar(&f.hostsFile, "hosts", "", "hosts file (default ./hosts.toml, then $DSUB_HOSTS)")
-	fl.StringVar(&f.on, "on", "", "select hosts: names, ranges (node[01-04]) or label:NAME, comma-separated")
-	fl.StringVar(&f.sshConfig, "ssh-config", "", "OpenSSH client config to honour (default ~/.ssh/config; \"none\" disables)")
+	fl.StringVar(&f.hostsFile, "hosts", "", "hosts file: hosts.toml, or one [user@]host[:port] per line (default $DSUB_HOSTS, then ./hosts.toml)")
+	fl.StringVarP(&f.list, "hosts-list", "w", "", "hosts given on the command line, pdsh style: node[01-16],admin@gw:2222 (no hosts file needed)")
+	fl.StringVarP(&f.exclude, "exclude", "x", "", "leave out these hosts: names, ranges, globs (web*) or label:NAME, comma-separated")
+	fl.StringVar(&f.on, "on", "", "select hosts: names, ranges (node[01-04]), globs (web*) or label:NAME, comma-separated; !ITEM excludes")
+	fl.StringVar(&f.sshConfig, "ssh-config", "", "OpenSSH client config to honour, as ssh -F FILE (default ~/.ssh/config; \"none\" disables)")
 	fl.BoolVar(&f.acceptNew, "accept-new", false, "trust unknown host keys on first use and record them (a changed key is always refused)")
 	fl.IntVar(&f.fanout, "fanout", 64, "SSH handshakes in flight at once")
 }
 
-// cluster loads the hosts file, applies --on, and prepares connections.
-// Any problem here is a usage/config error: nothing has run anywhere.
-func (f *hostFlags) cluster(stderr io.Writer) (*distributor.Cluster, error) {
-	path := f.hostsFile
-	if path == "" {
-		path = inventory.DefaultPath()
-	}
-	hosts, err := inventory.Load(path, inventory.Options{SSHConfig: f.sshConfig})
-	if err != nil {
-		return nil, usageError{err}
-	}
-	hosts, err = inventory.Select(hosts, f.on)
-	if err != nil {
-		return nil, usageError{err}
-	}
+// errNoHosts says every way to give hosts.
+var errNoHosts = usagef(`no hosts given: name them with -w 'node[01-04],user@host:port', ` +
+	`a hosts file with --hosts FILE (hosts.toml or one host per line), ` +
+	`or set $DSUB_HOSTS to a hosts file, or put a hosts.toml in the current directory`)
+
+// hosts loads the selected hosts: from --hosts or -w, else $DSUB_HOSTS,
+// else ./hosts.toml; then --on and -x apply. Any problem here is a
+// usage/config error: nothing has run anywhere.
+func (f *hostFlags) hosts() ([]*inventory.Host, error) {
 	if f.fanout < 1 {
-		return nil, usagef("--fanout must be at least 1")
+		return nil, usagef("--fanout %d: must be at least 1", f.fanout)
+	}
+	opts := inventory.Options{SSHConfig: f.sshConfig}
+	var hosts []*inventory.Host
+	var err error
+	switch {
+	case f.list != "" && f.hostsFile != "":
+		return nil, usagef("-w and --hosts are alternatives: to pick hosts of a hosts file, use --on")
+	case f.list != "":
+		hosts, err = inventory.FromList(f.list, opts)
+	default:
+		path := f.hostsFile
+		if path == "" {
+			path = f.defaultPath()
+		}
+		if path == "" {
+			return nil, errNoHosts
+		}
+		hosts, err = inventory.Load(path, opts)
+	}
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if hosts, err = inventory.Select(hosts, f.on); err != nil {
+		return nil, usageError{err}
+	}
+	if hosts, err = inventory.Exclude(hosts, f.exclude); err != nil {
+		return nil, usageError{err}
+	}
+	return hosts, nil
+}
+
+func (f *hostFlags) defaultPath() string {
+	if f.dir == "" || os.Getenv("DSUB_HOSTS") != "" {
+		return inventory.DefaultPath()
+	}
+	p := filepath.Join(f.dir, "hosts.toml")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}
+
+// cluster loads the selected hosts (see hosts) and prepares connections.
+func (f *hostFlags) cluster(stderr io.Writer) (*distributor.Cluster, error) {
+	hosts, err := f.hosts()
+	if err != nil {
+		return nil, err
 	}
 	var mu sync.Mutex
 	c, err := distributor.NewCluster(hosts, distributor.ClusterOptions{

@@ -4,9 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/dsub-dev/dsub/internal/hostrange"
+	"github.com/dsub-dev/dsub/remote"
 )
 
 func newPingCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -53,19 +57,27 @@ open connection, dsub's slots for the host, and any error.` + exitHelp,
 					rtt = fmt.Sprintf("%.1fms", float64(r.Info.RTT.Microseconds())/1000)
 					slots = fmt.Sprint(r.Slots)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, yesNo(r.Reachable), yesNo(r.AuthOK), osArch, cpus, rtt, slots, firstLine(msg))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, yesNo(r.Reachable), yesNo(r.AuthOK), osArch, cpus, rtt, slots, oneLine(msg))
 			}
 			tw.Flush()
-			if failed > 0 {
-				for _, r := range res {
-					if r.Err != nil {
-						fmt.Fprintf(stderr, "dsub: %v\n", r.Err)
-					}
-				}
-				fmt.Fprintf(stderr, "dsub ping: %d of %d hosts failed\n", failed, len(res))
-				return errReported
+			if failed == 0 {
+				return nil
 			}
-			return nil
+			// Each error was printed once, in its row; the summary names
+			// the hosts.
+			var bad []string
+			config := false
+			for _, r := range res {
+				if r.Err != nil {
+					bad = append(bad, r.Host)
+					config = config || remote.KindOf(r.Err) == remote.KindConfig
+				}
+			}
+			fmt.Fprintf(stderr, "dsub ping: %d of %d hosts failed: %s\n", failed, len(res), hostrange.Fold(bad))
+			if config {
+				return usagef("ping: fix the configuration of the hosts whose ERROR says so")
+			}
+			return errReported
 		},
 	}
 	hf.register(c)
@@ -80,11 +92,8 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-func firstLine(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			return s[:i]
-		}
-	}
-	return s
+// oneLine folds a message onto one line ("; " between its lines), so
+// that a hint stays in its row.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ; ")), " ")
 }

@@ -1,0 +1,141 @@
+package inventory
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/dsub-dev/dsub/internal/hostrange"
+)
+
+// ParseList reads a plain host list, the format of pssh's host files and
+// GNU parallel's --sshloginfile: one entry per line,
+//
+//	[N/][user@]host[:port]
+//
+// where N is the host's slots and host may be a range ("node[01-04]") or
+// a bracketed IPv6 address. Blank lines and lines starting with "#" are
+// skipped, and " #" starts a comment. Everything else comes from the
+// built-in defaults and the OpenSSH client config, as for hosts.toml.
+func ParseList(r io.Reader, name string, opts Options) ([]*Host, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	lb := newListBuilder(opts)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if i := strings.Index(line, " #"); i >= 0 {
+			line = strings.TrimSpace(line[:i])
+		}
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		lb.add(line, fmt.Sprintf("%s:%d", name, n))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, &Error{File: name, Msg: err.Error()}
+	}
+	if len(lb.errs) == 0 && len(lb.all) == 0 {
+		return nil, &Error{File: name, Msg: "no hosts: write one host per line, as [user@]host[:port]"}
+	}
+	return lb.finish(opts)
+}
+
+// FromList makes hosts from a pdsh/clush-style -w list: comma-separated
+// [user@]host[:port] items, each of which may be a range:
+// "node[01-16],admin@gw:2222". Errors name the item.
+func FromList(list string, opts Options) ([]*Host, error) {
+	lb := newListBuilder(opts)
+	for _, item := range hostrange.SplitList(list) {
+		lb.add(strings.TrimSpace(item), fmt.Sprintf("-w %s", item))
+	}
+	if len(lb.errs) == 0 && len(lb.all) == 0 {
+		return nil, &Error{File: "-w", Msg: "no hosts in the list"}
+	}
+	return lb.finish(opts)
+}
+
+// listBuilder turns list entries into hosts over the built-in defaults.
+type listBuilder struct {
+	base  *hostState
+	all   []*hostState
+	where map[string]string
+	errs  Errors
+}
+
+func newListBuilder(opts Options) *listBuilder {
+	opts.fill()
+	return &listBuilder{base: builtinDefaults(opts), where: map[string]string{}}
+}
+
+func (lb *listBuilder) fail(src, format string, args ...any) {
+	lb.errs = append(lb.errs, &Error{File: src, Msg: fmt.Sprintf(format, args...)})
+}
+
+// add parses one entry, "[N/][user@]host[:port]", found at src.
+func (lb *listBuilder) add(entry, src string) {
+	rest := entry
+	slots := -1
+	if n, after, ok := strings.Cut(rest, "/"); ok {
+		v, err := strconv.Atoi(n)
+		if err != nil || v < 1 {
+			lb.fail(src, "%q: the slots before / must be a positive number", entry)
+			return
+		}
+		slots, rest = v, after
+	}
+	user := ""
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		user, rest = rest[:i], rest[i+1:]
+		if user == "" {
+			lb.fail(src, "%q: empty user before @", entry)
+			return
+		}
+	}
+	if rest == ":" {
+		lb.fail(src, "%q: ':' (the local machine, in GNU parallel) is not a host dsub can reach over SSH", entry)
+		return
+	}
+	if rest == "" || strings.ContainsAny(rest, " \t") {
+		lb.fail(src, "%q: want [N/][user@]host[:port]", entry)
+		return
+	}
+	addrs, err := hostrange.Expand(rest)
+	if err != nil {
+		lb.fail(src, "%q: %v", entry, err)
+		return
+	}
+	for _, a := range addrs {
+		host, port, err := splitAddress(a)
+		if err != nil {
+			lb.fail(src, "%v", err)
+			return
+		}
+		h := lb.base.clone()
+		h.Source, h.Address, h.Name = src, host, host
+		if port != 0 {
+			h.Port, h.set["port"] = port, true
+			h.Name = a
+		}
+		if user != "" {
+			h.User, h.set["user"] = user, true
+		}
+		if slots > 0 {
+			h.Slots = slots
+		}
+		if prev, dup := lb.where[h.Name]; dup {
+			lb.fail(src, "duplicate host name %q (also at %s)", h.Name, prev)
+			continue
+		}
+		lb.where[h.Name] = src
+		lb.all = append(lb.all, h)
+	}
+}
+
+func (lb *listBuilder) finish(opts Options) ([]*Host, error) {
+	if len(lb.errs) > 0 {
+		return nil, lb.errs
+	}
+	return finish(lb.all, opts)
+}

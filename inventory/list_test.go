@@ -1,0 +1,174 @@
+package inventory
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func names(hosts []*Host) string {
+	var out []string
+	for _, h := range hosts {
+		out = append(out, h.Name)
+	}
+	return strings.Join(out, ",")
+}
+
+func TestParseList(t *testing.T) {
+	hosts, err := ParseList(strings.NewReader(`# pssh / GNU parallel --slf style
+node[01-02]
+  admin@gw:2222   # a comment
+4/ops@[::1]:2200
+
+8/big
+`), "hosts.txt", testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(hosts); got != "node01,node02,gw:2222,[::1]:2200,big" {
+		t.Fatalf("names = %s", got)
+	}
+	gw, v6, big := hosts[2], hosts[3], hosts[4]
+	if gw.User != "admin" || gw.Port != 2222 || gw.Address != "gw" || gw.Source != "hosts.txt:3" {
+		t.Errorf("gw = %+v", gw)
+	}
+	if v6.Address != "::1" || v6.Port != 2200 || v6.User != "ops" || v6.Slots != 4 {
+		t.Errorf("v6 = %+v", v6)
+	}
+	if big.Slots != 8 || big.User != "u" || big.Port != 22 || big.IdentityFiles[0] != "/home/u/.ssh/id_ed25519" {
+		t.Errorf("big = %+v", big)
+	}
+}
+
+func TestListErrors(t *testing.T) {
+	tests := []struct{ text, want string }{
+		{"a\nb c\n", "hosts.txt:2: \"b c\""},
+		{"a\n0/b\n", "hosts.txt:2:"},
+		{"a\n@b\n", "empty user"},
+		{"n[1-2]\nn2\n", `hosts.txt:2: duplicate host name "n2" (also at hosts.txt:1)`},
+		{"n[3-1]\n", "hosts.txt:1:"},
+		{"a:99999\n", "hosts.txt:1:"},
+		{"# only comments\n\n", "hosts.txt: no hosts"},
+		{"2/:\n", "the local machine"},
+	}
+	for _, tt := range tests {
+		_, err := ParseList(strings.NewReader(tt.text), "hosts.txt", testOpts)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !IsConfigError(err) {
+			t.Errorf("ParseList(%q) = %v; want a config error containing %q", tt.text, err, tt.want)
+		}
+	}
+}
+
+func TestFromList(t *testing.T) {
+	hosts, err := FromList("node[01-03],admin@gw:2222", testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(hosts); got != "node01,node02,node03,gw:2222" {
+		t.Fatalf("names = %s", got)
+	}
+	if hosts[3].User != "admin" || hosts[3].Source != "-w admin@gw:2222" {
+		t.Errorf("gw = %+v", hosts[3])
+	}
+	if _, err := FromList("a,a", testOpts); err == nil || !strings.Contains(err.Error(), `duplicate host name "a"`) {
+		t.Errorf("duplicate: %v", err)
+	}
+	if _, err := FromList(",", testOpts); err == nil {
+		t.Error("empty list accepted")
+	}
+}
+
+func TestIsTOML(t *testing.T) {
+	for _, tt := range []struct {
+		name, text string
+		want       bool
+	}{
+		{"hosts.toml", "node1\n", true},
+		{"hosts", "[[host]]\naddress = \"a\"\n", true},
+		{"hosts", "[defaults]\n", true},
+		{"hosts", "# x = y\nnode[01-04]\nuser@h:22\n", false},
+		{"hosts", "[::1]:22\n", false},
+	} {
+		if got := IsTOML(tt.name, []byte(tt.text)); got != tt.want {
+			t.Errorf("IsTOML(%q, %q) = %v", tt.name, tt.text, got)
+		}
+	}
+}
+
+// TestDirNameCollision: host names that become one directory name are
+// refused, naming both.
+func TestDirNameCollision(t *testing.T) {
+	_, err := parse(t, "[[host]]\naddress = \"a\"\nname = \"a/b\"\n[[host]]\naddress = \"b\"\nname = \"a_b\"\n", testOpts)
+	if err == nil || !strings.Contains(err.Error(), `"a/b" (hosts.toml:1) and "a_b" both become the directory name "a_b"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestRelativePaths: identity files, known_hosts and ssh_config in a
+// hosts file resolve against the file's own directory.
+func TestRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "hosts.toml")
+	os.WriteFile(f, []byte("[defaults]\nidentity_files = [\"keys/id\"]\nknown_hosts = [\"kh\", \"/abs/kh\"]\n[[host]]\naddress = \"a\"\n"), 0o600)
+	hosts, err := Load(f, testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hosts[0]
+	if h.IdentityFiles[0] != filepath.Join(dir, "keys/id") || h.KnownHosts[0] != filepath.Join(dir, "kh") || h.KnownHosts[1] != "/abs/kh" {
+		t.Errorf("paths = %v %v", h.IdentityFiles, h.KnownHosts)
+	}
+	// A plain list in the same place loads as a list.
+	os.WriteFile(f[:len(f)-5], []byte("u@a\n"), 0o600)
+	if hosts, err := Load(f[:len(f)-5], testOpts); err != nil || hosts[0].User != "u" {
+		t.Errorf("plain list: %v %v", hosts, err)
+	}
+}
+
+// TestSSHConfigKnownHostsAndFileKey: UserKnownHostsFile and
+// GlobalKnownHostsFile from the OpenSSH config are honoured, as ssh -F
+// does, and a hosts file can name its ssh_config (relative to itself).
+func TestSSHConfigKnownHostsAndFileKey(t *testing.T) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true: the OpenSSH client is required")
+		}
+		t.Skip("no ssh client")
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ssh_config"), []byte(`
+Host h01
+  HostName 127.0.0.9
+  Port 2201
+  User dsub
+Host *
+  IdentityFile /keys/id_test
+  UserKnownHostsFile /state/known_hosts
+  GlobalKnownHostsFile /etc/pinned_hosts
+`), 0o600)
+	f := filepath.Join(dir, "hosts.toml")
+	os.WriteFile(f, []byte("[defaults]\nssh_config = \"ssh_config\"\n[[host]]\naddress = \"h01\"\n"), 0o600)
+	opts := testOpts
+	opts.SSHConfig = ""
+	hosts, err := Load(f, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hosts[0]
+	if h.Name != "h01" || h.Address != "127.0.0.9" || h.Port != 2201 || h.User != "dsub" || h.IdentityFiles[0] != "/keys/id_test" ||
+		strings.Join(h.KnownHosts, " ") != "/state/known_hosts /etc/pinned_hosts" {
+		t.Errorf("h01 = %+v", h)
+	}
+	// -w with --ssh-config gets the same.
+	opts.SSHConfig = filepath.Join(dir, "ssh_config")
+	hosts, err = FromList("h01", opts)
+	if err != nil || hosts[0].Port != 2201 || hosts[0].KnownHosts[0] != "/state/known_hosts" {
+		t.Errorf("-w h01 = %+v, %v", hosts, err)
+	}
+	// ssh_config only in [defaults].
+	if _, err := parse(t, "[[host]]\naddress = \"a\"\nssh_config = \"x\"\n", testOpts); err == nil || !strings.Contains(err.Error(), "belongs in [defaults]") {
+		t.Errorf("ssh_config in [[host]]: %v", err)
+	}
+}
