@@ -61,8 +61,9 @@ type ExecResult struct {
 	Err      error // nil when the command ran and exited 0
 }
 
-// Outputs gives Exec the writers for one host's stdout and stderr.
-type Outputs func(host string) (stdout, stderr io.Writer)
+// Outputs gives Exec one host's stdin (nil: none) and the writers for
+// its stdout and stderr.
+type Outputs func(host string) (stdin io.Reader, stdout, stderr io.Writer)
 
 // Exec runs cmd on every host at once. timeout, if positive, bounds each
 // host's connect and run; a host that exceeds it has its remote process
@@ -76,7 +77,7 @@ func (c *Cluster) Exec(ctx context.Context, cmd remote.Cmd, timeout time.Duratio
 			defer cancel()
 		}
 		hc := cmd
-		hc.Stdout, hc.Stderr = out(m.Name())
+		hc.Stdin, hc.Stdout, hc.Stderr = out(m.Name())
 		start := time.Now()
 		err := m.Host.Run(ctx, &hc)
 		res[i] = ExecResult{Host: m.Name(), Exit: remote.ExitStatus(err), Duration: time.Since(start), Err: err}

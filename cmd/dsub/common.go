@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -131,65 +134,97 @@ func (l *lockedWriter) swap(w io.Writer) {
 	l.mu.Unlock()
 }
 
-// linePrefixer writes each complete line to w as one Write, prefixed, so
-// lines from concurrent hosts never tear or interleave mid-line. A line
-// longer than maxLine is cut into pieces, bounding memory.
+// linePrefixer writes each line to w prefixed, as one write under w's
+// lock, so lines from concurrent hosts never tear or interleave. A line
+// is never split, however long: past maxLine bytes it is spilled to a
+// temporary file until its newline comes, bounding memory.
 type linePrefixer struct {
-	w      io.Writer // a lockedWriter shared by all hosts
+	w      *lockedWriter // shared by all hosts
 	prefix string
 	buf    []byte
+	spill  *os.File // the current line, when it outgrew buf
+	err    error
 }
 
 const maxLine = 64 << 10
 
 func (p *linePrefixer) Write(b []byte) (int, error) {
 	n := len(b)
-	p.buf = append(p.buf, b...)
-	var out []byte
-	for {
-		i := indexByte(p.buf, '\n')
-		if i < 0 && len(p.buf) >= maxLine {
-			i = maxLine - 1
-			out = append(out, p.prefix...)
-			out = append(out, p.buf[:i+1]...)
-			out = append(out, '\n')
-			p.buf = p.buf[i+1:]
-			continue
+	for len(b) > 0 && p.err == nil {
+		i := bytes.IndexByte(b, '\n')
+		chunk := b
+		if i >= 0 {
+			chunk = b[:i+1]
 		}
-		if i < 0 {
-			break
+		b = b[len(chunk):]
+		if p.spill == nil && len(p.buf)+len(chunk) > maxLine {
+			p.startSpill()
 		}
-		out = append(out, p.prefix...)
-		out = append(out, p.buf[:i+1]...)
-		p.buf = p.buf[i+1:]
+		if p.spill != nil {
+			if _, err := p.spill.Write(chunk); err != nil {
+				p.err = fmt.Errorf("spill a long line: %w", err)
+			}
+		} else {
+			p.buf = append(p.buf, chunk...)
+		}
+		if i >= 0 {
+			p.emit(false)
+		}
 	}
-	if len(p.buf) == 0 {
+	return n, p.err
+}
+
+func (p *linePrefixer) startSpill() {
+	f, err := os.CreateTemp("", "dsub-line-*")
+	if err != nil {
+		p.err = fmt.Errorf("spill a long line: %w", err)
+		return
+	}
+	os.Remove(f.Name())
+	if _, err := f.Write(p.buf); err != nil {
+		p.err = fmt.Errorf("spill a long line: %w", err)
+	}
+	p.spill, p.buf = f, p.buf[:0]
+}
+
+// emit writes the current line, adding a newline if addNL.
+func (p *linePrefixer) emit(addNL bool) {
+	p.w.mu.Lock()
+	defer p.w.mu.Unlock()
+	var err error
+	if p.spill == nil {
+		line := append([]byte(p.prefix), p.buf...)
+		if addNL {
+			line = append(line, '\n')
+		}
+		_, err = p.w.w.Write(line)
+	} else {
+		bw := bufio.NewWriterSize(p.w.w, 64<<10)
+		bw.WriteString(p.prefix)
+		if _, err = p.spill.Seek(0, io.SeekStart); err == nil {
+			_, err = io.Copy(bw, p.spill)
+		}
+		if addNL {
+			bw.WriteByte('\n')
+		}
+		err = errors.Join(err, bw.Flush(), p.spill.Close())
+		p.spill = nil
+	}
+	if err != nil && p.err == nil {
+		p.err = err
+	}
+	p.buf = p.buf[:0]
+	if cap(p.buf) > maxLine {
 		p.buf = nil
 	}
-	if len(out) > 0 {
-		if _, err := p.w.Write(out); err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // Flush writes a final unterminated line, adding the newline.
 func (p *linePrefixer) Flush() error {
-	if len(p.buf) == 0 {
-		return nil
+	if len(p.buf) > 0 || p.spill != nil {
+		p.emit(true)
 	}
-	line := append([]byte(p.prefix), p.buf...)
-	p.buf = nil
-	_, err := p.w.Write(append(line, '\n'))
-	return err
+	return p.err
 }
 
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
+

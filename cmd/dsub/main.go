@@ -28,7 +28,7 @@ func main() {
 		os.Exit(exitInterrupted)
 	}()
 	stopProfile := startProfile(os.Getenv("DSUB_CPUPROFILE"))
-	code := exitCode(ctx, run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
+	code := exitCode(ctx, run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr), os.Stderr)
 	cancel()
 	stopProfile()
 	os.Exit(code)

@@ -21,7 +21,7 @@ var cluster *testenv.Cluster
 func TestMain(m *testing.M) {
 	testscript.Main(withCluster{m}, map[string]func(){
 		"dsub": func() {
-			code := exitCode(context.Background(), run(context.Background(), os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
+			code := exitCode(context.Background(), run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr), os.Stderr)
 			os.Exit(code)
 		},
 	})
@@ -127,7 +127,7 @@ func TestExitCodes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
-			code := exitCode(context.Background(), run(context.Background(), tt.args, &out, &errb), &errb)
+			code := exitCode(context.Background(), run(context.Background(), tt.args, nil, &out, &errb), &errb)
 			if code != tt.code || !strings.Contains(errb.String(), tt.want) {
 				t.Errorf("exit %d, stderr %q; want %d containing %q", code, errb.String(), tt.code, tt.want)
 			}
@@ -137,13 +137,13 @@ func TestExitCodes(t *testing.T) {
 		return
 	}
 	var out, errb bytes.Buffer
-	code := exitCode(context.Background(), run(context.Background(), []string{"exec", "--hosts", cluster.HostsFile, "--", "exit 3"}, &out, &errb), &errb)
+	code := exitCode(context.Background(), run(context.Background(), []string{"exec", "--hosts", cluster.HostsFile, "--", "exit 3"}, nil, &out, &errb), &errb)
 	if code != 1 {
 		t.Errorf("remote failure: exit %d, want 1 (%s)", code, errb.String())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(time.Second); cancel() }()
-	code = exitCode(ctx, run(ctx, []string{"exec", "--hosts", cluster.HostsFile, "--", "sleep 30"}, &out, &errb), &errb)
+	code = exitCode(ctx, run(ctx, []string{"exec", "--hosts", cluster.HostsFile, "--", "sleep 30"}, nil, &out, &errb), &errb)
 	if code != 130 {
 		t.Errorf("interrupted: exit %d, want 130", code)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -62,8 +61,8 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 
 // run executes the dsub command line args. It is main without the process:
 // tests call it directly.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	root := newRootCmd(stdout, stderr)
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	root := newRootCmd(stdin, stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err != nil && (strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag")) {
@@ -72,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "dsub",
 		Short: "Distribute jobs and admin commands to many hosts over SSH",
@@ -93,7 +92,9 @@ the hosts beyond a stock sshd and an account you can log into.` + exitHelp,
 			return nil
 		},
 	})
-	root.AddCommand(newPingCmd(stdout, stderr), newExecCmd(stdout, stderr), newPutCmd(stdout, stderr), newGetCmd(stdout, stderr),
-		newRunCmd(os.Stdin, stdout, stderr), newCleanCmd(stdout, stderr))
+	root.Version = versionString()
+	root.SetVersionTemplate("dsub {{.Version}}\n")
+	root.AddCommand(newPingCmd(stdout, stderr), newExecCmd(stdin, stdout, stderr), newPutCmd(stdout, stderr), newGetCmd(stdout, stderr),
+		newRunCmd(stdin, stdout, stderr), newCleanCmd(stdout, stderr))
 	return root
 }

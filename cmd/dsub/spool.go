@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"unicode/utf8"
+
+	"golang.org/x/term"
+)
+
+// spoolMem is how much of one output a spool keeps in memory; the rest
+// goes to an unlinked temporary file.
+const spoolMem = 64 << 10
+
+// spool keeps one host's output for --group and --json in bounded memory:
+// the first spoolMem bytes in memory, the rest in a temporary file that
+// is unlinked at once (so nothing is left behind, even on a crash). It
+// hashes what it keeps, for grouping, and tracks whether it is UTF-8.
+type spool struct {
+	mem   []byte
+	f     *os.File
+	n     int64
+	h     hash.Hash
+	carry []byte // an incomplete UTF-8 sequence at the end of what was written
+	bad   bool   // not valid UTF-8
+	err   error  // the first write error (a full temp disk): reported
+}
+
+func newSpool() *spool { return &spool{h: sha256.New()} }
+
+func (s *spool) Write(p []byte) (int, error) {
+	s.h.Write(p)
+	s.checkUTF8(p)
+	s.n += int64(len(p))
+	if s.f == nil && len(s.mem)+len(p) <= spoolMem {
+		s.mem = append(s.mem, p...)
+		return len(p), nil
+	}
+	if s.f == nil && s.err == nil {
+		f, err := os.CreateTemp("", "dsub-spool-*")
+		if err != nil {
+			s.err = fmt.Errorf("spool output: %w", err)
+			return len(p), nil
+		}
+		os.Remove(f.Name())
+		s.f = f
+	}
+	if s.err == nil {
+		if _, err := s.f.Write(p); err != nil {
+			s.err = fmt.Errorf("spool output: %w", err)
+		}
+	}
+	return len(p), nil
+}
+
+// checkUTF8 validates p as the continuation of what came before, across
+// writes that split a character.
+func (s *spool) checkUTF8(p []byte) {
+	if s.bad {
+		return
+	}
+	b := append(s.carry, p...)
+	cut := len(b)
+	// An incomplete sequence at the end waits for the next write.
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				cut = i
+			}
+			break
+		}
+	}
+	if !utf8.Valid(b[:cut]) {
+		s.bad = true
+	}
+	s.carry = append([]byte(nil), b[cut:]...)
+}
+
+// UTF8 reports whether everything written is valid UTF-8.
+func (s *spool) UTF8() bool { return !s.bad && len(s.carry) == 0 }
+
+// Sum is the SHA-256 of everything written.
+func (s *spool) Sum() string { return string(s.h.Sum(nil)) }
+
+// Reader reads everything written, from the start.
+func (s *spool) Reader() io.Reader {
+	if s.f == nil {
+		return bytes.NewReader(s.mem)
+	}
+	return io.MultiReader(bytes.NewReader(s.mem), io.NewSectionReader(s.f, 0, s.n-int64(len(s.mem))))
+}
+
+// Close releases the temporary file.
+func (s *spool) Close() error {
+	if s.f != nil {
+		return s.f.Close()
+	}
+	return nil
+}
+
+// sharedInput lets every host read the same input, each at its own pace,
+// in bounded memory: a regular file is read in place, anything else (a
+// pipe) is first spooled to an unlinked temporary file.
+type sharedInput struct {
+	f         *os.File
+	off, size int64 // the part of f to read
+	tmp       bool
+}
+
+// shareInput prepares r for every host. It returns nil when r is a
+// terminal or nil: then no input is forwarded, as with pdsh.
+func shareInput(r io.Reader) (*sharedInput, error) {
+	if r == nil {
+		return nil, nil
+	}
+	if f, ok := r.(*os.File); ok {
+		if term.IsTerminal(int(f.Fd())) {
+			return nil, nil
+		}
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			pos, err := f.Seek(0, io.SeekCurrent)
+			if err == nil {
+				return &sharedInput{f: f, off: pos, size: fi.Size() - pos}, nil
+			}
+		}
+	}
+	tmp, err := os.CreateTemp("", "dsub-stdin-*")
+	if err != nil {
+		return nil, fmt.Errorf("spool stdin: %w", err)
+	}
+	os.Remove(tmp.Name())
+	n, err := io.Copy(tmp, r)
+	if err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("spool stdin: %w", err)
+	}
+	return &sharedInput{f: tmp, size: n, tmp: true}, nil
+}
+
+// Reader is one host's own reader of the whole input.
+func (s *sharedInput) Reader() io.Reader {
+	if s == nil {
+		return nil
+	}
+	return io.NewSectionReader(s.f, s.off, s.size)
+}
+
+// Close releases a spooled input.
+func (s *sharedInput) Close() error {
+	if s != nil && s.tmp {
+		return s.f.Close()
+	}
+	return nil
+}
