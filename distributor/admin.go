@@ -2,13 +2,8 @@ package distributor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -85,118 +80,6 @@ func (c *Cluster) Exec(ctx context.Context, cmd remote.Cmd, timeout time.Duratio
 	return res
 }
 
-// TransferResult is one host's outcome of Put or Get.
-type TransferResult struct {
-	Host     string
-	Path     string // remote path written (Put) or local path written (Get)
-	Bytes    int64
-	Duration time.Duration
-	Err      error
-}
-
-// Put uploads the local file to every host. If remotePath ends in "/" or
-// names an existing directory, the file keeps its base name inside it.
-// The upload is atomic on each host and keeps the local file's mode.
-func (c *Cluster) Put(ctx context.Context, local, remotePath string) ([]TransferResult, error) {
-	fi, err := os.Stat(local)
-	if err != nil {
-		return nil, fmt.Errorf("put: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("put: %s is not a regular file", local)
-	}
-	res := make([]TransferResult, len(c.members))
-	c.each(ctx, func(ctx context.Context, i int, m *Member) {
-		start := time.Now()
-		r := TransferResult{Host: m.Name(), Path: remotePath}
-		defer func() { r.Duration = time.Since(start); res[i] = r }()
-		if strings.HasSuffix(remotePath, "/") {
-			r.Path = path.Join(remotePath, filepath.Base(local))
-		} else if st, err := m.Host.Stat(ctx, remotePath); err == nil && st.IsDir() {
-			r.Path = path.Join(remotePath, filepath.Base(local))
-		} else if err != nil && Unreachable(err) {
-			r.Err = err
-			return
-		}
-		f, err := os.Open(local)
-		if err != nil {
-			r.Err = err
-			return
-		}
-		defer f.Close()
-		r.Bytes, r.Err = m.Host.Upload(ctx, r.Path, f, fi.Mode().Perm())
-	})
-	return res, nil
-}
-
-// Get downloads remotePath from every host into localDir/<host>/<base>.
-// Neither the host name nor the remote path can place a file outside
-// localDir.
-func (c *Cluster) Get(ctx context.Context, remotePath, localDir string) ([]TransferResult, error) {
-	base := path.Base(remotePath)
-	if base == "." || base == ".." || base == "/" || base == "" || strings.ContainsRune(base, '\\') {
-		return nil, fmt.Errorf("get: remote path %q does not name a file", remotePath)
-	}
-	absDir, err := filepath.Abs(localDir)
-	if err != nil {
-		return nil, err
-	}
-	res := make([]TransferResult, len(c.members))
-	c.each(ctx, func(ctx context.Context, i int, m *Member) {
-		start := time.Now()
-		r := TransferResult{Host: m.Name()}
-		defer func() { r.Duration = time.Since(start); res[i] = r }()
-		dir, err := containedJoin(absDir, safeName(m.Name()))
-		if err == nil {
-			r.Path, err = containedJoin(dir, base)
-		}
-		if err != nil {
-			r.Err = err
-			return
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			r.Err = err
-			return
-		}
-		tmp, err := os.CreateTemp(dir, "."+base+".dsub-tmp-*")
-		if err != nil {
-			r.Err = err
-			return
-		}
-		r.Bytes, err = m.Host.Download(ctx, remotePath, tmp)
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), r.Path)
-		}
-		if err != nil {
-			os.Remove(tmp.Name())
-		}
-		r.Err = err
-	})
-	return res, nil
-}
-
-// safeName makes a host name usable as one path element.
-func safeName(n string) string {
-	n = strings.NewReplacer("/", "_", "\\", "_", "\x00", "_").Replace(n)
-	if n == "." || n == ".." || n == "" {
-		n = "_" + n
-	}
-	return n
-}
-
-// containedJoin joins elem to dir and fails if the result leaves dir.
-func containedJoin(dir, elem string) (string, error) {
-	p := filepath.Join(dir, elem)
-	rel, err := filepath.Rel(dir, p)
-	if err != nil || rel == "." || strings.HasPrefix(rel, "..") || filepath.IsAbs(rel) {
-		return "", &fs.PathError{Op: "get", Path: elem, Err: errors.New("would escape the local directory")}
-	}
-	return p, nil
-}
-
 // CleanResult is what Clean did on one host.
 type CleanResult struct {
 	Host string
@@ -232,6 +115,16 @@ func (c *Cluster) Clean(ctx context.Context, runs bool) []CleanResult {
 	return res
 }
 
+// staleUploads removes what interrupted puts left: each marker in
+// <workdir>/puts names a directory (and how deep below it to look) where
+// temporary upload files may remain; those not written to for 10 minutes
+// are removed, and the marker once none remains.
+const staleUploads = `for m in "$wd/puts"/*; do [ -f "$m" ] || continue; ` +
+	`{ read -r d; read -r depth; } <"$m"; [ -n "$d" ] || continue; case "$depth" in -1) md= ;; *) md="-maxdepth 1" ;; esac; ` +
+	`find "$d" $md -type f -name '.*` + remote.TempMarker + `*' -mmin +10 -exec rm -f {} + 2>/dev/null; ` +
+	`[ -n "$(find "$d" $md -type f -name '.*` + remote.TempMarker + `*' 2>/dev/null | head -1)" ] || rm -f "$m"; done; ` +
+	`rmdir "$wd/puts" 2>/dev/null; `
+
 // cleanScript removes <workdir>/bin/* (and runs/*) entry by entry, keeping
 // and reporting ("in use: PATH") those a process's cwd, executable or
 // command line (a script's interpreter runs it) names, and those a live
@@ -243,7 +136,7 @@ func cleanScript(workdir string, runs bool) string {
 	if runs {
 		dirs += " runs"
 	}
-	return `st=0; wd=` + remote.QuotePath(workdir) + `; ` +
+	return `st=0; wd=` + remote.QuotePath(workdir) + `; ` + staleUploads +
 		`busy=$(for p in /proc/[0-9]*; do readlink "$p/cwd"; readlink "$p/exe"; tr '\0' ' ' <"$p/cmdline"; echo; done 2>/dev/null); ` +
 		`live=$(find "$wd/runs" -mindepth 2 -maxdepth 2 -name ` + liveFile + ` -mmin -` + strconv.Itoa(liveFresh) + ` 2>/dev/null | while read -r f; do echo "$f"; cat "$f"; done); ` +
 		`busy="$busy $live"; ` +

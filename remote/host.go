@@ -33,7 +33,15 @@ type FileOps interface {
 	Home(ctx context.Context) (string, error)
 	MkdirAll(ctx context.Context, path string) error
 	Stat(ctx context.Context, path string) (fs.FileInfo, error)
+	// Lstat is Stat that does not follow a final symlink.
+	Lstat(ctx context.Context, path string) (fs.FileInfo, error)
+	// ReadDir lists a directory; entries are not followed (a symlink is
+	// reported as one).
 	ReadDir(ctx context.Context, path string) ([]fs.FileInfo, error)
+	ReadLink(ctx context.Context, path string) (string, error)
+	// Glob returns the paths matching pattern (path.Match syntax in each
+	// element), sorted.
+	Glob(ctx context.Context, pattern string) ([]string, error)
 	Chmod(ctx context.Context, path string, perm fs.FileMode) error
 	Symlink(ctx context.Context, target, link string) error
 	Remove(ctx context.Context, path string) error

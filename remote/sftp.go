@@ -118,26 +118,47 @@ func (h *SSHHost) withSFTP(ctx context.Context, op, p string, f func(*sftp.Clien
 	return h.fsErr(op, p, err)
 }
 
-// Upload writes src to p with mode perm: to a temporary name in the same
-// directory with concurrent writes, then renamed into place (posix-rename,
-// so a reader never sees a partial file and an existing file is replaced
-// atomically).
+// TempName is the temporary name an upload to p writes first: a hidden
+// sibling, ".NAME.dsub-tmp-RANDOM", that dsub clean recognises.
+func TempName(p string) string {
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	return path.Join(path.Dir(p), "."+path.Base(p)+TempMarker+hex.EncodeToString(rnd[:]))
+}
+
+// TempMarker is in the name of every temporary upload file.
+const TempMarker = ".dsub-tmp-"
+
+// Upload writes src to p with mode perm, through TempName(p). See
+// UploadVia.
 func (h *SSHHost) Upload(ctx context.Context, p string, src io.Reader, perm fs.FileMode) (int64, error) {
-	p = sftpPath(p)
+	return h.UploadVia(ctx, p, TempName(p), src, perm)
+}
+
+// UploadVia writes src to p with mode perm: to the temporary name tmp
+// (in p's directory) with concurrent writes, then renamed into place
+// (posix-rename, so a reader never sees a partial file and an existing
+// file is replaced atomically). The temporary file is created 0600 and
+// gets perm only when complete, so a private file is never readable by
+// others on the way. On any failure, cancellation included, tmp is
+// removed (through a fresh, bounded session if ctx is done).
+func (h *SSHHost) UploadVia(ctx context.Context, p, tmp string, src io.Reader, perm fs.FileMode) (int64, error) {
+	p, tmp = sftpPath(p), sftpPath(tmp)
 	var n int64
+	created := false
 	err := h.withSFTP(ctx, "upload", p, func(cl *sftp.Client) error {
 		dir := path.Dir(p)
 		if err := cl.MkdirAll(dir); err != nil {
 			return fmt.Errorf("mkdir %s: %w", dir, err)
 		}
-		var rnd [6]byte
-		_, _ = rand.Read(rnd[:])
-		tmp := path.Join(dir, "."+path.Base(p)+".dsub-tmp-"+hex.EncodeToString(rnd[:]))
-		f, err := cl.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		f, err := cl.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_EXCL)
 		if err != nil {
 			return err
 		}
-		n, err = f.ReadFromWithConcurrency(src, 0)
+		created = true
+		if err = f.Chmod(0o600); err == nil {
+			n, err = f.ReadFromWithConcurrency(src, 0)
+		}
 		if err == nil {
 			err = f.Chmod(perm)
 		}
@@ -150,11 +171,16 @@ func (h *SSHHost) Upload(ctx context.Context, p string, src io.Reader, perm fs.F
 				err = cl.Rename(tmp, p)
 			}
 		}
-		if err != nil {
-			_ = cl.Remove(tmp)
+		if err == nil {
+			created = false
 		}
 		return err
 	})
+	if err != nil && created {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		_ = h.withSFTP(rctx, "remove", tmp, func(cl *sftp.Client) error { return cl.Remove(tmp) })
+		cancel()
+	}
 	return n, err
 }
 
@@ -184,6 +210,27 @@ func (h *SSHHost) Stat(ctx context.Context, p string) (fs.FileInfo, error) {
 	var fi fs.FileInfo
 	err := h.withSFTP(ctx, "stat", p, func(cl *sftp.Client) (err error) { fi, err = cl.Stat(p); return })
 	return fi, err
+}
+
+func (h *SSHHost) Lstat(ctx context.Context, p string) (fs.FileInfo, error) {
+	p = sftpPath(p)
+	var fi fs.FileInfo
+	err := h.withSFTP(ctx, "lstat", p, func(cl *sftp.Client) (err error) { fi, err = cl.Lstat(p); return })
+	return fi, err
+}
+
+func (h *SSHHost) ReadLink(ctx context.Context, p string) (string, error) {
+	p = sftpPath(p)
+	var t string
+	err := h.withSFTP(ctx, "readlink", p, func(cl *sftp.Client) (err error) { t, err = cl.ReadLink(p); return })
+	return t, err
+}
+
+func (h *SSHHost) Glob(ctx context.Context, pattern string) ([]string, error) {
+	pattern = sftpPath(pattern)
+	var m []string
+	err := h.withSFTP(ctx, "glob", pattern, func(cl *sftp.Client) (err error) { m, err = cl.Glob(pattern); return })
+	return m, err
 }
 
 func (h *SSHHost) ReadDir(ctx context.Context, p string) ([]fs.FileInfo, error) {

@@ -226,5 +226,3 @@ func (p *linePrefixer) Flush() error {
 	}
 	return p.err
 }
-
-

@@ -13,36 +13,50 @@ import (
 
 func newPutCmd(stdout, stderr io.Writer) *cobra.Command {
 	var hf hostFlags
+	var opts distributor.TransferOptions
 	c := &cobra.Command{
-		Use:   "put LOCAL REMOTE",
-		Short: "Upload a file to every selected host in parallel",
-		Long: `Upload LOCAL to REMOTE on every selected host at once. The upload goes
+		Use:   "put [-r] LOCAL REMOTE",
+		Short: "Upload a file or directory to every selected host in parallel",
+		Long: `Upload LOCAL to REMOTE on every selected host at once. Each file goes
 to a temporary name and is renamed into place, keeping LOCAL's mode. If
-REMOTE ends in / or is a directory, the file keeps its name inside it.
-"~/" in REMOTE is the login user's home.` + exitHelp,
+REMOTE ends in / or is a directory, LOCAL keeps its name inside it.
+"~/" in REMOTE is the login user's home. With -r, a directory is copied
+whole, keeping modes; symlinks are copied as symlinks. An interrupted
+upload leaves no temporary file; one cut off with its connection is
+removed by dsub clean.` + exitHelp,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return transfer(cmd, &hf, "put", (*distributor.Cluster).Put, args, stdout, stderr)
+			return transfer(cmd, &hf, "put", func(cl *distributor.Cluster, ctx context.Context, a, b string) ([]distributor.TransferResult, error) {
+				return cl.Put(ctx, a, b, opts)
+			}, args, stdout, stderr)
 		},
 	}
 	hf.register(c)
+	c.Flags().BoolVarP(&opts.Recursive, "recursive", "r", false, "copy directories")
 	return c
 }
 
 func newGetCmd(stdout, stderr io.Writer) *cobra.Command {
 	var hf hostFlags
+	var opts distributor.TransferOptions
 	c := &cobra.Command{
-		Use:   "get REMOTE LOCALDIR",
-		Short: "Download a file from every selected host into LOCALDIR/<host>/",
+		Use:   "get [-r] REMOTE LOCALDIR",
+		Short: "Download files from every selected host into LOCALDIR/<host>/",
 		Long: `Download REMOTE from every selected host at once, into
-LOCALDIR/<host>/<basename of REMOTE>. Neither a host name nor the remote
-path can place a file outside LOCALDIR.` + exitHelp,
+LOCALDIR/<host>/<basename of REMOTE>. REMOTE may be a glob, quoted so
+that the local shell leaves it alone: dsub get '/var/log/*.log' logs.
+With -r, directories are copied whole, keeping modes. Symlinks come back
+as symlinks and are never followed. Neither a host name, a remote name
+nor a symlink can place a file outside LOCALDIR/<host>.` + exitHelp,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return transfer(cmd, &hf, "get", (*distributor.Cluster).Get, args, stdout, stderr)
+			return transfer(cmd, &hf, "get", func(cl *distributor.Cluster, ctx context.Context, a, b string) ([]distributor.TransferResult, error) {
+				return cl.Get(ctx, a, b, opts)
+			}, args, stdout, stderr)
 		},
 	}
 	hf.register(c)
+	c.Flags().BoolVarP(&opts.Recursive, "recursive", "r", false, "copy directories")
 	return c
 }
 
@@ -73,7 +87,11 @@ func reportTransfers(op string, res []distributor.TransferResult, start time.Tim
 			continue
 		}
 		total += r.Bytes
-		fmt.Fprintf(stdout, "%s: %s %s (%d bytes, %.2fs)\n", r.Host, op, r.Path, r.Bytes, r.Duration.Seconds())
+		files := ""
+		if r.Files != 1 {
+			files = fmt.Sprintf("%d files, ", r.Files)
+		}
+		fmt.Fprintf(stdout, "%s: %s %s (%s%d bytes, %.2fs)\n", r.Host, op, r.Path, files, r.Bytes, r.Duration.Seconds())
 	}
 	fmt.Fprintf(stderr, "dsub %s: %d ok, %d failed (%d bytes in %.2fs)\n", op, len(res)-failed, failed, total, time.Since(start).Seconds())
 	if failed > 0 {
