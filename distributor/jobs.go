@@ -95,7 +95,9 @@ func (t *Template) Expand(job, count int, line string) []string {
 
 // LineReader streams input lines for jobs: one job per line, read lazily
 // so that a huge input is never held in memory. Lines may be arbitrarily
-// long; a trailing "\r" is dropped; empty lines are skipped.
+// long; a trailing "\r" is dropped. Blank lines and comment lines (whose
+// first non-blank character is "#") are not jobs: they are skipped, and
+// {#} counts only jobs.
 type LineReader struct {
 	r    *bufio.Reader
 	name string
@@ -110,8 +112,8 @@ func NewLineReader(r io.Reader, name string) *LineReader {
 // MaxInputLine bounds one input line.
 const MaxInputLine = 16 << 20
 
-// Next returns the next non-empty line and its 1-based line number, or
-// io.EOF.
+// Next returns the next job line (not blank, not a comment) and its
+// 1-based line number, or io.EOF.
 func (l *LineReader) Next() (string, int, error) {
 	for {
 		var b []byte
@@ -134,13 +136,13 @@ func (l *LineReader) Next() (string, int, error) {
 		}
 		l.line++
 		s := strings.TrimRight(string(b), "\r\n")
-		if s != "" {
+		if t := strings.TrimSpace(s); t != "" && !strings.HasPrefix(t, "#") {
 			return s, l.line, nil
 		}
 	}
 }
 
-// CountLines counts the non-empty lines of r (for {shards} with a file).
+// CountLines counts the job lines of r (for {shards} with a file).
 func CountLines(r io.Reader, name string) (int, error) {
 	lr := NewLineReader(r, name)
 	n := 0

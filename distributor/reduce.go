@@ -20,6 +20,17 @@ type Reducer interface {
 	Result(ctx context.Context) (string, error)
 }
 
+// NeedsResult reports whether red needs each job's result line: a job
+// that prints none then fails. Without a reducer, or to count, a job that
+// exits 0 succeeds, output or not, as with GNU parallel.
+func NeedsResult(red Reducer) bool {
+	if red == nil {
+		return false
+	}
+	o, ok := red.(interface{ ResultOptional() bool })
+	return !ok || !o.ResultOptional()
+}
+
 // NewReducer returns the built-in reducer called name: sum, min, max,
 // count, concat, list or none.
 func NewReducer(name string) (Reducer, error) {
@@ -48,15 +59,16 @@ func (r *numReducer) Add(job int, v json.RawMessage) error {
 	if err != nil {
 		return fmt.Errorf("reduce %s: result %s is not a number", r.op, truncate(string(v), 80))
 	}
-	r.places = max(r.places, places)
 	r.n++
 	switch {
 	case r.acc == nil:
-		r.acc = x
+		r.acc, r.places = x, places
 	case r.op == "sum":
 		r.acc.Add(r.acc, x)
+		r.places = max(r.places, places)
 	case r.op == "min" && x.Cmp(r.acc) < 0, r.op == "max" && x.Cmp(r.acc) > 0:
-		r.acc = x
+		// min and max are one of the results: printed as it was.
+		r.acc, r.places = x, places
 	}
 	return nil
 }
@@ -112,6 +124,37 @@ func parseNumber(v json.RawMessage) (*big.Rat, int, error) {
 }
 
 type countReducer struct{ n int }
+
+// ResultOptional: count counts succeeded jobs, result line or not.
+func (r *countReducer) ResultOptional() bool { return true }
+
+// Optional wraps red so that a job without a result line succeeds and
+// adds a JSON null (a list of every job's result, some with none).
+func Optional(red Reducer) Reducer { return optionalReducer{red} }
+
+type optionalReducer struct{ Reducer }
+
+func (optionalReducer) ResultOptional() bool { return true }
+
+func (o optionalReducer) Add(job int, v json.RawMessage) error {
+	if v == nil {
+		v = json.RawMessage("null")
+	}
+	return o.Reducer.Add(job, v)
+}
+
+// reducerName names red in messages: "sum", "list", "command".
+func reducerName(red Reducer) string {
+	switch r := red.(type) {
+	case *numReducer:
+		return r.op
+	case *orderedReducer:
+		return r.kind
+	case *CmdReducer:
+		return "command"
+	}
+	return fmt.Sprintf("%T", red)
+}
 
 func (r *countReducer) Add(int, json.RawMessage) error         { r.n++; return nil }
 func (r *countReducer) Result(context.Context) (string, error) { return fmt.Sprint(r.n), nil }

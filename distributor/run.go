@@ -205,8 +205,9 @@ type completion struct {
 	tail    string
 	out, er string // temporary log paths
 	command string
-	local   error // the job's log could not be written (outcome Canceled)
-	pgid    int   // Lost: the remote process group, which may run on
+	local   error  // the job's log could not be written (outcome Canceled)
+	why     string // for the joblog: why a job that exited 0 failed
+	pgid    int    // Lost: the remote process group, which may run on
 }
 
 // Start begins a run on the cluster: hosts are prepared (probed, binary
@@ -238,13 +239,11 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 	r.dir = filepath.Join(opts.LogsDir, r.id)
 	var prevBinary string
 	if opts.ResumeDir != "" {
-		r.dir, r.id = opts.ResumeDir, filepath.Base(filepath.Clean(opts.ResumeDir))
-		recs, err := readJournal(filepath.Join(r.dir, "results.jsonl"))
-		if err != nil {
-			return nil, fmt.Errorf("resume %s: %w", r.dir, err)
-		}
-		r.journaled = recs
+		r.dir = opts.ResumeDir
+		// The id comes from the run's own record, never from the path
+		// given: it names the remote directory the run removes.
 		var prev struct {
+			ID     string `json:"id"`
 			Binary struct {
 				SHA256 string `json:"sha256"`
 			} `json:"binary"`
@@ -256,7 +255,15 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 		if err != nil {
 			return nil, fmt.Errorf("resume %s: run.json: %w", r.dir, err)
 		}
-		prevBinary = prev.Binary.SHA256
+		if !ValidRunID(prev.ID) {
+			return nil, fmt.Errorf("resume %s: run.json holds no valid run id (%q): not a dsub run directory", r.dir, prev.ID)
+		}
+		r.id, prevBinary = prev.ID, prev.Binary.SHA256
+		recs, err := readJournal(filepath.Join(r.dir, "results.jsonl"))
+		if err != nil {
+			return nil, fmt.Errorf("resume %s: %w", r.dir, err)
+		}
+		r.journaled = recs
 	}
 	if err := os.MkdirAll(filepath.Join(r.dir, "jobs"), 0o755); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
@@ -509,11 +516,14 @@ func (r *Run) dispatch(ctx context.Context) {
 		return n
 	}
 
+	resumed := 0   // jobs taken from a resumed run's journal
+	resumedOK := 0 // of which succeeded
 	publish := func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.snap.Jobs, r.snap.AllKnown = nextID, closed
-		r.snap.Succeeded, r.snap.Failed, r.snap.Running = q.Succeeded(), failedJobs, q.Running()
+		// Jobs a resumed run took from its journal count as done.
+		r.snap.Succeeded, r.snap.Failed, r.snap.Running = q.Succeeded()+resumedOK, failedJobs, q.Running()
 		prog := map[string][]float64{}
 		for _, es := range running {
 			prog[es.host] = append(prog[es.host], bitsFloat(es.progress.Load()))
@@ -534,7 +544,6 @@ func (r *Run) dispatch(ctx context.Context) {
 	}
 
 	var emit []Result // recorded results awaiting the journal commit
-	resumed := 0      // jobs taken from a resumed run's journal
 	stopRecords := func(err error) {
 		if !interrupted {
 			r.opts.Warn(fmt.Sprintf("%v; no new job starts", err))
@@ -586,6 +595,9 @@ func (r *Run) dispatch(ctx context.Context) {
 			outcome = "lost"
 		case c.outcome == queue.Canceled && disp == queue.Discarded:
 			outcome = "superseded" // killed: another execution won
+		}
+		if c.why != "" && c.outcome == queue.Failed {
+			outcome += ": " + c.why
 		}
 		_ = jl.Write(JoblogRow{Job: c.e.Job.ID, Host: c.e.Host, Start: c.start, Runtime: c.dur, Receive: c.recv,
 			Exit: c.exit, Signal: c.signal, Command: c.command, Outcome: outcome})
@@ -717,6 +729,7 @@ func (r *Run) dispatch(ctx context.Context) {
 							r.opts.OnResult(res)
 						}
 					} else {
+						resumedOK++
 						emit = append(emit, res)
 					}
 					continue
@@ -1421,8 +1434,12 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 	}
 	line, ok, tooLong := rw.Result()
 	switch {
-	case err == nil && so.err == nil && se.err == nil && ok:
-		c.outcome, c.value = queue.Succeeded, ResultValue(line)
+	case err == nil && so.err == nil && se.err == nil && (ok || !NeedsResult(r.opts.Reducer)):
+		// A result line is needed only by a reduce that uses it.
+		c.outcome = queue.Succeeded
+		if ok {
+			c.value = ResultValue(line)
+		}
 		return c
 	case so.err != nil || se.err != nil:
 		// As above: the job stays unfinished, for a resume.
@@ -1430,14 +1447,17 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 		c.local = fmt.Errorf("%w: job %d on %s: %v", ErrRecords, e.Job.ID, e.Host, c.err) // c.err names the log
 	case err == nil && tooLong:
 		c.outcome, c.err = queue.Failed, fmt.Errorf("result line longer than %d bytes", MaxResultLine)
+		c.why = "result line too long"
 	case err == nil:
-		c.outcome, c.err = queue.Failed, errors.New("no result: stdout had no non-empty line")
+		c.outcome, c.err = queue.Failed, fmt.Errorf("no result: stdout had no non-empty line, and the %s reduce needs one", reducerName(r.opts.Reducer))
+		c.why = "no result line"
 	case ctx.Err() != nil:
 		c.outcome, c.err = queue.Canceled, err
 	case remote.KindOf(err) == remote.KindRemoteExit:
 		c.outcome, c.err = queue.Failed, ee
 	case remote.KindOf(err) == remote.KindTimeout:
 		c.outcome, c.err = queue.Failed, fmt.Errorf("timed out after %s; its remote processes were killed", r.opts.Timeout)
+		c.why = "timed out"
 	case remote.KindOf(err) == remote.KindTransport:
 		c.outcome, c.err = queue.Lost, err // the host, not the job: requeue for free
 		var re *remote.Error

@@ -176,3 +176,27 @@ func remoteSHA256(ctx context.Context, h remote.Host, p string) (string, error) 
 	}
 	return f[0], nil
 }
+
+// CheckBuild checks, before anything runs, that pkg names a Go package
+// that can be found: a local directory holding Go files, or an import
+// path `go list` resolves. It does not build.
+func CheckBuild(ctx context.Context, pkg string) error {
+	cmd := exec.CommandContext(ctx, "go", "list", "-find", ".")
+	if IsLocalPackage(pkg) {
+		fi, err := os.Stat(pkg)
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", pkg)
+		}
+		cmd.Dir = pkg
+	} else {
+		cmd.Args[len(cmd.Args)-1] = pkg
+	}
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}

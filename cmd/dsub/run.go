@@ -2,16 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -57,10 +52,79 @@ func parseHalt(s string) (n int, now bool, err error) {
 }
 
 // runRecord is what run.json keeps of the command line, so that
-// `dsub run --resume DIR` can replay it.
+// `dsub run --resume DIR` can replay it. A resume never rewrites it.
 type runRecord struct {
 	Args []string `json:"args"` // everything after "run"
 	Cwd  string   `json:"cwd"`
+}
+
+// validate checks the flags before anything runs. Every error names its
+// flag; the caller turns it into exit status 2.
+func (f *runFlags) validate(ctx context.Context, fl *pflag.FlagSet, args []string) error {
+	modes := 0
+	for _, s := range []string{f.binary, f.build, f.commands} {
+		if s != "" {
+			modes++
+		}
+	}
+	switch {
+	case modes != 1:
+		return usagef("run: give exactly one of --binary, --build and --commands")
+	case f.shards != 0 && f.argsFile != "":
+		return usagef("run: --shards and --args-file are alternatives")
+	case fl.Changed("shards") && f.shards < 1:
+		return usagef("run: --shards %d: must be at least 1", f.shards)
+	case f.commands != "" && (len(args) > 0 || f.shards != 0 || f.argsFile != ""):
+		return usagef("run: --commands takes no ARGs, --shards or --args-file: each line is a job")
+	case f.reduce != "" && f.reduceCmd != "":
+		return usagef("run: --reduce and --reduce-cmd are alternatives")
+	case fl.Changed("reduce-cmd") && strings.TrimSpace(f.reduceCmd) == "":
+		return usagef("run: --reduce-cmd is empty")
+	case f.keepOrder && f.reduce != "" && f.reduce != "none":
+		return usagef("run: --keep-order applies to --reduce none")
+	case f.retries < 0:
+		return usagef("run: --retries %d: must be 0 or more", f.retries)
+	case f.timeout < 0:
+		return usagef("run: --timeout %s: must be positive (0: no limit)", f.timeout)
+	case f.progressEvery <= 0:
+		return usagef("run: --progress-interval %s: must be positive", f.progressEvery)
+	case f.speculateAfter <= 0:
+		return usagef("run: --speculate-after %s: must be positive", f.speculateAfter)
+	case strings.TrimSpace(f.logs) == "":
+		return usagef("run: --logs is empty")
+	case fl.Changed("binary") && f.binary == "", fl.Changed("commands") && f.commands == "", fl.Changed("args-file") && f.argsFile == "":
+		return usagef("run: --binary, --commands and --args-file need a file name")
+	case f.resumeFailed && f.resume == "":
+		return usagef("run: --resume-failed goes with --resume DIR")
+	}
+	for _, file := range f.files {
+		if fi, err := os.Stat(file); err != nil {
+			return usagef("run: --file %v", err)
+		} else if !fi.Mode().IsRegular() {
+			return usagef("run: --file %s: not a regular file", file)
+		}
+	}
+	if f.binary != "" {
+		if fi, err := os.Stat(f.binary); err != nil {
+			return usagef("run: --binary %v", err)
+		} else if !fi.Mode().IsRegular() {
+			return usagef("run: --binary %s: not a regular file", f.binary)
+		}
+	}
+	if _, _, err := parseHalt(f.halt); err != nil {
+		return usageError{err}
+	}
+	if f.reduce != "" && f.reduce != "none" {
+		if _, err := distributor.NewReducer(f.reduce); err != nil {
+			return usagef("run: --reduce: %v", err)
+		}
+	}
+	if f.build != "" {
+		if err := distributor.CheckBuild(ctx, f.build); err != nil {
+			return usagef("run: --build %s: %v", f.build, err)
+		}
+	}
+	return nil
 }
 
 func newRunCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -86,23 +150,38 @@ Jobs:
   (0-based index, count), {} the input line, {1}..{9} its fields.
   Each job also gets DSUB_JOB, DSUB_SHARD, DSUB_SHARDS and DSUB_HOST.
 
-Results: a job's result is the last non-empty line of its stdout (JSON when
-valid, else a string). A job that exits non-zero or prints no result line
-fails. A program may print "dsub:progress F" (0..1) lines on stderr.
+  In --commands and --args-file, blank lines and lines starting with #
+  are not jobs ({#} counts only jobs).
+
+Results: a job succeeds when it exits 0, as with GNU parallel. Its result
+is the last non-empty line of its stdout (JSON when valid, else a string);
+a reduce that uses results (sum, min, max, concat, list, --reduce-cmd)
+fails a job that prints none. A program may print "dsub:progress F" (0..1)
+lines on stderr.
+  --reduce none          (default) each job's whole stdout, kept together
+                         per job, as GNU parallel --group; --keep-order
+                         prints them in job order
   --reduce sum|min|max   exact over big integers and decimals
-           count|concat|list|none   (none: one line per result)
+           count         the number of jobs that succeeded
+           concat|list   the results, in job order
   --reduce-cmd CMD       local reducer: {"job":N,"result":...} lines in job
                          order on stdin; its stdout is the result
 Only the reduced result goes to stdout; progress, warnings and the final
-per-host table go to stderr. --json prints a summary object instead.
+per-host table go to stderr. --json prints a summary object instead, with
+the failed jobs and why they failed.
 
 Records in <logs>/<run-id>/: jobs/<#>.out and .err, joblog.tsv (GNU
-parallel's columns), results.jsonl, run.json.` + exitHelp,
+parallel's columns: Exitval is the job's exit status, Outcome says why a
+job that exited 0 failed), results.jsonl, run.json; with --args-file -,
+the input as read (input), so that --resume needs no stdin.` + exitHelp,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.resume != "" {
 				return resumeRun(cmd, &hf, &f, args, stdin, stdout, stderr)
 			}
-			return runRun(cmd.Context(), &hf, &f, args, rawRunArgs(cmd), stdin, stdout, stderr)
+			if err := f.validate(cmd.Context(), cmd.Flags(), args); err != nil {
+				return err
+			}
+			return runRun(cmd.Context(), &hf, &f, args, runRecord{Args: rawRunArgs(cmd), Cwd: cwd()}, stdin, stdout, stderr)
 		},
 	}
 	hf.register(c)
@@ -120,7 +199,7 @@ func registerRunFlags(c *cobra.Command, f *runFlags) {
 	fl.StringArrayVar(&f.files, "file", nil, "extra input file shipped into the run directory (repeatable)")
 	fl.StringVar(&f.reduce, "reduce", "", "sum, min, max, count, concat, list or none (default none)")
 	fl.StringVar(&f.reduceCmd, "reduce-cmd", "", "local command that reduces the results")
-	fl.BoolVar(&f.keepOrder, "keep-order", false, "with --reduce none: print results in job order")
+	fl.BoolVar(&f.keepOrder, "keep-order", false, "with --reduce none: print the jobs' outputs in job order")
 	fl.StringVar(&f.logs, "logs", "dsub-runs", "directory for run records")
 	fl.BoolVar(&f.asJSON, "json", false, "print a JSON summary on stdout")
 	fl.IntVar(&f.retries, "retries", 0, "retry a failed job up to N times, on another host where possible")
@@ -148,327 +227,6 @@ func rawRunArgs(cmd *cobra.Command) []string {
 	})
 	out = append(out, "--")
 	return append(out, cmd.Flags().Args()...)
-}
-
-// resumeRun replays the command line recorded in DIR/run.json with
-// --resume DIR. Flags given now (--hosts, --on, --retries, ...) override
-// the recorded ones; relative paths resolve against the recorded
-// directory.
-func resumeRun(cmd *cobra.Command, hf *hostFlags, f *runFlags, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		return usagef("run --resume takes no ARGs: they are recorded in the run")
-	}
-	dir := f.resume
-	b, err := os.ReadFile(filepath.Join(dir, "run.json"))
-	if err != nil {
-		return usagef("--resume %s: %v", dir, err)
-	}
-	var doc struct {
-		Command runRecord `json:"command"`
-	}
-	if err := json.Unmarshal(b, &doc); err != nil || len(doc.Command.Args) == 0 {
-		return usagef("--resume %s: run.json holds no recorded command line", dir)
-	}
-	rec := doc.Command
-	var rhf hostFlags
-	var rf runFlags
-	replay := &cobra.Command{Use: "run"} // fresh variables for the recorded flags
-	rhf.register(replay)
-	registerRunFlags(replay, &rf)
-	if err := replay.Flags().Parse(rec.Args); err != nil {
-		return usagef("--resume %s: recorded command line: %v", dir, err)
-	}
-	// Flags set now win.
-	cmd.Flags().Visit(func(fl *pflag.Flag) {
-		if fl.Name != "resume" && fl.Name != "resume-failed" {
-			_ = replay.Flags().Set(fl.Name, fl.Value.String())
-		}
-	})
-	rf.resume, rf.resumeFailed = dir, f.resumeFailed
-	abs := func(p *string) {
-		if *p != "" && *p != "-" && !filepath.IsAbs(*p) && rec.Cwd != "" {
-			*p = filepath.Join(rec.Cwd, *p)
-		}
-	}
-	abs(&rf.binary)
-	abs(&rf.commands)
-	abs(&rf.argsFile)
-	if rf.build != "" && distributor.IsLocalPackage(rf.build) {
-		abs(&rf.build)
-	}
-	for i := range rf.files {
-		abs(&rf.files[i])
-	}
-	if !cmd.Flags().Changed("hosts") {
-		abs(&rhf.hostsFile)
-	}
-	if cmd.Flags().Changed("on") {
-		rhf.on = hf.on
-	}
-	return runRun(cmd.Context(), &rhf, &rf, replay.Flags().Args(), rec.Args, stdin, stdout, stderr)
-}
-
-func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args, record []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	modes := 0
-	for _, s := range []string{f.binary, f.build, f.commands} {
-		if s != "" {
-			modes++
-		}
-	}
-	switch {
-	case modes != 1:
-		return usagef("run: give exactly one of --binary, --build and --commands")
-	case f.shards != 0 && f.argsFile != "":
-		return usagef("run: --shards and --args-file are alternatives")
-	case f.shards < 0:
-		return usagef("run: --shards must be positive")
-	case f.commands != "" && (len(args) > 0 || f.shards != 0 || f.argsFile != ""):
-		return usagef("run: --commands takes no ARGs, --shards or --args-file: each line is a job")
-	case f.reduce != "" && f.reduceCmd != "":
-		return usagef("run: --reduce and --reduce-cmd are alternatives")
-	case f.keepOrder && f.reduce != "" && f.reduce != "none":
-		return usagef("run: --keep-order applies to --reduce none")
-	case f.retries < 0:
-		return usagef("run: --retries must be 0 or more")
-	}
-	haltAfter, haltNow, err := parseHalt(f.halt)
-	if err != nil {
-		return usageError{err}
-	}
-	var reducer distributor.Reducer
-	printEach := false
-	switch {
-	case f.reduceCmd != "":
-		reducer = distributor.NewCmdReducer(f.reduceCmd, stderr)
-	case f.reduce == "" || f.reduce == "none":
-		printEach = !f.asJSON
-		if f.asJSON {
-			reducer, _ = distributor.NewReducer("list")
-		}
-	default:
-		r, err := distributor.NewReducer(f.reduce)
-		if err != nil {
-			return usageError{err}
-		}
-		reducer = r
-	}
-
-	tmpl := distributor.NewTemplate(args)
-	// The job source is opened before anything touches a host, so bad
-	// input is a usage error with nothing run.
-	next, closeSrc, err := jobSource(f, tmpl, stdin)
-	if err != nil {
-		return err
-	}
-	defer closeSrc()
-
-	cl, err := hf.cluster(stderr)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-
-	se := &lockedWriter{w: stderr}
-	warn := func(msg string) { fmt.Fprintln(se, "dsub: warning:", msg) }
-	var outMu sync.Mutex
-	var failures []distributor.Result
-	seq := newSequencer(func(r distributor.Result) {
-		if r.Err == nil && printEach {
-			fmt.Fprintln(stdout, distributor.TextOf(r.Value))
-		}
-	})
-	onResult := func(r distributor.Result) {
-		outMu.Lock()
-		defer outMu.Unlock()
-		if r.Err != nil {
-			failures = append(failures, r)
-			fmt.Fprintln(se, "dsub:", failureReport(r))
-		}
-		if f.keepOrder {
-			seq.add(r)
-		} else if r.Err == nil && printEach {
-			fmt.Fprintln(stdout, distributor.TextOf(r.Value))
-		}
-	}
-	run, err := cl.Start(ctx, distributor.RunOptions{
-		Binary: f.binary, Build: f.build, Files: f.files, Retries: f.retries, Timeout: f.timeout,
-		KeepRemote: f.keepRemote, LogsDir: f.logs, Reducer: reducer, OnResult: onResult, Warn: warn,
-		Record: runRecord{Args: record, Cwd: cwd()}, ResumeDir: f.resume, ResumeFailed: f.resumeFailed,
-		HaltAfter: haltAfter, HaltNow: haltNow, Speculate: f.speculate, SpeculateAfter: f.speculateAfter,
-	})
-	if err != nil {
-		return usageError{err}
-	}
-	if f.resume != "" && f.argsFile != "-" {
-		vnext, vclose, err := jobSource(f, tmpl, stdin)
-		if err != nil {
-			return err
-		}
-		for n := 1; ; n++ {
-			spec, ok, err := vnext()
-			if err != nil || !ok {
-				break
-			}
-			if err := run.Verify(n, spec); err != nil {
-				vclose()
-				run.Close()
-				run.Wait()
-				return err
-			}
-		}
-		vclose()
-	}
-	var feedErr error
-	go func() {
-		defer run.Close()
-		for {
-			spec, ok, err := next()
-			if err != nil {
-				feedErr = err
-				return
-			}
-			if !ok {
-				return
-			}
-			if err := run.Submit(ctx, spec); err != nil {
-				return
-			}
-		}
-	}()
-	stop := showProgress(run, se, terminal(stderr), f.progressEvery)
-	stats, result, runErr := run.Wait()
-	stop()
-
-	if f.asJSON {
-		var hosts []map[string]any
-		for _, h := range stats.Hosts {
-			hosts = append(hosts, map[string]any{"name": h.Name, "jobs": h.Jobs, "job_time_s": h.JobTime})
-		}
-		var res any = result
-		if json.Valid([]byte(result)) && result != "" {
-			res = json.RawMessage(result)
-		}
-		enc := json.NewEncoder(stdout)
-		_ = enc.Encode(map[string]any{
-			"result": res, "jobs": stats.Jobs, "succeeded": stats.Succeeded, "failed": stats.Failed,
-			"wall_s": stats.Wall, "speedup": stats.Speedup(), "run_dir": run.Dir(), "hosts": hosts,
-		})
-	} else if reducer != nil && runErr == nil && stats.Failed == 0 {
-		fmt.Fprintln(stdout, result)
-	} else if reducer != nil && runErr == nil {
-		// A reduce over some of the jobs would be silently wrong.
-		fmt.Fprintf(se, "dsub: no reduced result: %d jobs failed; the other results are kept in %s\n",
-			stats.Failed, filepath.Join(run.Dir(), "results.jsonl"))
-	}
-	stats.WriteTable(se)
-	fmt.Fprintf(se, "records: %s\n", run.Dir())
-	if feedErr != nil {
-		return usageError{feedErr}
-	}
-	if runErr != nil {
-		if ctx.Err() != nil || errors.Is(runErr, distributor.ErrHalted) || errors.Is(runErr, distributor.ErrNoHosts) || errors.Is(runErr, distributor.ErrRecords) {
-			fmt.Fprintf(se, "dsub: %d of %d jobs recorded in %s; resume with: dsub run --resume %s\n",
-				stats.Succeeded, stats.Jobs, filepath.Join(run.Dir(), "results.jsonl"), run.Dir())
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return runErr
-	}
-	if stats.Failed > 0 {
-		sort.Slice(failures, func(i, j int) bool { return failures[i].Job < failures[j].Job })
-		var ids []string
-		for _, r := range failures {
-			ids = append(ids, fmt.Sprint(r.Job))
-		}
-		fmt.Fprintf(se, "dsub run: %d of %d jobs failed: %s\n", stats.Failed, stats.Jobs, strings.Join(ids, ","))
-		return errReported
-	}
-	return nil
-}
-
-// jobSource opens the jobs that f describes and returns an iterator.
-func jobSource(f *runFlags, tmpl *distributor.Template, stdin io.Reader) (func() (distributor.JobSpec, bool, error), func(), error) {
-	var next func() (distributor.JobSpec, bool, error)
-	var closers []func() error
-	closeAll := func() {
-		for _, c := range closers {
-			c()
-		}
-	}
-	switch {
-	case f.commands != "":
-		fh, err := os.Open(f.commands)
-		if err != nil {
-			return nil, nil, usageError{fmt.Errorf("--commands: %w", err)}
-		}
-		closers = append(closers, fh.Close)
-		lr := distributor.NewLineReader(fh, f.commands)
-		n := 0
-		next = func() (distributor.JobSpec, bool, error) {
-			line, _, err := lr.Next()
-			if err == io.EOF {
-				return distributor.JobSpec{}, false, nil
-			}
-			n++
-			return distributor.JobSpec{Shell: line, Shard: n - 1, Input: line}, err == nil, err
-		}
-	case f.argsFile != "":
-		var r io.Reader = stdin
-		name := "stdin"
-		count := 0
-		if f.argsFile != "-" {
-			fh, err := os.Open(f.argsFile)
-			if err != nil {
-				return nil, nil, usageError{fmt.Errorf("--args-file: %w", err)}
-			}
-			closers = append(closers, fh.Close)
-			if count, err = distributor.CountLines(fh, f.argsFile); err != nil {
-				closeAll()
-				return nil, nil, usageError{err}
-			}
-			if _, err := fh.Seek(0, io.SeekStart); err != nil {
-				closeAll()
-				return nil, nil, err
-			}
-			r, name = fh, f.argsFile
-		} else if tmpl.UsesCount() {
-			return nil, nil, usagef("run: {shards} is unknown when jobs stream from stdin")
-		}
-		lr := distributor.NewLineReader(r, name)
-		n := 0
-		next = func() (distributor.JobSpec, bool, error) {
-			line, _, err := lr.Next()
-			if err == io.EOF {
-				return distributor.JobSpec{}, false, nil
-			}
-			if err != nil {
-				return distributor.JobSpec{}, false, err
-			}
-			n++
-			return distributor.JobSpec{Args: tmpl.Expand(n, count, line), Shard: n - 1, Shards: count, Input: line}, true, nil
-		}
-	default:
-		if tmpl.UsesInput() {
-			return nil, nil, usagef("run: {} and {1}..{9} need --args-file")
-		}
-		total := max(f.shards, 1)
-		n := 0
-		next = func() (distributor.JobSpec, bool, error) {
-			if n == total {
-				return distributor.JobSpec{}, false, nil
-			}
-			n++
-			return distributor.JobSpec{Args: tmpl.Expand(n, total, ""), Shard: n - 1, Shards: total}, true, nil
-		}
-	}
-
-	return next, closeAll, nil
-}
-
-func cwd() string {
-	d, _ := os.Getwd()
-	return d
 }
 
 // sequencer releases results in job order, holding later ones until every

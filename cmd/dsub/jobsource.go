@@ -1,0 +1,164 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/dsub-dev/dsub/distributor"
+)
+
+// jobSource yields the jobs that the flags describe, one at a time, so
+// that a huge input is never held in memory.
+type jobSource struct {
+	next    func() (distributor.JobSpec, bool, error)
+	closers []func() error
+	// save, for jobs read from stdin, keeps a copy of the input in the
+	// run directory as it streams (see saveStdin).
+	save *inputCopy
+}
+
+// openJobs opens the jobs that f describes. It is called before anything
+// touches a host, so bad input is a usage error with nothing run.
+func openJobs(f *runFlags, tmpl *distributor.Template, stdin io.Reader) (*jobSource, error) {
+	s := &jobSource{}
+	switch {
+	case f.commands != "":
+		fh, err := os.Open(f.commands)
+		if err != nil {
+			return nil, usagef("--commands: %v", err)
+		}
+		s.closers = append(s.closers, fh.Close)
+		lr := distributor.NewLineReader(fh, f.commands)
+		n := 0
+		s.next = func() (distributor.JobSpec, bool, error) {
+			line, _, err := lr.Next()
+			if err == io.EOF {
+				return distributor.JobSpec{}, false, nil
+			}
+			n++
+			return distributor.JobSpec{Shell: line, Shard: n - 1, Input: line}, err == nil, err
+		}
+	case f.argsFile != "":
+		return s, s.openArgs(f, tmpl, stdin)
+	default:
+		if tmpl.UsesInput() {
+			return nil, usagef("run: {} and {1}..{9} need --args-file")
+		}
+		total := max(f.shards, 1)
+		n := 0
+		s.next = func() (distributor.JobSpec, bool, error) {
+			if n == total {
+				return distributor.JobSpec{}, false, nil
+			}
+			n++
+			return distributor.JobSpec{Args: tmpl.Expand(n, total, ""), Shard: n - 1, Shards: total}, true, nil
+		}
+	}
+	return s, nil
+}
+
+func (s *jobSource) openArgs(f *runFlags, tmpl *distributor.Template, stdin io.Reader) error {
+	var r io.Reader
+	name := "stdin"
+	count := 0
+	if f.argsFile != "-" {
+		fh, err := os.Open(f.argsFile)
+		if err != nil {
+			return usagef("--args-file: %v", err)
+		}
+		s.closers = append(s.closers, fh.Close)
+		if count, err = distributor.CountLines(fh, f.argsFile); err != nil {
+			s.close()
+			return usageError{err}
+		}
+		if _, err := fh.Seek(0, io.SeekStart); err != nil {
+			s.close()
+			return err
+		}
+		r, name = fh, f.argsFile
+	} else {
+		if tmpl.UsesCount() {
+			return usagef("run: {shards} is unknown when jobs stream from stdin")
+		}
+		if stdin == nil {
+			return usagef("--args-file -: no stdin")
+		}
+		s.save = &inputCopy{}
+		r = io.TeeReader(stdin, s.save)
+	}
+	lr := distributor.NewLineReader(r, name)
+	n := 0
+	s.next = func() (distributor.JobSpec, bool, error) {
+		line, _, err := lr.Next()
+		if err == io.EOF {
+			return distributor.JobSpec{}, false, s.save.complete()
+		}
+		if err != nil {
+			return distributor.JobSpec{}, false, err
+		}
+		n++
+		return distributor.JobSpec{Args: tmpl.Expand(n, count, line), Shard: n - 1, Shards: count, Input: line}, true, nil
+	}
+	return nil
+}
+
+func (s *jobSource) close() {
+	for _, c := range s.closers {
+		c()
+	}
+	s.save.close()
+}
+
+// inputCopy writes what is read from stdin to <run dir>/input.part, and
+// renames it to input when stdin ends, so that a resume after Ctrl-C or a
+// crash needs no stdin. Each write reaches the file (the page cache)
+// before the line it holds can become a job, so a master killed at any
+// point has saved every job it submitted.
+type inputCopy struct {
+	f    *os.File
+	path string
+	err  error
+}
+
+// start creates the copy in dir (the run directory, known once the run
+// has started; nothing is read from stdin before that).
+func (c *inputCopy) start(dir string) error {
+	if c == nil {
+		return nil
+	}
+	c.path = filepath.Join(dir, inputFile)
+	f, err := os.OpenFile(c.path+".part", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	c.f = f
+	return err
+}
+
+func (c *inputCopy) Write(p []byte) (int, error) {
+	if c.f != nil && c.err == nil {
+		if _, err := c.f.Write(p); err != nil {
+			c.err = fmt.Errorf("save stdin in the run directory: %w", err)
+		}
+	}
+	return len(p), c.err
+}
+
+// complete marks the copy whole: stdin has ended.
+func (c *inputCopy) complete() error {
+	if c == nil || c.f == nil {
+		return nil
+	}
+	err := errors.Join(c.err, c.f.Sync(), c.f.Close())
+	c.f = nil
+	if err == nil {
+		err = os.Rename(c.path+".part", c.path)
+	}
+	return err
+}
+
+func (c *inputCopy) close() {
+	if c != nil && c.f != nil {
+		c.f.Close()
+	}
+}
