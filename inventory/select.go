@@ -16,7 +16,7 @@ import (
 // every host. An item that matches no host is an error, so a typo never
 // silently shrinks a run nor keeps a host meant to be left out.
 func Select(hosts []*Host, sel string) ([]*Host, error) {
-	return selectHosts(hosts, sel, "--on")
+	return selectHosts(hosts, sel, "--on", sel)
 }
 
 // Exclude drops the hosts that list names (pdsh's -x): the same items as
@@ -26,10 +26,11 @@ func Exclude(hosts []*Host, list string) ([]*Host, error) {
 	for _, it := range hostrange.SplitList(list) {
 		items = append(items, "!"+strings.TrimPrefix(it, "!"))
 	}
-	return selectHosts(hosts, strings.Join(items, ","), "-x")
+	return selectHosts(hosts, strings.Join(items, ","), "-x", list)
 }
 
-func selectHosts(hosts []*Host, sel, flag string) ([]*Host, error) {
+// selectHosts applies sel; flag and shown name it in errors.
+func selectHosts(hosts []*Host, sel, flag, shown string) ([]*Host, error) {
 	if strings.TrimSpace(sel) == "" {
 		return hosts, nil
 	}
@@ -59,7 +60,7 @@ func selectHosts(hosts []*Host, sel, flag string) ([]*Host, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%s %s: selects no host", flag, sel)
+		return nil, fmt.Errorf("%s %s: selects no host", flag, shown)
 	}
 	return out, nil
 }

@@ -213,6 +213,7 @@ func TestInterruptKillsRemoteJobs(t *testing.T) {
 // a hung host (paused: its kill and cleanup cannot finish), a second
 // SIGINT ends dsub at once with status 130, before the run's summary.
 func TestSecondInterruptExitsAtOnce(t *testing.T) {
+	testenv.Require(t, cluster)
 	ctx := context.Background()
 	h4 := cluster.Hosts[len(cluster.Hosts)-1]
 	defer func() {

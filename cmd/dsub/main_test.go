@@ -37,7 +37,8 @@ func (w withCluster) Run() int {
 
 // TestScripts runs testdata/script/*.txtar against the shared cluster.
 // Each script sees $HOSTS (the cluster's hosts.toml), $KEY, $KNOWN, and
-// $ADDRn / $USERn / $HOSTKEYn for host hn.
+// $SSHCONFIG (an ssh_config for ssh -F naming h01..), and $ADDRn /
+// $USERn / $HOSTKEYn for host hn.
 func TestScripts(t *testing.T) {
 	testenv.Require(t, cluster)
 	t.Logf("testenv backend: %s", cluster.Backend)
@@ -58,6 +59,7 @@ func TestScripts(t *testing.T) {
 			env.Setenv("PATH", os.Getenv("PATH"))
 			env.Setenv("KEY", cluster.KeyFile)
 			env.Setenv("KNOWN", cluster.KnownHosts)
+			env.Setenv("SSHCONFIG", cluster.SSHConfig)
 			env.Setenv("HOME", env.WorkDir) // no ~/.ssh/config, no agent
 			env.Setenv("SSH_AUTH_SOCK", "")
 			for i, h := range cluster.Hosts {
