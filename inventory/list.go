@@ -97,6 +97,10 @@ func (lb *listBuilder) add(entry, src string) {
 		lb.fail(src, "%q: ':' (the local machine, in GNU parallel) is not a host dsub can reach over SSH", entry)
 		return
 	}
+	if strings.HasPrefix(rest, "-") {
+		lb.fail(src, "%q: a host name cannot start with '-'", entry)
+		return
+	}
 	if rest == "" || strings.ContainsAny(rest, " \t") {
 		lb.fail(src, "%q: want [N/][user@]host[:port]", entry)
 		return

@@ -53,6 +53,13 @@ func (f *hostFlags) hosts() ([]*inventory.Host, error) {
 	if f.fanout < 1 {
 		return nil, usagef("--fanout %d: must be at least 1", f.fanout)
 	}
+	if f.sshConfig != "" && f.sshConfig != "none" {
+		if fi, err := os.Stat(f.sshConfig); err != nil {
+			return nil, usagef("--ssh-config: %v", err)
+		} else if fi.IsDir() {
+			return nil, usagef("--ssh-config %s: is a directory", f.sshConfig)
+		}
+	}
 	opts := inventory.Options{SSHConfig: f.sshConfig}
 	var hosts []*inventory.Host
 	var err error
@@ -70,6 +77,9 @@ func (f *hostFlags) hosts() ([]*inventory.Host, error) {
 			return nil, errNoHosts
 		}
 		hosts, err = inventory.Load(path, opts)
+		if err != nil && f.hostsFile != "" {
+			return nil, usageError{fmt.Errorf("--hosts: %w", err)}
+		}
 	}
 	if err != nil {
 		return nil, usageError{err}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,13 +29,19 @@ func buildDsub(t *testing.T) string {
 // the test binary's own memory: Go starts children with vfork.)
 func runMeasured(t *testing.T, bin string, args ...string) (string, string, float64) {
 	t.Helper()
+	return runMeasuredIn(t, bin, nil, args...)
+}
+
+// runMeasuredIn is runMeasured with stdin.
+func runMeasuredIn(t *testing.T, bin string, stdin io.Reader, args ...string) (string, string, float64) {
+	t.Helper()
 	if _, err := os.Stat("/usr/bin/time"); err != nil {
 		t.Fatal("GNU time (/usr/bin/time) is required to measure peak RSS: apt-get install time")
 	}
 	rssFile := filepath.Join(t.TempDir(), "rss")
 	var out, errb bytes.Buffer
 	cmd := exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", rssFile, bin}, args...)...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &out, &errb
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("dsub %s: %v\n%s", strings.Join(args, " "), err, errb.String())
 	}
@@ -123,4 +130,54 @@ func lastLine(s string) string {
 		}
 	}
 	return lines[len(lines)-1]
+}
+
+// zeros is an endless reader of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestStdinToManyHostsKeepsMemoryFlat: stdin piped to exec reaches 32
+// hosts (8 names for each of the 4 testenv hosts) in full, with RSS under
+// 100 MB: the pipe is spooled to a file that each host reads at its own
+// pace. (128 MiB each here, 4 GiB in all, to stay quick; memory does not
+// depend on the size.)
+func TestStdinToManyHostsKeepsMemoryFlat(t *testing.T) {
+	testenv.Require(t, cluster)
+	bin := buildDsub(t)
+	hosts := filepath.Join(t.TempDir(), "hosts32.toml")
+	var b strings.Builder
+	fmt.Fprintf(&b, "[defaults]\nuser = \"dsub\"\nidentity_files = [%q]\nknown_hosts = [%q]\n", cluster.KeyFile, cluster.KnownHosts)
+	for k := 0; k < 8; k++ {
+		for _, h := range cluster.Hosts {
+			fmt.Fprintf(&b, "[[host]]\nname = \"%s-%d\"\naddress = %q\nuser = %q\n", h.Name, k, h.HostPort(), h.User)
+		}
+	}
+	os.WriteFile(hosts, []byte(b.String()), 0o600)
+	const size = 128 << 20
+	out, stderr, rss := runMeasuredIn(t, bin, io.LimitReader(zeros{}, size), "exec", "--hosts", hosts, "--", "wc -c")
+	t.Logf("peak RSS %.1f MB for %d MiB of stdin to 32 hosts", rss, size>>20)
+	if n := strings.Count(out, fmt.Sprintf(": %d\n", size)); n != 32 {
+		t.Errorf("%d of 32 hosts read all %d bytes:\n%s\n%s", n, size, out, stderr)
+	}
+	if rss >= 100 {
+		t.Errorf("peak RSS %.1f MB, want < 100 MB", rss)
+	}
+}
+
+// TestGroupKeepsMemoryFlat: exec --group over 4 hosts with 50 MB of
+// output each (identical: one group) stays under 100 MB of RSS; the
+// outputs are spooled and grouped by hash.
+func TestGroupKeepsMemoryFlat(t *testing.T) {
+	testenv.Require(t, cluster)
+	bin := buildDsub(t)
+	out, stderr, rss := runMeasured(t, bin, "exec", "--hosts", cluster.HostsFile, "--group", "--",
+		`head -c 50000000 /dev/zero | tr '\0' x; echo`)
+	t.Logf("peak RSS %.1f MB for --group of 4 x 50 MB", rss)
+	if !strings.Contains(out, "h[01-04] (4)") || len(out) < 50000000 || len(out) > 50000200 {
+		t.Errorf("grouped output: %d bytes, head %.100q; stderr %s", len(out), out, stderr)
+	}
+	if rss >= 100 {
+		t.Errorf("peak RSS %.1f MB, want < 100 MB", rss)
+	}
 }
