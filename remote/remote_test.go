@@ -485,8 +485,9 @@ func TestAuthErrors(t *testing.T) {
 		want  string
 	}{
 		{"wrong key", []string{other}, remote.KindAuth, "unable to authenticate"},
-		{"passphrase", []string{locked}, remote.KindAuth, "passphrase-protected and no ssh-agent holds it"},
-		{"missing", []string{filepath.Join(dir, "nope")}, remote.KindAuth, "not found"},
+		// No usable key at all is the configuration's fault (exit 2).
+		{"passphrase", []string{locked}, remote.KindConfig, "passphrase-protected and no ssh-agent holds it"},
+		{"missing", []string{filepath.Join(dir, "nope")}, remote.KindConfig, "not found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -140,7 +140,7 @@ func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 // TestStdinToManyHostsKeepsMemoryFlat: stdin piped to exec reaches 32
 // hosts (8 names for each of the 4 testenv hosts) in full, with RSS under
 // 100 MB: the pipe is spooled to a file that each host reads at its own
-// pace. (128 MiB each here, 4 GiB in all, to stay quick; memory does not
+// pace. (64 MiB each here, 2 GiB in all, to stay quick; memory does not
 // depend on the size.)
 func TestStdinToManyHostsKeepsMemoryFlat(t *testing.T) {
 	testenv.Require(t, cluster)
@@ -154,7 +154,7 @@ func TestStdinToManyHostsKeepsMemoryFlat(t *testing.T) {
 		}
 	}
 	os.WriteFile(hosts, []byte(b.String()), 0o600)
-	const size = 128 << 20
+	const size = 64 << 20
 	out, stderr, rss := runMeasuredIn(t, bin, io.LimitReader(zeros{}, size), "exec", "--hosts", hosts, "--", "wc -c")
 	t.Logf("peak RSS %.1f MB for %d MiB of stdin to 32 hosts", rss, size>>20)
 	if n := strings.Count(out, fmt.Sprintf(": %d\n", size)); n != 32 {
