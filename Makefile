@@ -29,7 +29,10 @@ lint: setup
 unit:
 	$(GO) test -race -short ./...
 
+# The -short pass proves the suite stands without Docker (make unit), then
+# the full suite runs against real sshd.
 test: lint
+	$(GO) test -short -count=1 ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 demo: setup build
