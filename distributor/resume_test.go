@@ -33,6 +33,8 @@ func TestResumeRefusesNonRunDirectory(t *testing.T) {
 	forged := filepath.Join(logs, "forged")
 	os.MkdirAll(forged, 0o700)
 	os.WriteFile(filepath.Join(forged, "run.json"), []byte(`{"id":".."}`), 0o600)
+	// Complete but for the id: refused for the id alone.
+	os.WriteFile(filepath.Join(forged, "results.jsonl"), nil, 0o600)
 	for _, dir := range []string{logs, filepath.Join(run, "jobs"), filepath.Join(run, "jobs", ".."), filepath.Join(run, ".."), forged} {
 		r, err := c.Start(context.Background(), distributor.RunOptions{ResumeDir: dir, LogsDir: logs})
 		if err == nil {
@@ -41,7 +43,7 @@ func TestResumeRefusesNonRunDirectory(t *testing.T) {
 			t.Errorf("resume %s: started", dir)
 			continue
 		}
-		if !strings.Contains(err.Error(), "resume") {
+		if !strings.Contains(err.Error(), "resume") || dir == forged && !strings.Contains(err.Error(), "no valid run id") {
 			t.Errorf("resume %s: %v", dir, err)
 		}
 	}
