@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -299,15 +298,7 @@ func writeJSONString(w *bufio.Writer, r io.Reader) {
 	for {
 		n, err := r.Read(buf)
 		b := append(carry, buf[:n]...)
-		cut := len(b)
-		for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
-			if utf8.RuneStart(b[i]) {
-				if !utf8.FullRune(b[i:]) {
-					cut = i
-				}
-				break
-			}
-		}
+		cut := completeUTF8(b)
 		q, _ := json.Marshal(string(b[:cut]))
 		w.Write(q[1 : len(q)-1])
 		carry = append(carry[:0:0], b[cut:]...)

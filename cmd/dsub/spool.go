@@ -64,20 +64,25 @@ func (s *spool) checkUTF8(p []byte) {
 		return
 	}
 	b := append(s.carry, p...)
-	cut := len(b)
-	// An incomplete sequence at the end waits for the next write.
-	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
-		if utf8.RuneStart(b[i]) {
-			if !utf8.FullRune(b[i:]) {
-				cut = i
-			}
-			break
-		}
-	}
+	cut := completeUTF8(b) // an incomplete sequence waits for the next write
 	if !utf8.Valid(b[:cut]) {
 		s.bad = true
 	}
 	s.carry = append([]byte(nil), b[cut:]...)
+}
+
+// completeUTF8 returns the length of b without an incomplete UTF-8
+// sequence at its end (one that a later write may complete).
+func completeUTF8(b []byte) int {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				return i
+			}
+			break
+		}
+	}
+	return len(b)
 }
 
 // UTF8 reports whether everything written is valid UTF-8.
