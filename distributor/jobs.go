@@ -16,7 +16,7 @@ import (
 type JobSpec struct {
 	Args  []string
 	Shell string
-	Env   map[string]string // exported in addition to DSUB_JOB, DSUB_SHARD, DSUB_SHARDS, DSUB_HOST, DSUB_ATTEMPT
+	Env   map[string]string // exported in addition to DSUB_JOB, DSUB_SHARD, DSUB_SHARDS, DSUB_HOST, DSUB_ATTEMPT and DSUB_RUN (which it cannot override)
 	Pin   string            // run only on this host ("" = any)
 	Shard int               // 0-based shard index, for DSUB_SHARD
 	// Shards is the job count for DSUB_SHARDS, when known (0 = unknown).

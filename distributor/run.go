@@ -949,7 +949,7 @@ func (r *Run) dispatch(ctx context.Context) {
 				// walking the tree over SFTP.
 				var sh []string
 				if hosts[m.Name()] != nil {
-					sh = append(sh, remote.KillMarkedScript(dir))
+					sh = append(sh, remote.KillMarkedScript(r.marker(dir)))
 				}
 				if !r.opts.KeepRemote {
 					sh = append(sh, "rm -rf -- "+remote.QuotePath(dir))
@@ -1013,6 +1013,13 @@ func (r *Run) dispatch(ctx context.Context) {
 		r.err = fmt.Errorf("%d results could not be reduced:\n  %s", len(reduceErrs), strings.Join(reduceErrs, "\n  "))
 	}
 	_ = r.writeRunJSON(st)
+}
+
+// marker tells this run's processes on a host: the run directory dir as
+// their working directory, or DSUB_RUN=<id> in their environment (every
+// job has it; its children inherit it). Only exact matches count.
+func (r *Run) marker(dir string) remote.Marker {
+	return remote.Marker{Dir: dir, Env: "DSUB_RUN=" + r.id}
 }
 
 // remoteRunDir is the run directory on m: known if m was prepared, else
@@ -1183,7 +1190,7 @@ func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
 		// The crashed or interrupted master's jobs may still run in the
 		// run directory, which a resumed run shares: their results would
 		// go nowhere, so kill them before new ones start.
-		n, err := m.Host.KillMarked(ctx, h.runDir)
+		n, err := m.Host.KillMarked(ctx, r.marker(h.runDir))
 		if err != nil {
 			return nil, fmt.Errorf("kill the previous master's jobs: %w", err)
 		}
@@ -1330,7 +1337,7 @@ func (r *Run) reapOrphans(ctx context.Context, h *runHost, pgids []int, sweep bo
 		if pg <= 0 {
 			continue
 		}
-		found, err := h.m.Host.KillOrphan(ctx, pg, h.runDir)
+		found, err := h.m.Host.KillOrphan(ctx, pg, r.marker(h.runDir))
 		if err != nil {
 			r.opts.Warn(fmt.Sprintf("host %s: %d lost jobs' processes may still run there (process groups %v): %v",
 				h.m.Name(), len(pgids)-i, pgids[i:], err))
@@ -1341,7 +1348,7 @@ func (r *Run) reapOrphans(ctx context.Context, h *runHost, pgids []int, sweep bo
 		}
 	}
 	if sweep {
-		n, err := h.m.Host.KillMarked(ctx, h.runDir)
+		n, err := h.m.Host.KillMarked(ctx, r.marker(h.runDir))
 		if err != nil {
 			r.opts.Warn(fmt.Sprintf("host %s: processes of lost jobs may still run in %s: %v", h.m.Name(), h.runDir, err))
 		}
@@ -1407,6 +1414,7 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 	for k, v := range spec.Env {
 		env[k] = v
 	}
+	env["DSUB_RUN"] = r.id // the marker the sweeps kill by: never overridden
 	cmd := remote.Cmd{Env: env, Dir: h.runDir, Stdout: io.MultiWriter(so, rw), Stderr: io.MultiWriter(se, sw)}
 	if h.binPath != "" {
 		cmd.Argv = append([]string{h.binPath}, spec.Args...)

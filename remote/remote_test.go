@@ -249,21 +249,21 @@ func TestKillOrphan(t *testing.T) {
 			if n := procs(t, "h03", tt.pat); n != tt.n {
 				t.Fatalf("%d orphans running, want %d", n, tt.n)
 			}
-			found, err := h.KillOrphan(ctx, re.PGID, "/tmp/not-its-dir")
+			found, err := h.KillOrphan(ctx, re.PGID, remote.Marker{Dir: "/tmp", Env: "DSUB_RUN=not-its-run"})
 			if err != nil || found {
 				t.Errorf("KillOrphan with a foreign marker: found %v, err %v; want the group left alone", found, err)
 			}
 			if n := procs(t, "h03", tt.pat); n != tt.n {
 				t.Errorf("after a foreign marker %d processes remain, want %d", n, tt.n)
 			}
-			found, err = h.KillOrphan(ctx, re.PGID, dir)
+			found, err = h.KillOrphan(ctx, re.PGID, remote.Marker{Dir: dir})
 			if err != nil || !found {
 				t.Errorf("KillOrphan: found %v, err %v", found, err)
 			}
 			if left := pgrep(t, "h03", tt.pat); left != "" {
 				t.Errorf("orphans left: %s", left)
 			}
-			found, err = h.KillOrphan(ctx, re.PGID, dir)
+			found, err = h.KillOrphan(ctx, re.PGID, remote.Marker{Dir: dir})
 			if err != nil || found {
 				t.Errorf("KillOrphan of a gone group: found %v, err %v", found, err)
 			}
@@ -271,10 +271,13 @@ func TestKillOrphan(t *testing.T) {
 	}
 }
 
-// TestKillMarked: KillMarked finds and kills, by the marker directory,
-// process groups the caller has no number for: a command whose connection
-// was lost, and a background child that outlived its shell. A command in
-// another directory is left running.
+// TestKillMarked: KillMarked finds and kills, by an exact marker, process
+// groups the caller has no number for: a command whose connection was
+// lost, a background child that outlived its shell (both with the marker
+// directory as their working directory), and a process elsewhere whose
+// environment holds the marker entry. A process that merely names the
+// directory in its arguments (a user's `tail -f DIR/x`) and one with a
+// longer environment value are left running: no substring matches.
 func TestKillMarked(t *testing.T) {
 	needCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -285,10 +288,14 @@ func TestKillMarked(t *testing.T) {
 	if _, _, err := run(t, h, &remote.Cmd{Argv: []string{"mkdir", "-p", dir, other}}); err != nil {
 		t.Fatal(err)
 	}
+	mark := remote.Marker{Dir: dir, Env: "DSUB_RUN=" + id}
 	lost := (&remote.Dialer{NoAgent: true}).Host(hostConfig(t, "h03"))
 	for _, c := range []remote.Cmd{
 		{Shell: "sleep 351 & sleep 351; wait", Dir: dir},
 		{Shell: "sleep 354", Dir: other},
+		{Argv: []string{"sh", "-c", "sleep 355; : " + dir + "/x", "tail"}, Dir: other}, // names dir in its arguments
+		{Shell: "sleep 356", Dir: other, Env: map[string]string{"DSUB_RUN": id}},       // carries the marker elsewhere
+		{Shell: "sleep 357", Dir: other, Env: map[string]string{"DSUB_RUN": id + "0"}}, // a longer value: not the marker
 	} {
 		go lost.Run(ctx, &c)
 	}
@@ -296,31 +303,37 @@ func TestKillMarked(t *testing.T) {
 	if _, _, err := run(t, h, &remote.Cmd{Shell: "sleep 352 >/dev/null 2>&1 & exit 0", Dir: dir}); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); procs(t, "h03", "sleep 35[124]") < 5; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("remote sleeps never started: %s", pgrep(t, "h03", "sleep 35"))
+	for _, p := range []string{"sleep 351", "sleep 352", "sleep 354", "sleep 355", "sleep 356", "sleep 357"} {
+		for deadline := time.Now().Add(10 * time.Second); pgrep(t, "h03", p) == ""; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("remote %s never started: %s", p, pgrep(t, "h03", "sleep 35"))
+			}
 		}
 	}
 	lost.Close()
 	time.Sleep(200 * time.Millisecond)
-	n, err := h.KillMarked(ctx, dir)
-	if err != nil || n != 2 {
-		t.Errorf("KillMarked = %d, %v; want 2 groups", n, err)
+	n, err := h.KillMarked(ctx, mark)
+	if err != nil || n != 3 {
+		t.Errorf("KillMarked = %d, %v; want 3 groups", n, err)
 	}
-	if left := pgrep(t, "h03", "sleep 35[12]"); left != "" {
+	if left := pgrep(t, "h03", "sleep 35[126]"); left != "" {
 		t.Errorf("marked processes left: %s", left)
 	}
-	if pgrep(t, "h03", "sleep 354") == "" {
-		t.Errorf("the command in another directory was killed too")
+	for _, p := range []string{"sleep 354", "sleep 355", "sleep 357"} {
+		if pgrep(t, "h03", p) == "" {
+			t.Errorf("%s, which does not carry the marker, was killed", p)
+		}
 	}
-	if n, err := h.KillMarked(ctx, other); err != nil || n != 1 || pgrep(t, "h03", "sleep 354") != "" {
-		t.Errorf("KillMarked(other) = %d, %v; left %q", n, err, pgrep(t, "h03", "sleep 354"))
+	if n, err := h.KillMarked(ctx, remote.Marker{Dir: other}); err != nil || n != 3 || pgrep(t, "h03", "sleep 35[457]") != "" {
+		t.Errorf("KillMarked(other) = %d, %v; left %q", n, err, pgrep(t, "h03", "sleep 35[457]"))
 	}
-	if n, err := h.KillMarked(ctx, dir); err != nil || n != 0 {
+	if n, err := h.KillMarked(ctx, mark); err != nil || n != 0 {
 		t.Errorf("KillMarked with nothing left = %d, %v", n, err)
 	}
-	if _, err := h.KillMarked(ctx, "/"); remote.KindOf(err) != remote.KindConfig {
-		t.Errorf("KillMarked(/) = %v, want a config error", err)
+	for _, bad := range []remote.Marker{{Dir: "/"}, {}, {Dir: "~"}, {Env: "DSUB_RUN="}, {Env: "DSUB_RUN"}} {
+		if _, err := h.KillMarked(ctx, bad); remote.KindOf(err) != remote.KindConfig {
+			t.Errorf("KillMarked(%+v) = %v, want a config error", bad, err)
+		}
 	}
 }
 

@@ -398,41 +398,76 @@ func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 // KillGroup sends SIGTERM to the remote process group pgid, then SIGKILL
 // to whatever remains after up to two seconds.
 func (h *SSHHost) KillGroup(ctx context.Context, pgid int) error {
-	_, err := h.killGroup(ctx, pgid, "")
+	_, err := h.killGroup(ctx, pgid, Marker{})
 	return err
+}
+
+// Marker tells one caller's processes on a host from everyone else's, by
+// exact matches only: a process is marked when its working directory is
+// Dir (the same directory, compared by inode), or when its environment
+// holds Env ("NAME=VALUE") as one whole entry. Nothing else matches:
+// never a substring of a command line, so a user's `tail -f DIR/x`
+// elsewhere is left alone. dsub marks its jobs with the run directory as
+// their working directory and DSUB_RUN=<run id> in their environment,
+// which children inherit.
+type Marker struct {
+	Dir string // absolute path (or "~/..."); "" for none
+	Env string // "NAME=VALUE"; "" for none
+}
+
+func (m Marker) valid() error {
+	switch {
+	case m.Dir == "" && m.Env == "":
+		return errors.New("an empty marker would match everything")
+	case m.Dir == "/" || m.Dir == "~" || m.Dir == "~/" || m.Dir == ".":
+		return fmt.Errorf("marker directory %q is not specific", m.Dir)
+	case m.Env != "" && (!strings.Contains(m.Env, "=") || strings.HasSuffix(m.Env, "=") || strings.ContainsAny(m.Env, "\n\x00")):
+		return fmt.Errorf("marker environment entry %q is not NAME=VALUE", m.Env)
+	}
+	return nil
+}
+
+// script is a shell condition true for the process directory "$d" when it
+// is marked.
+func (m Marker) script() string {
+	var c []string
+	if m.Dir != "" {
+		c = append(c, `[ "$d/cwd" -ef `+QuotePath(m.Dir)+` ]`)
+	}
+	if m.Env != "" {
+		c = append(c, `{ tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qxF -- `+Quote(m.Env)+`; }`)
+	}
+	return "{ " + strings.Join(c, " || ") + "; }"
 }
 
 // KillOrphan kills the process group pgid of a command whose connection
 // was lost (Error.PGID) and reports whether a group was found. Closing a
 // connection kills nothing, so such commands run on. To tell the group
 // from another that reused the number, its leader, if it still lives,
-// must show marker in its command line or have it as its working
-// directory (Linux): pass the command's Dir, which a caller makes unique
-// (dsub: the run directory). A group whose leader has exited keeps its
+// must carry the marker (Linux). A group whose leader has exited keeps its
 // number from being reused, so it is still the command's.
-func (h *SSHHost) KillOrphan(ctx context.Context, pgid int, marker string) (found bool, err error) {
-	if marker == "" {
-		return false, &Error{Op: "kill", Host: h.cfg.Name, Kind: KindConfig, Err: errors.New("KillOrphan needs a marker")}
+func (h *SSHHost) KillOrphan(ctx context.Context, pgid int, m Marker) (found bool, err error) {
+	if err := m.valid(); err != nil {
+		return false, &Error{Op: "kill", Host: h.cfg.Name, Kind: KindConfig, Err: err}
 	}
-	return h.killGroup(ctx, pgid, marker)
+	return h.killGroup(ctx, pgid, m)
 }
 
 // KillMarked kills, on the host, the process group of every process of
-// the login user that has marker as its working directory or in its
-// command line, and reports how many groups it killed (SIGTERM, then
-// SIGKILL after up to two seconds). It finds what KillOrphan cannot: the
-// processes of a command whose connection was lost before its process
-// group was reported, and children that outlived their group's leader.
-// Processes with a controlling terminal (a person's shell that has cd'd
-// there) are left alone. Call it only when none of the commands using
-// marker should be running. The scan reads /proc (Linux); elsewhere it
-// finds nothing.
-func (h *SSHHost) KillMarked(ctx context.Context, marker string) (int, error) {
-	if marker == "" || marker == "/" {
-		return 0, &Error{Op: "kill", Host: h.cfg.Name, Kind: KindConfig, Err: fmt.Errorf("KillMarked needs a specific marker, got %q", marker)}
+// the login user that carries the marker, and reports how many groups it
+// killed (SIGTERM, then SIGKILL after up to two seconds). It finds what
+// KillOrphan cannot: the processes of a command whose connection was lost
+// before its process group was reported, and children that outlived
+// their group's leader. Processes with a controlling terminal (a person's
+// shell that has cd'd there) are left alone. Call it only when none of
+// the commands carrying the marker should be running. The scan reads
+// /proc (Linux); elsewhere it finds nothing.
+func (h *SSHHost) KillMarked(ctx context.Context, m Marker) (int, error) {
+	if err := m.valid(); err != nil {
+		return 0, &Error{Op: "kill", Host: h.cfg.Name, Kind: KindConfig, Err: err}
 	}
-	var out, errb bytes.Buffer
-	err := h.Run(ctx, &Cmd{Shell: KillMarkedScript(marker), NoProcessGroup: true, Stdout: &out, Stderr: &errb})
+	out, errb := NewCappedBuffer(4<<10), NewCappedBuffer(4<<10)
+	err := h.Run(ctx, &Cmd{Shell: KillMarkedScript(m), NoProcessGroup: true, Stdout: out, Stderr: errb})
 	if err != nil {
 		return 0, err
 	}
@@ -456,35 +491,34 @@ func KilledCount(out string) (int, bool) {
 
 // KillMarkedScript is KillMarked's remote side, for callers that compose
 // it with more work in one session (run it with NoProcessGroup). It prints
-// "killed N". Builtins do the scan (test -O, read, test -ef), so a busy
-// host costs one grep per process of the user outside the directory. The
-// shell running it is a session leader (sshd setsid()s it), so its own
-// group, and with it its subshells, is skipped.
-func KillMarkedScript(marker string) string {
-	return `m=` + Quote(marker) + `; me=$$; gs=; ` +
+// "killed N". The shell running it is a session leader (sshd setsid()s
+// it), so its own group, and with it its subshells, is skipped.
+func KillMarkedScript(m Marker) string {
+	return `me=$$; gs=; ` +
 		`for d in /proc/[0-9]*; do [ -O "$d" ] || continue; ` +
 		`read -r s 2>/dev/null < "$d/stat" || continue; s=${s##*) }; set -- $s; ` +
 		`g=$3; [ "$g" = "$me" ] || [ "$g" -le 1 ] || [ "$5" != 0 ] && continue; ` +
 		`case " $gs " in *" $g "*) continue ;; esac; ` +
-		`[ "$d/cwd" -ef "$m" ] || grep -qsF -- "$m" "$d/cmdline" || continue; gs="$gs $g"; done; ` +
+		m.script() + ` || continue; gs="$gs $g"; done; ` +
 		`n=0; for g in $gs; do kill -s TERM -- "-$g" 2>/dev/null && n=$((n+1)); done; ` +
 		`i=0; while [ $i -lt 20 ]; do a=; for g in $gs; do kill -s 0 -- "-$g" 2>/dev/null && a=1; done; [ -z "$a" ] && break; sleep 0.1; i=$((i+1)); done; ` +
 		`for g in $gs; do kill -s KILL -- "-$g" 2>/dev/null; done; echo "killed $n"`
 }
 
-func (h *SSHHost) killGroup(ctx context.Context, pgid int, marker string) (bool, error) {
+func (h *SSHHost) killGroup(ctx context.Context, pgid int, m Marker) (bool, error) {
 	if pgid <= 1 {
 		return false, &Error{Op: "kill", Host: h.cfg.Name, Kind: KindConfig, Err: fmt.Errorf("bad process group %d", pgid)}
 	}
 	p := strconv.Itoa(pgid)
 	var b strings.Builder
-	if marker != "" {
-		b.WriteString(`m=` + Quote(marker) + `; a=$(ps -o args= -p ` + p + ` 2>/dev/null || tr '\0' ' ' </proc/` + p + `/cmdline 2>/dev/null); `)
-		b.WriteString(`if [ -n "$a" ]; then case $a in *"$m"*) ;; *) [ "$(readlink /proc/` + p + `/cwd 2>/dev/null)" = "$m" ] || { echo other; exit 0; } ;; esac; fi; `)
+	if m != (Marker{}) {
+		// A live leader must carry the marker; a gone one keeps the
+		// group's number from being reused.
+		b.WriteString(`d=/proc/` + p + `; if [ -e "$d" ]; then ` + m.script() + ` || { echo other; exit 0; }; fi; `)
 	}
 	b.WriteString(`kill -s TERM -- -` + p + ` 2>/dev/null || { echo none; exit 0; }; i=0; while kill -s 0 -- -` + p + ` 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; kill -s KILL -- -` + p + ` 2>/dev/null; echo killed; exit 0`)
-	var out, errb bytes.Buffer // two buffers: stdout and stderr are copied concurrently
-	err := h.Run(ctx, &Cmd{Shell: b.String(), NoProcessGroup: true, Stdout: &out, Stderr: &errb})
+	out, errb := NewCappedBuffer(4<<10), NewCappedBuffer(4<<10) // two buffers: stdout and stderr are copied concurrently
+	err := h.Run(ctx, &Cmd{Shell: b.String(), NoProcessGroup: true, Stdout: out, Stderr: errb})
 	return strings.TrimSpace(out.String()) == "killed", err
 }
 

@@ -148,7 +148,8 @@ Jobs:
   --args-file F    one job per line of F ("-" reads stdin, streaming)
   Placeholders in ARGs: {#} job number (1-based), {shard} and {shards}
   (0-based index, count), {} the input line, {1}..{9} its fields.
-  Each job also gets DSUB_JOB, DSUB_SHARD, DSUB_SHARDS and DSUB_HOST.
+  Each job also gets DSUB_JOB, DSUB_SHARD, DSUB_SHARDS, DSUB_HOST,
+  DSUB_ATTEMPT and DSUB_RUN (the run id, by which its processes are found).
 
   In --commands and --args-file, blank lines and lines starting with #
   are not jobs ({#} counts only jobs).
