@@ -82,32 +82,46 @@ func (c *Cluster) Exec(ctx context.Context, cmd remote.Cmd, timeout time.Duratio
 
 // CleanResult is what Clean did on one host.
 type CleanResult struct {
-	Host string
-	Kept []string // entries left because a process was using them
-	Err  error
+	Host    string
+	Kept    []string // entries left because a process or a live run uses them
+	Foreign []string // entries left because dsub does not make such names
+	Err     error
 }
+
+// WorkdirSentinel marks a workdir as dsub's: every run writes it there.
+// Clean refuses a workdir without it, so that a workdir set to a
+// directory of the user's ("~", "/usr/local") is never emptied.
+const WorkdirSentinel = ".dsub-workdir"
 
 // Clean removes dsub's files from every host: the binary cache
 // (<workdir>/bin) and, with runs, leftover run directories
-// (<workdir>/runs, kept by --keep-remote or by an interrupted cleanup).
+// (<workdir>/runs, kept by --keep-remote or by an interrupted cleanup),
+// and the temporary files of uploads cut off with their connection. It
+// works only in a workdir marked with WorkdirSentinel, and removes only
+// names dsub makes: 64-hex cache files and their temporary upload names
+// in bin, run-id directories in runs. Anything else is reported and left.
 // What a run in progress (from this or another master) uses is kept, so
 // that it goes on: its run directory and program, known from the file its
 // master rewrites there every minute, even between two jobs, and anything
 // a live process of the login user uses (its working directory, its
 // program; read from /proc on Linux). A run whose master died is cleaned
-// three minutes after its last beat, once its processes are gone.
+// three minutes after its last beat, once its processes are gone. Each
+// host's clean is bounded by ctx.
 func (c *Cluster) Clean(ctx context.Context, runs bool) []CleanResult {
 	res := make([]CleanResult, len(c.members))
 	c.each(ctx, func(ctx context.Context, i int, m *Member) {
-		var out, errb strings.Builder
-		err := m.Host.Run(ctx, &remote.Cmd{Shell: cleanScript(m.Inv.Workdir, runs), Stdout: &out, Stderr: &errb})
-		if err != nil && errb.Len() > 0 {
+		out, errb := remote.NewCappedBuffer(1<<20), remote.NewCappedBuffer(16<<10)
+		err := m.Host.Run(ctx, &remote.Cmd{Shell: cleanScript(m.Inv.Workdir, runs), Stdout: out, Stderr: errb})
+		if err != nil && errb.String() != "" {
 			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(errb.String()))
 		}
 		r := CleanResult{Host: m.Name(), Err: err}
 		for _, l := range strings.Split(out.String(), "\n") {
 			if k, ok := strings.CutPrefix(l, "in use: "); ok {
 				r.Kept = append(r.Kept, k)
+			}
+			if k, ok := strings.CutPrefix(l, "not dsub's: "); ok {
+				r.Foreign = append(r.Foreign, k)
 			}
 		}
 		res[i] = r
@@ -118,30 +132,44 @@ func (c *Cluster) Clean(ctx context.Context, runs bool) []CleanResult {
 // staleUploads removes what interrupted puts left: each marker in
 // <workdir>/puts names a directory (and how deep below it to look) where
 // temporary upload files may remain; those not written to for 10 minutes
-// are removed, and the marker once none remains.
+// are removed, and the marker once none remains. Only files named as
+// uploads name their temporary files are removed.
 const staleUploads = `for m in "$wd/puts"/*; do [ -f "$m" ] || continue; ` +
 	`{ read -r d; read -r depth; } <"$m"; [ -n "$d" ] || continue; case "$depth" in -1) md= ;; *) md="-maxdepth 1" ;; esac; ` +
 	`find "$d" $md -type f -name '.*` + remote.TempMarker + `*' -mmin +10 -exec rm -f {} + 2>/dev/null; ` +
 	`[ -n "$(find "$d" $md -type f -name '.*` + remote.TempMarker + `*' 2>/dev/null | head -1)" ] || rm -f "$m"; done; ` +
 	`rmdir "$wd/puts" 2>/dev/null; `
 
-// cleanScript removes <workdir>/bin/* (and runs/*) entry by entry, keeping
-// and reporting ("in use: PATH") those a process's cwd, executable or
-// command line (a script's interpreter runs it) names, and those a live
-// run names: a run directory whose liveFile is fresh (rewritten within
-// liveFresh minutes) and the program that file names. Then it removes the
-// directories themselves if empty.
+// runIDGlob is the shell pattern of a run id (see runIDPattern).
+const runIDGlob = `[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9][0-9][0-9][0-9][0-9][0-9]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]`
+
+// cleanScript removes dsub's entries of <workdir>/bin (and runs) one by
+// one, keeping and reporting ("in use: PATH") those a process's cwd,
+// executable or command line (a script's interpreter runs it) names, and
+// those a live run names: a run directory whose liveFile is fresh
+// (rewritten within liveFresh minutes) and the program that file names.
+// Entries dsub does not make are reported ("not dsub's: PATH") and kept.
+// Then it removes the directories themselves if empty. A workdir without
+// the sentinel is refused (exit 3); a missing one has nothing to clean.
 func cleanScript(workdir string, runs bool) string {
 	dirs := "bin"
 	if runs {
 		dirs += " runs"
 	}
-	return `st=0; wd=` + remote.QuotePath(workdir) + `; ` + staleUploads +
+	return `st=0; wd=` + remote.QuotePath(workdir) + `; ` +
+		`[ -e "$wd" ] || exit 0; ` +
+		`[ -f "$wd/` + WorkdirSentinel + `" ] || { echo "refused: $wd has no ` + WorkdirSentinel + `, so dsub did not make it: dsub cleans only its own workdir" >&2; exit 3; }; ` +
+		staleUploads +
 		`busy=$(for p in /proc/[0-9]*; do readlink "$p/cwd"; readlink "$p/exe"; tr '\0' ' ' <"$p/cmdline"; echo; done 2>/dev/null); ` +
 		`live=$(find "$wd/runs" -mindepth 2 -maxdepth 2 -name ` + liveFile + ` -mmin -` + strconv.Itoa(liveFresh) + ` 2>/dev/null | while read -r f; do echo "$f"; cat "$f"; done); ` +
 		`busy="$busy $live"; ` +
 		`for sub in ` + dirs + `; do ` +
 		`for e in "$wd/$sub"/* "$wd/$sub"/.[!.]*; do [ -e "$e" ] || [ -L "$e" ] || continue; ` +
+		`n=${e##*/}; ours=; ` +
+		`case $sub in bin) case $n in .*` + remote.TempMarker + `*) n=${n#.}; n=${n%%` + remote.TempMarker + `*} ;; esac; ` +
+		`[ ${#n} -eq 64 ] && case $n in *[!0-9a-f]*) ;; *) [ -f "$e" ] && ! [ -L "$e" ] && ours=1 ;; esac ;; ` +
+		`runs) case $n in ` + runIDGlob + `) [ -d "$e" ] && ! [ -L "$e" ] && ours=1 ;; esac ;; esac; ` +
+		`[ -n "$ours" ] || { echo "not dsub's: $e"; continue; }; ` +
 		`case "$busy" in *"$e"*) echo "in use: $e" ;; *) rm -rf -- "$e" || st=1 ;; esac; done; ` +
 		`rmdir -- "$wd/$sub" 2>/dev/null; done; exit $st`
 }

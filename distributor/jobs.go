@@ -2,6 +2,7 @@ package distributor
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -135,6 +136,11 @@ func (l *LineReader) Next() (string, int, error) {
 			break
 		}
 		l.line++
+		if bytes.IndexByte(b, 0) >= 0 {
+			// No command line can carry it (sshd would drop the whole
+			// connection): refused, naming the line.
+			return "", 0, fmt.Errorf("%s:%d: the line contains a NUL byte", l.name, l.line)
+		}
 		s := strings.TrimRight(string(b), "\r\n")
 		if t := strings.TrimSpace(s); t != "" && !strings.HasPrefix(t, "#") {
 			return s, l.line, nil

@@ -65,7 +65,7 @@ type journal struct {
 }
 
 func openJournal(path string) (*journal, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ type joblog struct {
 }
 
 func openJoblog(path string) (*joblog, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +213,7 @@ func writeJSONFile(path string, v any) error {
 		return err
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
@@ -328,4 +328,10 @@ func newRunID(now time.Time) string {
 
 func jobLogPaths(dir string, job int) (string, string) {
 	return filepath.Join(dir, "jobs", fmt.Sprintf("%d.out", job)), filepath.Join(dir, "jobs", fmt.Sprintf("%d.err", job))
+}
+
+// createPrivate creates (or truncates) a record file readable by its owner
+// only: records hold job output and full command lines.
+func createPrivate(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 }

@@ -189,7 +189,10 @@ const (
 // beat writes the run's liveFile on the host, if the run directory still
 // exists.
 func (h *runHost) beat(ctx context.Context) error {
-	return h.m.Host.Run(ctx, &remote.Cmd{Shell: "printf '%s\\n' " + remote.Quote(h.binPath) + " > " + liveFile, Dir: h.runDir, NoProcessGroup: true})
+	// Also marks the workdir as dsub's (WorkdirSentinel): dsub clean
+	// works only in a workdir so marked.
+	return h.m.Host.Run(ctx, &remote.Cmd{Shell: "printf '%s\\n' " + remote.Quote(h.binPath) + " > " + liveFile +
+		" && : >> ../../" + WorkdirSentinel, Dir: h.runDir, NoProcessGroup: true})
 }
 
 type completion struct {
@@ -265,7 +268,7 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 		}
 		r.journaled = recs
 	}
-	if err := os.MkdirAll(filepath.Join(r.dir, "jobs"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(r.dir, "jobs"), 0o700); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
 	for _, f := range opts.Files {
@@ -1180,7 +1183,7 @@ func (e *prepError) deferredString() string {
 func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
 	// One session learns the platform and home and creates the run
 	// directory; SFTP starts only if there is something to ship.
-	info, err := remote.Describe(ctx, m.Host, path.Join(m.Inv.Workdir, "runs", r.id))
+	info, err := remote.Describe(ctx, m.Host, m.Inv.Workdir, path.Join(m.Inv.Workdir, "runs", r.id))
 	if err != nil {
 		return nil, err
 	}
@@ -1385,8 +1388,8 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 		c.out = filepath.Join(r.dir, "jobs", fmt.Sprintf("%d.%d.out.tmp", e.Job.ID, e.Seq))
 		c.er = filepath.Join(r.dir, "jobs", fmt.Sprintf("%d.%d.err.tmp", e.Job.ID, e.Seq))
 	}
-	fo, err1 := os.Create(c.out)
-	fe, err2 := os.Create(c.er)
+	fo, err1 := createPrivate(c.out)
+	fe, err2 := createPrivate(c.er)
 	if err := errors.Join(err1, err2); err != nil {
 		if fo != nil {
 			fo.Close()

@@ -136,6 +136,9 @@ func (c *Cluster) putHost(ctx context.Context, m *Member, local string, tree []e
 	if err := m.Host.WriteFile(ctx, marker, []byte(dir+"\n"+depth+"\n"), 0o600); err != nil {
 		return err
 	}
+	if err := m.Host.WriteFile(ctx, path.Join(m.Inv.Workdir, WorkdirSentinel), nil, 0o600); err != nil {
+		return err
+	}
 	var dirs []entry
 	for _, e := range tree {
 		p := dest

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -409,6 +410,8 @@ func validate(s *settings, src string) *Error {
 		return bad("user is empty")
 	case s.Workdir != nil && *s.Workdir == "":
 		return bad("workdir is empty")
+	case s.Workdir != nil && unsafeWorkdir(*s.Workdir) != "":
+		return bad("workdir %q: %s; dsub keeps its cache and runs there and cleans them: use a directory of its own, such as \"~/.cache/dsub\"", *s.Workdir, unsafeWorkdir(*s.Workdir))
 	}
 	if s.ProxyJump != nil {
 		if _, err := remote.ParseProxyJump(*s.ProxyJump); err != nil {
@@ -423,6 +426,28 @@ func validate(s *settings, src string) *Error {
 		}
 	}
 	return nil
+}
+
+// unsafeWorkdir says why w cannot be dsub's workdir, or "": the home
+// directory, the root, a top-level directory or a system directory.
+func unsafeWorkdir(w string) string {
+	c := path.Clean(strings.TrimSpace(w))
+	switch {
+	case c == "~" || c == "." || c == ".." || strings.HasPrefix(c, "../"):
+		return "it is the home directory or outside it"
+	case c == "/":
+		return "it is the root directory"
+	case strings.HasPrefix(c, "/") && strings.Count(c, "/") == 1:
+		return "it is a top-level directory"
+	case strings.HasPrefix(c, "/home/") && strings.Count(c, "/") == 2, strings.HasPrefix(c, "/Users/") && strings.Count(c, "/") == 2:
+		return "it is a home directory"
+	}
+	for _, sys := range []string{"/usr", "/etc", "/var", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/dev", "/proc", "/sys", "/run", "/opt", "/srv"} {
+		if strings.HasPrefix(c, sys+"/") && strings.Count(c, "/") == 2 {
+			return "it is a system directory"
+		}
+	}
+	return ""
 }
 
 // hostState is a Host plus which fields hosts.toml set explicitly (those

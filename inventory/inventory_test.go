@@ -88,6 +88,12 @@ func TestParseErrors(t *testing.T) {
 		{"name size", "[[host]]\naddress = \"n[1-3]\"\nname = \"x\"\n", []string{"range name of the same size"}},
 		{"bad jump", "[[host]]\naddress = \"a\"\nproxy_jump = \"@b\"\n", []string{"proxy_jump"}},
 		{"conflicting port", "[[host]]\naddress = \"a:22\"\nport = 23\n", []string{"has port 22 but port = 23"}},
+		{"workdir home", "[defaults]\nworkdir = \"~\"\n[[host]]\naddress = \"a\"\n", []string{"workdir \"~\": it is the home directory"}},
+		{"workdir home slash", "[[host]]\naddress = \"a\"\nworkdir = \"~/\"\n", []string{"it is the home directory"}},
+		{"workdir root", "[[host]]\naddress = \"a\"\nworkdir = \"/\"\n", []string{"it is the root directory"}},
+		{"workdir system", "[[host]]\naddress = \"a\"\nworkdir = \"/usr/local\"\n", []string{"it is a system directory"}},
+		{"workdir top", "[[host]]\naddress = \"a\"\nworkdir = \"/tmp\"\n", []string{"it is a top-level directory"}},
+		{"workdir a home", "[[host]]\naddress = \"a\"\nworkdir = \"/home/me\"\n", []string{"it is a home directory"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -97,6 +98,22 @@ func containsKey(keys [][]byte, pub ssh.PublicKey) bool {
 }
 
 // loadKey parses an identity file once per Dialer.
+// checkKeyMode refuses a private key file that others can read, as
+// OpenSSH does (for a file the user owns), with OpenSSH's words.
+func checkKeyMode(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || int(st.Uid) != os.Getuid() || fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	return fmt.Errorf("UNPROTECTED PRIVATE KEY FILE! Permissions %#o for '%s' are too open. "+
+		"It is required that your private key files are NOT accessible by others. This private key will be ignored (fix: chmod 600 %s)",
+		fi.Mode().Perm(), path, path)
+}
+
 func (d *Dialer) loadKey(path string) keyResult {
 	d.mu.Lock()
 	r, ok := d.keys[path]
@@ -106,6 +123,8 @@ func (d *Dialer) loadKey(path string) keyResult {
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
+		r.err = err
+	} else if err := checkKeyMode(path); err != nil {
 		r.err = err
 	} else if s, err := ssh.ParsePrivateKey(b); err == nil {
 		r.signer = s

@@ -317,9 +317,16 @@ type HostKeyError struct {
 	Key         ssh.PublicKey
 	KnownHosts  []string
 	Fingerprint string
+	// Refused is why known_hosts refuses a key it knows of: revoked
+	// (@revoked), or a certificate its @cert-authority does not vouch for.
+	Refused error
 }
 
 func (e *HostKeyError) Error() string {
+	if e.Refused != nil {
+		return fmt.Sprintf("host key of %s refused: the server presented %s %s: %v (known_hosts: %s). Refusing to connect",
+			e.Host, e.Key.Type(), e.Fingerprint, e.Refused, strings.Join(e.KnownHosts, ", "))
+	}
 	if e.Changed {
 		return fmt.Sprintf("HOST KEY MISMATCH for %s: the server presented %s %s, which differs from known_hosts (%s). "+
 			"Someone may be intercepting the connection, or the host was reinstalled. Refusing to connect",
@@ -338,6 +345,9 @@ func (e *HostKeyError) hint() string {
 	file := "~/.ssh/known_hosts"
 	if len(e.KnownHosts) > 0 {
 		file = e.KnownHosts[0]
+	}
+	if e.Refused != nil {
+		return "the key is revoked or not vouched for by a trusted authority in known_hosts: this host is not trusted"
 	}
 	if e.Changed {
 		return fmt.Sprintf("if the change is expected, remove the old entry with: ssh-keygen -R '%s' -f %s", e.Host, file)
@@ -396,7 +406,10 @@ func (d *Dialer) hostKeyCallback(cfg *Config) (ssh.HostKeyCallback, []string, er
 			return hk
 		}
 		if !knownhosts.IsHostUnknown(err) {
-			return err
+			// A revoked key, a certificate from the wrong authority: a
+			// trust failure, refused once and never retried.
+			hk.Refused = err
+			return hk
 		}
 		return d.acceptNew(hk, hostname, remote, key)
 	}
@@ -430,11 +443,21 @@ func (d *Dialer) acceptNew(hk *HostKeyError, hostname string, remote net.Addr, k
 	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 		return fmt.Errorf("accept-new: %w", err)
 	}
-	f, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("accept-new: %w", err)
 	}
-	err = knownhosts.WriteKnownHost(f, hostname, remote, key)
+	// A file whose last line has no newline would merge it with ours and
+	// break both: end it first, as OpenSSH does.
+	if fi, serr := f.Stat(); serr == nil && fi.Size() > 0 {
+		last := make([]byte, 1)
+		if _, rerr := f.ReadAt(last, fi.Size()-1); rerr == nil && last[0] != '\n' {
+			_, err = f.Write([]byte("\n"))
+		}
+	}
+	if err == nil {
+		err = knownhosts.WriteKnownHost(f, hostname, remote, key)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

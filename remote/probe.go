@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -19,19 +18,21 @@ type Info struct {
 }
 
 // Describe learns the host's OS, architecture, CPU count and home
-// directory in one session. mkdirs are created first (mkdir -p; "~/" is
-// the home directory), saving round trips for callers that need them.
+// directory in one session. mkdirs are created first, private (0700;
+// mkdir -p; "~/" is the home directory), saving round trips for callers
+// that need them.
 func Describe(ctx context.Context, h Host, mkdirs ...string) (Info, error) {
-	var out bytes.Buffer
+	out := NewCappedBuffer(64 << 10) // a broken host cannot flood the master
 	script := "uname -s; uname -m; nproc 2>/dev/null || getconf _NPROCESSORS_ONLN; printf '%s\\n' \"$HOME\""
 	if len(mkdirs) > 0 {
 		var q []string
 		for _, d := range mkdirs {
 			q = append(q, QuotePath(d))
 		}
-		script = "mkdir -p -- " + strings.Join(q, " ") + " && { " + script + "; }"
+		// Private: what dsub keeps on a host is the user's alone.
+		script = "umask 077 && mkdir -p -- " + strings.Join(q, " ") + " && chmod 700 -- " + strings.Join(q, " ") + " && { " + script + "; }"
 	}
-	if err := h.Run(ctx, &Cmd{Shell: script, Stdout: &out}); err != nil {
+	if err := h.Run(ctx, &Cmd{Shell: script, Stdout: out}); err != nil {
 		return Info{}, err
 	}
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")

@@ -46,9 +46,22 @@ func CommandLine(c *Cmd) (string, error) {
 	if (len(c.Argv) == 0) == (c.Shell == "") {
 		return "", fmt.Errorf("command: set exactly one of Argv and Shell")
 	}
+	// A NUL byte cannot cross a command line: sshd drops the whole
+	// connection on one, taking every other session on it down.
 	for _, a := range c.Argv {
 		if strings.IndexByte(a, 0) >= 0 {
 			return "", fmt.Errorf("command: argument %q contains a NUL byte", a)
+		}
+	}
+	if strings.IndexByte(c.Shell, 0) >= 0 {
+		return "", fmt.Errorf("command: shell line %q contains a NUL byte", c.Shell)
+	}
+	if strings.IndexByte(c.Dir, 0) >= 0 {
+		return "", fmt.Errorf("command: directory %q contains a NUL byte", c.Dir)
+	}
+	for k, v := range c.Env {
+		if strings.IndexByte(v, 0) >= 0 {
+			return "", fmt.Errorf("command: environment variable %s: value %q contains a NUL byte", k, v)
 		}
 	}
 	var b strings.Builder

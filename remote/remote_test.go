@@ -451,6 +451,49 @@ func TestHostKeyChecking(t *testing.T) {
 			t.Errorf("after accept-new: %v", err)
 		}
 	})
+	t.Run("accept-new after a last line without newline", func(t *testing.T) {
+		cfg := hostConfig(t, "h01")
+		kh := filepath.Join(t.TempDir(), "known_hosts")
+		h2entry := fmt.Sprintf("[%s]:%d %s", h2.Addr, h2.Port, h2.HostKey)
+		os.WriteFile(kh, []byte(h2entry), 0o600) // no trailing newline
+		cfg.KnownHosts = []string{kh}
+		if _, _, err := run(t, (&remote.Dialer{NoAgent: true, AcceptNew: true}).Host(cfg), &remote.Cmd{Argv: []string{"true"}}); err != nil {
+			t.Fatalf("accept-new: %v", err)
+		}
+		b, _ := os.ReadFile(kh)
+		if !strings.HasPrefix(string(b), h2entry+"\n") {
+			t.Fatalf("the earlier line was merged with the new one: %q", b)
+		}
+		// Both lines still work, for a fresh Dialer without accept-new.
+		for _, name := range []string{"h01", "h02"} {
+			c := hostConfig(t, name)
+			c.KnownHosts = []string{kh}
+			if _, _, err := run(t, (&remote.Dialer{NoAgent: true}).Host(c), &remote.Cmd{Argv: []string{"true"}}); err != nil {
+				t.Errorf("%s after accept-new: %v", name, err)
+			}
+		}
+	})
+	t.Run("revoked key refused as a trust error", func(t *testing.T) {
+		cfg := hostConfig(t, "h01")
+		cfg.KnownHosts = []string{writeKnownHosts(t, "@revoked "+entry+" "+h1.HostKey+"\n"+entry+" "+h1.HostKey)}
+		d := &remote.Dialer{NoAgent: true, AcceptNew: true}
+		err := d.Host(cfg).Run(ctx, &remote.Cmd{Argv: []string{"true"}})
+		if remote.KindOf(err) != remote.KindHostKey || !strings.Contains(err.Error(), "refused") {
+			t.Fatalf("revoked key: err = %v (kind %v), want a host key (trust) error", err, remote.KindOf(err))
+		}
+	})
+	t.Run("global known hosts pin the key", func(t *testing.T) {
+		// A user file that would accept anything new, and a global file
+		// that pins h01 to h02's key: refused as a mismatch, never
+		// re-accepted.
+		cfg := hostConfig(t, "h01")
+		cfg.KnownHosts = []string{filepath.Join(t.TempDir(), "user_known_hosts"), writeKnownHosts(t, entry+" "+h2.HostKey)}
+		err := (&remote.Dialer{NoAgent: true, AcceptNew: true}).Host(cfg).Run(ctx, &remote.Cmd{Argv: []string{"true"}})
+		var hk *remote.HostKeyError
+		if !errors.As(err, &hk) || !hk.Changed {
+			t.Fatalf("err = %v, want a mismatch against the global file", err)
+		}
+	})
 	t.Run("only ed25519 known while server also has rsa", func(t *testing.T) {
 		// The cluster's known_hosts holds only ed25519 keys (golang/go#29286).
 		b, _ := os.ReadFile(cluster.KnownHosts)
@@ -490,6 +533,11 @@ func TestAuthErrors(t *testing.T) {
 	blk, _ = ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("secret"))
 	locked := filepath.Join(dir, "locked")
 	os.WriteFile(locked, pem.EncodeToMemory(blk), 0o600)
+	// The cluster's own key, readable by others: OpenSSH ignores it.
+	key, _ := os.ReadFile(cluster.KeyFile)
+	openKey := filepath.Join(dir, "open")
+	os.WriteFile(openKey, key, 0o644)
+	os.Chmod(openKey, 0o644)
 
 	tests := []struct {
 		name  string
@@ -501,6 +549,7 @@ func TestAuthErrors(t *testing.T) {
 		// No usable key at all is the configuration's fault (exit 2).
 		{"passphrase", []string{locked}, remote.KindConfig, "passphrase-protected and no ssh-agent holds it"},
 		{"missing", []string{filepath.Join(dir, "nope")}, remote.KindConfig, "not found"},
+		{"readable by others", []string{openKey}, remote.KindConfig, "UNPROTECTED PRIVATE KEY FILE! Permissions 0644"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

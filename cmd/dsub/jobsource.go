@@ -31,6 +31,16 @@ func openJobs(f *runFlags, tmpl *distributor.Template, stdin io.Reader) (*jobSou
 			return nil, usagef("--commands: %v", err)
 		}
 		s.closers = append(s.closers, fh.Close)
+		// Read it all once first: a bad line (a NUL byte) is refused,
+		// naming it, before anything runs.
+		if _, err := distributor.CountLines(fh, f.commands); err != nil {
+			s.close()
+			return nil, usageError{err}
+		}
+		if _, err := fh.Seek(0, io.SeekStart); err != nil {
+			s.close()
+			return nil, err
+		}
 		lr := distributor.NewLineReader(fh, f.commands)
 		n := 0
 		s.next = func() (distributor.JobSpec, bool, error) {
