@@ -127,7 +127,9 @@ func TestInterruptedPutLeavesNoTempFiles(t *testing.T) {
 	bf, _ := os.Create(big)
 	bf.Truncate(2 << 30) // sparse: 2 GiB to send, far more than 1 s allows
 	bf.Close()
-	go func() { errc <- run(ctx, []string{"put", "--hosts", cluster.HostsFile, big, "~/putint/"}, nil, &out, &errb) }()
+	go func() {
+		errc <- run(ctx, []string{"put", "--hosts", cluster.HostsFile, big, "~/putint/"}, nil, &out, &errb)
+	}()
 	waitTemp := time.Now().Add(30 * time.Second)
 	for {
 		o, _ := cluster.Exec(context.Background(), cluster.Hosts[0].Name, "sh", "-c", "ls -a /home/*/putint 2>/dev/null")
