@@ -86,8 +86,11 @@ func StartBackend(ctx context.Context, n int, b Backend, log io.Writer) (*Cluste
 // In -short mode no cluster is started and set is not called, so
 // integration tests can skip. A cluster that cannot start fails the run.
 func Main(m interface{ Run() int }, n int, set func(*Cluster)) int {
+	// (Fuzzing starts no cluster: its workers re-run TestMain and are
+	// killed without running the teardown, which would leak clusters;
+	// fuzz targets are local.)
 	flag.Parse()
-	if testing.Short() {
+	if testing.Short() || fuzzing() {
 		return m.Run()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -139,4 +142,15 @@ func Require(t testing.TB, c *Cluster) {
 		t.Fatal("CI=true: this integration test needs the testenv cluster; do not run CI with -short")
 	}
 	t.Skip("integration test against real sshd; run without -short")
+}
+
+// fuzzing reports whether the test binary runs as a fuzzing coordinator
+// or worker (go test -fuzz).
+func fuzzing() bool {
+	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
+			return true
+		}
+	}
+	return false
 }
