@@ -22,15 +22,26 @@ type PingResult struct {
 }
 
 // Ping connects to every host, authenticates, and probes OS, architecture
-// and CPU count.
-func (c *Cluster) Ping(ctx context.Context) []PingResult {
+// and CPU count. Each host gets at most timeout (if positive) for all of
+// it: a host that authenticates and then never finishes a command is
+// reported as timed out, and Ping returns.
+func (c *Cluster) Ping(ctx context.Context, timeout time.Duration) []PingResult {
 	res := make([]PingResult, len(c.members))
 	c.each(ctx, func(ctx context.Context, i int, m *Member) {
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
 		r := PingResult{Host: m.Name(), Slots: m.Inv.Slots}
 		err := m.Host.Connect(ctx)
 		if err == nil {
 			r.Reachable, r.AuthOK = true, true
 			r.Info, err = remote.Probe(ctx, m.Host)
+			if err != nil && ctx.Err() == context.DeadlineExceeded {
+				err = &remote.Error{Op: "ping", Host: m.Name(), Kind: remote.KindTimeout,
+					Err: fmt.Errorf("timed out after %s: the host logged us in but did not finish a command", timeout)}
+			}
 		} else {
 			switch remote.KindOf(err) {
 			case remote.KindAuth:

@@ -1018,6 +1018,10 @@ func (r *Run) dispatch(ctx context.Context) {
 	_ = r.writeRunJSON(st)
 }
 
+// adminTimeout bounds each of a run's own sessions on a host (describe,
+// sweeps), so that a host that hangs after logging in holds nothing.
+const adminTimeout = 2 * time.Minute
+
 // marker tells this run's processes on a host: the run directory dir as
 // their working directory, or DSUB_RUN=<id> in their environment (every
 // job has it; its children inherit it). Only exact matches count.
@@ -1183,7 +1187,11 @@ func (e *prepError) deferredString() string {
 func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
 	// One session learns the platform and home and creates the run
 	// directory; SFTP starts only if there is something to ship.
-	info, err := remote.Describe(ctx, m.Host, m.Inv.Workdir, path.Join(m.Inv.Workdir, "runs", r.id))
+	// Bounded: a host that logs us in and then hangs must not hold its
+	// preparation forever (it is retried like an unreachable one).
+	dctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	info, err := remote.Describe(dctx, m.Host, m.Inv.Workdir, path.Join(m.Inv.Workdir, "runs", r.id))
+	cancel()
 	if err != nil {
 		return nil, err
 	}
@@ -1193,7 +1201,9 @@ func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
 		// The crashed or interrupted master's jobs may still run in the
 		// run directory, which a resumed run shares: their results would
 		// go nowhere, so kill them before new ones start.
-		n, err := m.Host.KillMarked(ctx, r.marker(h.runDir))
+		kctx, cancel := context.WithTimeout(ctx, adminTimeout)
+		n, err := m.Host.KillMarked(kctx, r.marker(h.runDir))
+		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("kill the previous master's jobs: %w", err)
 		}

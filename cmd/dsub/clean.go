@@ -47,7 +47,7 @@ else is reported and left. Each host's clean is bounded by --timeout.` + exitHel
 			for _, r := range cl.Clean(ctx, runs) {
 				if r.Err != nil {
 					failed++
-					fmt.Fprintf(stderr, "dsub: %v\n", r.Err)
+					fmt.Fprintf(stderr, "dsub: %s\n", visible(r.Err.Error()))
 					continue
 				}
 				msg := "cleaned"

@@ -116,7 +116,7 @@ func (f *hostFlags) cluster(stderr io.Writer) (*distributor.Cluster, error) {
 		Warn: func(msg string) {
 			mu.Lock()
 			defer mu.Unlock()
-			fmt.Fprintln(stderr, "dsub: warning:", msg)
+			fmt.Fprintln(stderr, "dsub: warning:", visible(msg))
 		},
 	})
 	if err != nil {

@@ -174,7 +174,7 @@ func (o *execOutput) run(ctx context.Context, cl *distributor.Cluster, rc remote
 			case errors.As(r.Err, &ee):
 				fmt.Fprintf(o.stderr, "dsub: %s: %v\n", r.Host, ee)
 			default:
-				fmt.Fprintf(o.stderr, "dsub: %v\n", r.Err)
+				fmt.Fprintf(o.stderr, "dsub: %s\n", visible(r.Err.Error()))
 			}
 		}
 	}

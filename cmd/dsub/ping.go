@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,6 +17,7 @@ import (
 func newPingCmd(stdout, stderr io.Writer) *cobra.Command {
 	var hf hostFlags
 	var asJSON bool
+	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "ping",
 		Short: "Check that every host is reachable and report OS, arch, CPUs and round trip",
@@ -24,12 +26,15 @@ reachable, auth, OS/arch, CPU count, round-trip time of one session on the
 open connection, dsub's slots for the host, and any error.` + exitHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout <= 0 {
+				return usagef("--timeout %s: must be positive", timeout)
+			}
 			cl, err := hf.cluster(stderr)
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			res := cl.Ping(cmd.Context())
+			res := cl.Ping(cmd.Context(), timeout)
 			failed := 0
 			enc := json.NewEncoder(stdout)
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -82,6 +87,7 @@ open connection, dsub's slots for the host, and any error.` + exitHelp,
 	}
 	hf.register(c)
 	c.Flags().BoolVar(&asJSON, "json", false, "one JSON object per host")
+	c.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "per-host limit on connect and probe; a host that hangs is reported as timed out")
 	return c
 }
 
@@ -95,5 +101,5 @@ func yesNo(b bool) string {
 // oneLine folds a message onto one line ("; " between its lines), so
 // that a hint stays in its row.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ; ")), " ")
+	return visible(strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ; ")), " "))
 }

@@ -166,9 +166,9 @@ func failureReport(r distributor.Result) string {
 	if r.Exit > 0 {
 		fmt.Fprintf(&b, " (exit %d)", r.Exit)
 	}
-	fmt.Fprintf(&b, ": %v", r.Err)
+	fmt.Fprintf(&b, ": %s", visible(fmt.Sprint(r.Err)))
 	if r.StderrTail != "" {
-		b.WriteString("\n    stderr: " + strings.ReplaceAll(r.StderrTail, "\n", "\n            "))
+		b.WriteString("\n    stderr: " + strings.ReplaceAll(visible(r.StderrTail), "\n", "\n            "))
 	}
 	if r.Stdout != "" {
 		fmt.Fprintf(&b, "\n    logs: %s %s", r.Stdout, r.Stderr)

@@ -50,11 +50,11 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	}
 	var ue usageError
 	if errors.As(err, &ue) || remote.KindOf(err) == remote.KindConfig || inventory.IsConfigError(err) {
-		fmt.Fprintln(stderr, "dsub:", err)
+		fmt.Fprintln(stderr, "dsub:", visible(err.Error()))
 		return exitUsage
 	}
 	if !errors.Is(err, errReported) {
-		fmt.Fprintln(stderr, "dsub:", err)
+		fmt.Fprintln(stderr, "dsub:", visible(err.Error()))
 	}
 	return exitFailed
 }

@@ -44,7 +44,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 	run, err := cl.Start(ctx, distributor.RunOptions{
 		Binary: f.binary, Build: f.build, Files: f.files, Retries: f.retries, Timeout: f.timeout,
 		KeepRemote: f.keepRemote, LogsDir: f.logs, Reducer: reducer, OnResult: out.add,
-		Warn:   func(msg string) { fmt.Fprintln(se, "dsub: warning:", msg) },
+		Warn:   func(msg string) { fmt.Fprintln(se, "dsub: warning:", visible(msg)) },
 		Record: record, ResumeDir: f.resume, ResumeFailed: f.resumeFailed,
 		HaltAfter: haltAfter, HaltNow: haltNow, Speculate: f.speculate, SpeculateAfter: f.speculateAfter,
 	})

@@ -83,7 +83,7 @@ func reportTransfers(op string, res []distributor.TransferResult, start time.Tim
 	for _, r := range res {
 		if r.Err != nil {
 			failed++
-			fmt.Fprintf(stderr, "dsub: %s: %v\n", r.Host, r.Err)
+			fmt.Fprintf(stderr, "dsub: %s: %s\n", r.Host, visible(r.Err.Error()))
 			continue
 		}
 		total += r.Bytes
