@@ -1,7 +1,6 @@
 package distributor
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -960,8 +959,8 @@ func (r *Run) dispatch(ctx context.Context) {
 					// Kept for inspection, but no longer live: Clean may take it.
 					sh = append(sh, "rm -f -- "+remote.QuotePath(path.Join(dir, liveFile)))
 				}
-				var out bytes.Buffer
-				err := m.Host.Run(cctx, &remote.Cmd{Shell: strings.Join(sh, "; "), NoProcessGroup: true, Stdout: &out})
+				out := remote.NewCappedBuffer(4 << 10)
+				err := m.Host.Run(cctx, &remote.Cmd{Shell: strings.Join(sh, "; "), NoProcessGroup: true, Stdout: out})
 				if err != nil {
 					r.opts.Warn(fmt.Sprintf("clean up %s on %s: %v", dir, m.Name(), err))
 				}

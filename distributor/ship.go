@@ -161,11 +161,11 @@ func ensureRemote(ctx context.Context, h remote.Host, art artifact, dst string, 
 
 // remoteSHA256 hashes a file on the host with sha256sum (or shasum).
 func remoteSHA256(ctx context.Context, h remote.Host, p string) (string, error) {
-	var out bytes.Buffer
+	out := remote.NewCappedBuffer(4 << 10) // a hash line; a flood is dropped
 	q := remote.QuotePath(p)
 	err := h.Run(ctx, &remote.Cmd{
 		Shell:  "sha256sum -- " + q + " 2>/dev/null || shasum -a 256 -- " + q,
-		Stdout: &out,
+		Stdout: out,
 	})
 	if err != nil {
 		return "", err

@@ -39,6 +39,10 @@ type Host struct {
 	ConnectTimeout time.Duration // TCP + handshake + auth
 	Keepalive      time.Duration // keepalive interval; 0 disables
 	ProxyJump      string        // "user@bastion:port[,next...]"
+	// Jumps are the ProxyJump hops, each resolved as its own host
+	// through the OpenSSH config (HostName, User, Port, IdentityFile),
+	// as ssh does; nil: ProxyJump parsed as written.
+	Jumps []remote.Jump
 	Labels         []string
 	Source         string // "file:line" of the [[host]] entry
 }
@@ -46,6 +50,9 @@ type Host struct {
 // Remote returns the connection settings of h for package remote.
 func (h *Host) Remote() (remote.Config, error) {
 	jumps, err := remote.ParseProxyJump(h.ProxyJump)
+	if h.Jumps != nil {
+		jumps = h.Jumps
+	}
 	if err != nil {
 		return remote.Config{}, &Error{File: h.Source, Msg: fmt.Sprintf("host %q: proxy_jump: %v", h.Name, err)}
 	}

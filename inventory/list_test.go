@@ -172,3 +172,46 @@ Host *
 		t.Errorf("ssh_config in [[host]]: %v", err)
 	}
 }
+
+// TestJumpHostsResolvedThroughSSHConfig: each ProxyJump hop is resolved
+// as ssh resolves it, as a host of its own in the same config (HostName,
+// User, Port, IdentityFile); what the ProxyJump string spells out wins.
+func TestJumpHostsResolvedThroughSSHConfig(t *testing.T) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true: the OpenSSH client is required")
+		}
+		t.Skip("no ssh client")
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ssh_config")
+	os.WriteFile(cfg, []byte(`
+Host bastion
+  HostName 10.7.7.7
+  User jumper
+  Port 2222
+  IdentityFile /keys/jump
+Host inner
+  HostName 10.8.8.8
+  ProxyJump bastion
+Host *
+  IdentityFile /keys/default
+`), 0o600)
+	opts := Options{SSHConfig: cfg, Home: dir, LocalUser: "me"}
+	hosts, err := parse(t, "[[host]]\naddress = \"inner\"\n[[host]]\naddress = \"other\"\nproxy_jump = \"ops@bastion:22\"\n", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgIn, _ := hosts[0].Remote()
+	if len(cfgIn.ProxyJump) != 1 {
+		t.Fatalf("inner's jumps: %+v", cfgIn.ProxyJump)
+	}
+	j := cfgIn.ProxyJump[0]
+	if j.Host != "10.7.7.7" || j.User != "jumper" || j.Port != 2222 || len(j.IdentityFiles) == 0 || j.IdentityFiles[0] != "/keys/jump" {
+		t.Errorf("inner's hop = %+v", j)
+	}
+	cfgOther, _ := hosts[1].Remote()
+	if j := cfgOther.ProxyJump[0]; j.Host != "10.7.7.7" || j.User != "ops" || j.Port != 22 {
+		t.Errorf("other's hop (user and port spelled out) = %+v", j)
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/dsub-dev/dsub/remote"
 )
 
 // applySSHConfig fills in what hosts.toml left unset from the OpenSSH
@@ -23,7 +25,7 @@ import (
 // Match blocks, Include, tokens and first-match-wins exactly as ssh would,
 // which no Go parser does completely. It runs only when the config file
 // exists, once per distinct address.
-func applySSHConfig(hosts []*hostState, opts Options) error {
+func applySSHConfig(hosts []*hostState, opts Options) (err error) {
 	path := opts.SSHConfig
 	if path == "none" {
 		return nil
@@ -39,8 +41,8 @@ func applySSHConfig(hosts []*hostState, opts Options) error {
 		}
 		return nil
 	}
-	sshBin, err := exec.LookPath("ssh")
-	if err != nil {
+	sshBin, lerr := exec.LookPath("ssh")
+	if lerr != nil {
 		return &Error{File: path, Msg: "reading ssh config needs the OpenSSH client (ssh) on PATH; install it or pass --ssh-config none"}
 	}
 	var mu sync.Mutex
@@ -70,6 +72,11 @@ func applySSHConfig(hosts []*hostState, opts Options) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	defer func() {
+		if err == nil {
+			err = resolveJumps(hosts, cache, sshBin, path, opts)
+		}
+	}()
 	for _, h := range hosts {
 		kv := cache[h.Address]
 		if v := first(kv, "hostname"); v != "" {
@@ -143,4 +150,39 @@ func sshG(ctx context.Context, sshBin, path, host string) (map[string][]string, 
 		}
 	}
 	return kv, nil
+}
+
+// resolveJumps resolves each ProxyJump hop as ssh resolves it: as a host
+// of its own in the same config (HostName, User, Port, IdentityFile),
+// with what the ProxyJump string spells out (user@, :port) winning.
+func resolveJumps(hosts []*hostState, cache map[string]map[string][]string, sshBin, path string, opts Options) error {
+	for _, h := range hosts {
+		jumps, err := remote.ParseProxyJump(h.ProxyJump)
+		if err != nil || len(jumps) == 0 {
+			continue // validated elsewhere
+		}
+		for i, j := range jumps {
+			kv, ok := cache[j.Host]
+			if !ok {
+				if kv, err = sshG(context.Background(), sshBin, path, j.Host); err != nil {
+					return &Error{File: path, Msg: fmt.Sprintf("evaluating it for jump host %s of %s: %v", j.Host, h.Name, err)}
+				}
+				cache[j.Host] = kv
+			}
+			if v := first(kv, "hostname"); v != "" {
+				jumps[i].Host = v
+			}
+			if v := first(kv, "user"); v != "" && j.User == "" {
+				jumps[i].User = v
+			}
+			if v := first(kv, "port"); v != "" && j.Port == 0 {
+				jumps[i].Port, _ = strconv.Atoi(v)
+			}
+			if v := kv["identityfile"]; len(v) > 0 {
+				jumps[i].IdentityFiles = expandAll(v, opts.Home)
+			}
+		}
+		h.Jumps = jumps
+	}
+	return nil
 }

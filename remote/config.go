@@ -35,6 +35,9 @@ type Jump struct {
 	User string // "" = the target's user
 	Host string
 	Port int // 0 = 22
+	// IdentityFiles are the hop's own keys (nil: the target's), as its
+	// own ssh_config entry gives them.
+	IdentityFiles []string
 }
 
 func (j Jump) addr() string {

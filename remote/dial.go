@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,6 +65,7 @@ type jumpConn struct {
 	client *ssh.Client
 	err    error
 	sem    chan struct{}
+	lost   atomic.Bool // the connection died: the next dial through it re-dials
 }
 
 func (d *Dialer) init() {
@@ -254,6 +256,13 @@ func (d *Dialer) jump(ctx context.Context, cfg *Config, n int) (*jumpConn, error
 	}
 	d.mu.Lock()
 	j, ok := d.jumps[key.String()]
+	if ok && j.lost.Load() {
+		// The shared connection to the jump host died (a restart, a
+		// partition): dial it anew rather than failing every host
+		// behind it for good.
+		delete(d.jumps, key.String())
+		ok = false
+	}
 	if !ok {
 		per := d.PerJump
 		if per <= 0 {
@@ -274,7 +283,13 @@ func (d *Dialer) jump(ctx context.Context, cfg *Config, n int) (*jumpConn, error
 		if hop.User != "" {
 			hc.User = hop.User
 		}
+		if len(hop.IdentityFiles) > 0 {
+			hc.IdentityFiles = hop.IdentityFiles
+		}
 		j.client, j.err = d.dial(context.WithoutCancel(ctx), &hc)
+		if j.err == nil {
+			go func() { j.client.Wait(); j.lost.Store(true) }()
+		}
 	})
 	if j.err != nil {
 		// Let a later call try again rather than caching the failure.

@@ -715,6 +715,23 @@ func TestProxyJump(t *testing.T) {
 	if cluster.Backend == testenv.Docker && strings.TrimSpace(out) != "h03" {
 		t.Errorf("uname -n via jump = %q", out)
 	}
+	// The shared connection to the jump host dies (its sshd processes for
+	// the user are killed): the next connection through it re-dials the
+	// jump host instead of failing for good.
+	if out, err := cluster.Exec(context.Background(), j.Name, "pkill", "-u", j.User, "sshd"); err != nil {
+		t.Fatalf("kill the jump connection: %v %s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, _, err = run(t, d.Host(cfg), &remote.Cmd{Argv: []string{"true"}})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil {
+		t.Errorf("through the jump host after its connection died: %v", err)
+	}
 }
 
 func TestProbe(t *testing.T) {
