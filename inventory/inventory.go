@@ -42,9 +42,9 @@ type Host struct {
 	// Jumps are the ProxyJump hops, each resolved as its own host
 	// through the OpenSSH config (HostName, User, Port, IdentityFile),
 	// as ssh does; nil: ProxyJump parsed as written.
-	Jumps []remote.Jump
-	Labels         []string
-	Source         string // "file:line" of the [[host]] entry
+	Jumps  []remote.Jump
+	Labels []string
+	Source string // "file:line" of the [[host]] entry
 }
 
 // Remote returns the connection settings of h for package remote.
