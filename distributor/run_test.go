@@ -252,12 +252,21 @@ func TestEnvironmentAndPinning(t *testing.T) {
 	var col collected
 	var specs []distributor.JobSpec
 	for i := 0; i < 6; i++ {
-		specs = append(specs, distributor.JobSpec{Shell: `echo "$DSUB_JOB $DSUB_SHARD $DSUB_SHARDS $DSUB_HOST $(uname -n) $X"`,
-			Shard: i, Shards: 6, Pin: "h02", Env: map[string]string{"X": "it's"}})
+		specs = append(specs, distributor.JobSpec{Shell: `echo "$DSUB_JOB $DSUB_SHARD $DSUB_SHARDS $DSUB_HOST $(uname -n) $X"; echo "$DSUB_RUN" >&2`,
+			Shard: i, Shards: 6, Pin: "h02", Env: map[string]string{"X": "it's", "DSUB_RUN": "overridden?"}})
 	}
-	_, _, _, err := runJobs(t, c, col.opts(distributor.RunOptions{}), specs)
+	run, _, _, err := runJobs(t, c, col.opts(distributor.RunOptions{}), specs)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(col.results) != 6 {
+		t.Fatalf("%d results, want 6", len(col.results))
+	}
+	for job, r := range col.results {
+		// Every job carries the run's marker, which no job's Env overrides.
+		if r.StderrTail != run.ID() {
+			t.Errorf("job %d: DSUB_RUN = %q, want the run id %s", job, r.StderrTail, run.ID())
+		}
 	}
 	for job, r := range col.results {
 		want := fmt.Sprintf("%d %d 6 h02 h02 it's", job, job-1)
@@ -380,8 +389,10 @@ func TestSubmitBackpressure(t *testing.T) {
 		}
 		submitted++
 	}
-	if !blocked || submitted > 200 {
-		t.Errorf("Submit accepted %d sleeping jobs without blocking", submitted)
+	// The dispatcher takes jobs while fewer than max(2 x slots, 64) wait:
+	// some are accepted, then Submit blocks.
+	if !blocked || submitted < 64 || submitted > 200 {
+		t.Errorf("Submit accepted %d sleeping jobs (blocked: %v); want 64 to 200, then blocking", submitted, blocked)
 	}
 	cancel()
 	run.Close()

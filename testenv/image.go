@@ -28,10 +28,14 @@ var imageFS embed.FS
 const ImageRepo = "dsub-testenv-sshd"
 
 // ImageTag returns the image reference for the embedded recipe.
-func ImageTag() string {
+func ImageTag() string { return recipeTag(imageFS) }
+
+// recipeTag hashes every file under image/ in fsys, names and contents, so
+// that any change to the recipe gives a new tag (and a rebuild).
+func recipeTag(fsys fs.ReadFileFS) string {
 	h := sha256.New()
 	var names []string
-	_ = fs.WalkDir(imageFS, "image", func(p string, d fs.DirEntry, err error) error {
+	_ = fs.WalkDir(fsys, "image", func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			names = append(names, p)
 		}
@@ -39,7 +43,7 @@ func ImageTag() string {
 	})
 	sort.Strings(names)
 	for _, n := range names {
-		b, _ := imageFS.ReadFile(n)
+		b, _ := fsys.ReadFile(n)
 		fmt.Fprintf(h, "%s\x00%d\x00", n, len(b))
 		h.Write(b)
 	}

@@ -1,10 +1,12 @@
 package testenv
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 func TestMirrorFromSources(t *testing.T) {
@@ -36,5 +38,31 @@ func TestImageTagTracksRecipe(t *testing.T) {
 	}
 	if ImageTag() != tag {
 		t.Fatal("ImageTag is not deterministic")
+	}
+	// A copy of the recipe hashes the same; any change to a file's
+	// content or name gives another tag.
+	copyFS := fstest.MapFS{}
+	fs.WalkDir(imageFS, "image", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := imageFS.ReadFile(p)
+			copyFS[p] = &fstest.MapFile{Data: b}
+		}
+		return nil
+	})
+	if len(copyFS) == 0 || recipeTag(copyFS) != tag {
+		t.Fatalf("the recipe's copy (%d files) hashes to %s, want %s", len(copyFS), recipeTag(copyFS), tag)
+	}
+	for name, f := range copyFS {
+		changed := fstest.MapFS{}
+		renamed := fstest.MapFS{}
+		for n, g := range copyFS {
+			changed[n], renamed[n] = g, g
+		}
+		changed[name] = &fstest.MapFile{Data: append(append([]byte(nil), f.Data...), '\n')}
+		delete(renamed, name)
+		renamed[name+".renamed"] = f
+		if recipeTag(changed) == tag || recipeTag(renamed) == tag {
+			t.Errorf("changing or renaming %s leaves the tag %s", name, tag)
+		}
 	}
 }

@@ -1,13 +1,16 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -115,7 +118,12 @@ func (c *Cluster) WaitNoProcesses(ctx context.Context, pattern string, timeout t
 	for {
 		var left []string
 		for _, h := range c.Hosts {
-			out, _ := c.Exec(ctx, h.Name, "pgrep", "-a", "-u", h.User, "-f", pattern)
+			out, err := c.Exec(ctx, h.Name, "pgrep", "-a", "-u", h.User, "-f", pattern)
+			if err != nil && !noMatch(err) {
+				// pgrep exits 1 for "no process": anything else (no
+				// pgrep, a bad pattern, no host) is not "clean".
+				return fmt.Errorf("looking for processes matching %q on %s: %v: %s", pattern, h.Name, err, bytes.TrimSpace(out))
+			}
 			if s := strings.TrimSpace(string(out)); s != "" {
 				left = append(left, h.Name+": "+s)
 			}
@@ -153,4 +161,11 @@ func fuzzing() bool {
 		}
 	}
 	return false
+}
+
+// noMatch reports whether err is pgrep's exit status 1: no process
+// matched.
+func noMatch(err error) bool {
+	var ee *exec.ExitError
+	return errors.As(err, &ee) && ee.ExitCode() == 1
 }
