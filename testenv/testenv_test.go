@@ -131,6 +131,19 @@ func TestUpWritesUsableState(t *testing.T) {
 			t.Errorf("known_hosts line %q: want `[addr]:port ssh-ed25519 KEY`", l)
 		}
 	}
+	// WaitNoProcesses fails when pgrep cannot answer (here: a bad
+	// pattern; likewise a missing pgrep), instead of reporting "clean".
+	if err := c.WaitNoProcesses(context.Background(), "(", time.Second); err == nil {
+		t.Error("WaitNoProcesses reported no processes for a pattern pgrep refuses")
+	}
+	dead, cancel := context.WithCancel(context.Background())
+	cancel() // every look fails, with no output at all
+	if err := c.WaitNoProcesses(dead, "sleep", time.Second); err == nil {
+		t.Error("WaitNoProcesses reported no processes when it could not look")
+	}
+	if err := c.WaitNoProcesses(context.Background(), "no-such-process-dsub-xyz", time.Second); err != nil {
+		t.Errorf("WaitNoProcesses with nothing matching: %v", err)
+	}
 	seenName := map[string]bool{}
 	seenKey := map[string]bool{}
 	for _, h := range c.Hosts {
