@@ -337,16 +337,42 @@ func TestKillMarked(t *testing.T) {
 	}
 }
 
+// TestTimeoutKillsRemoteProcess: a command whose deadline passes has its
+// remote process group killed: TERM, then KILL for a group that ignores
+// TERM (the escalation, timed and logged). The host is connected and the
+// process seen running before the deadline is set, so the handshake is
+// not part of it.
 func TestTimeoutKillsRemoteProcess(t *testing.T) {
-	h := newHost(t, "h02")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	err := h.Run(ctx, &remote.Cmd{Argv: []string{"sleep", "321"}})
-	if remote.KindOf(err) != remote.KindTimeout {
-		t.Errorf("err = %v, want timeout", err)
-	}
-	if left := pgrep(t, "h02", "sleep 321"); left != "" {
-		t.Errorf("process left after timeout: %s", left)
+	for _, tt := range []struct {
+		name, shell, pat string
+	}{
+		{"term", "sleep 321", "sleep 321"},
+		{"term ignored", "trap '' TERM; sleep 323 & wait; sleep 323", "sleep 323"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHost(t, "h02")
+			if err := h.Connect(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancelCause(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- h.Run(ctx, &remote.Cmd{Shell: tt.shell}) }()
+			for deadline := time.Now().Add(20 * time.Second); pgrep(t, "h02", tt.pat) == ""; time.Sleep(50 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s never started", tt.pat)
+				}
+			}
+			start := time.Now()
+			cancel(context.DeadlineExceeded) // the deadline passes now
+			err := <-errc
+			t.Logf("%s: killed in %s", tt.name, time.Since(start).Round(10*time.Millisecond))
+			if err == nil {
+				t.Errorf("err = nil, want the command interrupted")
+			}
+			if left := pgrep(t, "h02", tt.pat); left != "" {
+				t.Errorf("process left after the deadline: %s", left)
+			}
+		})
 	}
 }
 
