@@ -147,11 +147,19 @@ func TestMasterCrashAndResume(t *testing.T) {
 	noStrays(t, "sleep 0.3")
 }
 
-// TestInterruptKillsRemoteJobs: SIGINT stops the run, kills every remote
-// job process (the time it takes is logged: 2 s is the target), cleans the remote run directories, and prints a
+// TestInterruptKillsRemoteJobs: SIGINT, and likewise SIGTERM, stops the
+// run, kills every remote job process (the time it takes is logged),
+// cleans the remote run directories, flushes the journal (the quick jobs
+// done before the signal are recorded in results.jsonl), and prints a
 // resume hint; exit status 130.
 func TestInterruptKillsRemoteJobs(t *testing.T) {
-	cmd, dir, errb := startSleepers(t, "40")
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) { interruptKills(t, sig) })
+	}
+}
+
+func interruptKills(t *testing.T, sig os.Signal) {
+	cmd, dir, errb := startSleepers(t, "40", 4)
 	// Wait until sleeps run on every host.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -172,8 +180,7 @@ func TestInterruptKillsRemoteJobs(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	start := time.Now()
-	cmd.Process.Signal(os.Interrupt)
-	// The remote processes die within 2 s.
+	cmd.Process.Signal(sig)
 	for {
 		left := ""
 		for _, h := range cluster.Hosts {
@@ -184,12 +191,12 @@ func TestInterruptKillsRemoteJobs(t *testing.T) {
 			break
 		}
 		if time.Since(start) > 10*time.Second { // the figure is logged below; this only catches a kill that never comes
-			t.Errorf("remote jobs still running 10s after SIGINT: %s", left)
+			t.Errorf("remote jobs still running 10s after %s: %s", sig, left)
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Logf("remote jobs gone %s after SIGINT", time.Since(start).Round(time.Millisecond))
+	t.Logf("remote jobs gone %s after %s", time.Since(start).Round(time.Millisecond), sig)
 	err := cmd.Wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
@@ -197,6 +204,19 @@ func TestInterruptKillsRemoteJobs(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "resume with: dsub run --resume ") {
 		t.Errorf("no resume hint:\n%s", errb.String())
+	}
+	// The journal holds the quick jobs (1-4), done before the signal.
+	journal, err := os.ReadFile(filepath.Join(runDir(t, filepath.Join(dir, "logs")), "results.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for job := 1; job <= 4; job++ {
+		if !strings.Contains(string(journal), fmt.Sprintf(`{"job":%d,`, job)) {
+			t.Errorf("results.jsonl lacks quick job %d:\n%s", job, journal)
+		}
+	}
+	if !strings.Contains(errb.String(), "4 of 20 jobs recorded") {
+		t.Errorf("the resume hint does not count the 4 recorded jobs:\n%s", errb.String())
 	}
 	// Remote run directories are gone.
 	rd := runDir(t, filepath.Join(dir, "logs"))
@@ -222,7 +242,7 @@ func TestSecondInterruptExitsAtOnce(t *testing.T) {
 			cluster.Exec(ctx, h.Name, "pkill", "-u", h.User, "-f", "sleep 50")
 		}
 	}()
-	cmd, _, errb := startSleepers(t, "50")
+	cmd, _, errb := startSleepers(t, "50", 0)
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
 		for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
@@ -257,13 +277,16 @@ func TestSecondInterruptExitsAtOnce(t *testing.T) {
 // signalled) on 16 jobs "sleep <prefix>NN" across the shared cluster. It
 // returns the process, its temporary directory (logs under logs/) and its
 // stderr so far, safe to read while it runs.
-func startSleepers(t *testing.T, prefix string) (*exec.Cmd, string, *lockedBuffer) {
+func startSleepers(t *testing.T, prefix string, quick int) (*exec.Cmd, string, *lockedBuffer) {
 	t.Helper()
 	testenv.Require(t, cluster)
 	bin := buildDsub(t)
 	dir := t.TempDir()
 	cf := filepath.Join(dir, "cmds.txt")
 	var cmds strings.Builder
+	for i := 0; i < quick; i++ {
+		fmt.Fprintf(&cmds, "echo %d\n", 100+i) // done before any signal
+	}
 	for i := 0; i < 16; i++ {
 		fmt.Fprintf(&cmds, "sleep %s%02d; echo %d\n", prefix, i, i)
 	}
