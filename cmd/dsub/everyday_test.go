@@ -132,8 +132,12 @@ func TestInterruptedPutLeavesNoTempFiles(t *testing.T) {
 	}()
 	waitTemp := time.Now().Add(30 * time.Second)
 	for {
-		o, _ := cluster.Exec(context.Background(), cluster.Hosts[0].Name, "sh", "-c", "ls -a /home/*/putint 2>/dev/null")
+		o, _ := cluster.Exec(context.Background(), cluster.Hosts[0].Name, "sh", "-c", "stat -c '%a %n' /home/*/putint/.*dsub-tmp-* 2>/dev/null")
 		if strings.Contains(string(o), ".dsub-tmp-") {
+			// Under way: private until complete, whatever the final mode.
+			if !strings.HasPrefix(string(o), "600 ") {
+				t.Errorf("the upload's temporary file is not 0600 while it is written: %s", o)
+			}
 			break
 		}
 		if time.Now().After(waitTemp) {
