@@ -363,7 +363,9 @@ func (c *Cluster) writeClientFiles() error {
 	var kh, ht, sc strings.Builder
 	fmt.Fprintf(&ht, "# hosts.toml written by `testenv up` for cluster %q (%s backend).\n", c.Name, c.Backend)
 	fmt.Fprintf(&ht, "# Use it with: dsub ping --hosts %s\n\n", c.HostsFile)
-	fmt.Fprintf(&ht, "[defaults]\nuser = %q\nidentity_files = [%q]\nknown_hosts = [%q]\nconnect_timeout = \"10s\"\n", "dsub", c.KeyFile, c.KnownHosts)
+	// slots = 2, whatever the CPUs: tests that count jobs per host or in
+	// flight must not depend on the machine's size.
+	fmt.Fprintf(&ht, "[defaults]\nuser = %q\nidentity_files = [%q]\nknown_hosts = [%q]\nconnect_timeout = \"10s\"\nslots = 2\n", "dsub", c.KeyFile, c.KnownHosts)
 	fmt.Fprintf(&sc, "# ssh_config written by `testenv up` for cluster %q. Use: ssh -F %s h01\n", c.Name, c.SSHConfig)
 	for _, h := range c.Hosts {
 		fmt.Fprintf(&kh, "%s %s\n", knownHostsAddr(h), h.HostKey)

@@ -99,7 +99,7 @@ func TestManyJobsKeepMemoryFlat(t *testing.T) {
 	dir := t.TempDir()
 	hosts := filepath.Join(dir, "hosts.toml")
 	ht, _ := os.ReadFile(cluster.HostsFile)
-	os.WriteFile(hosts, []byte(strings.Replace(string(ht), "[defaults]\n", "[defaults]\nslots = 6\n", 1)), 0o600)
+	os.WriteFile(hosts, []byte(strings.Replace(string(ht), "\nslots = 2\n", "\nslots = 6\n", 1)), 0o600)
 	echo := filepath.Join(dir, "echo.sh")
 	os.WriteFile(echo, []byte("#!/bin/sh\necho \"$1\"\n"), 0o755)
 	rss := map[int]float64{}
