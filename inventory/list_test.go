@@ -2,7 +2,6 @@ package inventory
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -131,12 +130,7 @@ func TestRelativePaths(t *testing.T) {
 // GlobalKnownHostsFile from the OpenSSH config are honoured, as ssh -F
 // does, and a hosts file can name its ssh_config (relative to itself).
 func TestSSHConfigKnownHostsAndFileKey(t *testing.T) {
-	if _, err := exec.LookPath("ssh"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true: the OpenSSH client is required")
-		}
-		t.Skip("no ssh client")
-	}
+	needSSH(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "ssh_config"), []byte(`
 Host h01
@@ -177,12 +171,7 @@ Host *
 // as ssh resolves it, as a host of its own in the same config (HostName,
 // User, Port, IdentityFile); what the ProxyJump string spells out wins.
 func TestJumpHostsResolvedThroughSSHConfig(t *testing.T) {
-	if _, err := exec.LookPath("ssh"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true: the OpenSSH client is required")
-		}
-		t.Skip("no ssh client")
-	}
+	needSSH(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "ssh_config")
 	os.WriteFile(cfg, []byte(`
