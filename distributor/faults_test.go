@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,7 +48,9 @@ func faultRunUntil(t *testing.T, c *distributor.Cluster, n int, until func(warns
 		deadline := time.Now().Add(90 * time.Second)
 		i := 1
 		for ; i <= n || until != nil && !until(col.warnings()) && time.Now().Before(deadline); i++ {
-			if run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf("sleep %s; echo %d", d, i)}) != nil {
+			// Each job leaves a child that outlives it by minutes: a
+			// stray check finds it unless dsub killed it.
+			if run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf("%s >/dev/null 2>&1 & sleep %s; echo %d", stray(t), d, i)}) != nil {
 				break
 			}
 		}
@@ -133,6 +136,14 @@ func outcomes(rows [][]string, host string) (map[string]int, int) {
 	return m, onHost
 }
 
+// stray is the marker of the long-lived child each fault-test job leaves
+// behind: `sleep 397.NNN`, unique to the test. It would run for minutes,
+// so no process of it is left only if dsub killed it: at the end of the
+// run, or when the host that ran it came back.
+func stray(t *testing.T) string {
+	return fmt.Sprintf("sleep 397.%03d", crc32.ChecksumIEEE([]byte(t.Name()))%1000)
+}
+
 func noStrays(t *testing.T, pattern string) {
 	t.Helper()
 	if err := cluster.WaitNoProcesses(context.Background(), pattern, 10*time.Second); err != nil {
@@ -155,26 +166,61 @@ func TestHostKilledMidRun(t *testing.T) {
 	if err := cluster.Restart(ctx, "h02"); err != nil {
 		t.Fatal(err)
 	}
-	noStrays(t, "sleep 0.7")
+	noStrays(t, stray(t))
 }
 
-// TestHostPausedMidRun: a hung host is declared dead by keepalive (1 s
-// here, 3 misses), its jobs requeued; the result is unchanged.
+// TestHostPausedMidRun: a hung host is declared dead by keepalive (dead
+// after 3 missed keepalives), its jobs requeued; once it is declared lost
+// it is resumed, re-joins, and what its lost jobs left running there is
+// killed; the result is unchanged. Detection must come within the
+// keepalive window plus a margin for a loaded machine (a 1 h keepalive
+// fails it), for 1 s keepalives and for the documented default, 5 s; the
+// measured detection time is logged.
 func TestHostPausedMidRun(t *testing.T) {
-	c := faultCluster(t)
+	for _, tt := range []struct {
+		name      string
+		keepalive time.Duration
+	}{{"keepalive 1s", time.Second}, {"default keepalive 5s", 5 * time.Second}} {
+		t.Run(tt.name, func(t *testing.T) { pausedMidRun(t, tt.keepalive) })
+	}
+}
+
+func pausedMidRun(t *testing.T, keepalive time.Duration) {
+	c := clusterFrom(t, func(s string) string {
+		return strings.Replace(s, "connect_timeout = \"10s\"", fmt.Sprintf("connect_timeout = \"5s\"\nkeepalive = %q", keepalive.String()), 1)
+	})
 	ctx := context.Background()
-	start := time.Now()
-	var paused time.Time
-	res, warns, rows := faultRun(t, c, 24, "0.7", "h03", func() {
+	defer cluster.Unpause(ctx, "h03")
+	var paused, lost time.Time
+	until := func(w string) bool {
+		if lost.IsZero() && strings.Contains(w, "host h03 lost") {
+			lost = time.Now()
+			go cluster.Unpause(ctx, "h03")
+		}
+		return strings.Contains(w, "host h03 is back")
+	}
+	res, warns, rows, n := faultRunUntil(t, c, 24, until, "0.7", "h03", func() {
 		paused = time.Now()
 		if err := cluster.Pause(ctx, "h03"); err != nil {
 			t.Fatal(err)
 		}
 	})
-	cluster.Unpause(ctx, "h03")
-	t.Logf("run took %s; h03 paused after %s", time.Since(start).Round(time.Millisecond), paused.Sub(start).Round(time.Millisecond))
-	wantLossRecovered(t, res, warns, rows, 24, "h03")
-	noStrays(t, "sleep 0.7")
+	wantLossRecovered(t, res, warns, rows, n, "h03")
+	if lost.IsZero() {
+		t.Fatalf("h03 was never declared lost: %v", warns)
+	}
+	detect := lost.Sub(paused)
+	window := 3 * keepalive
+	t.Logf("h03 declared lost %s after the pause (keepalive %s: dead after %s)", detect.Round(10*time.Millisecond), keepalive, window)
+	// A miss is counted per interval, and the pause may fall anywhere in
+	// one: at most one more interval, plus a margin for a loaded machine.
+	if limit := window + keepalive + 10*time.Second; detect > limit {
+		t.Errorf("h03 declared lost %s after the pause; the keepalive window is %s (limit %s)", detect, window, limit)
+	}
+	if !strings.Contains(strings.Join(warns, "\n"), "host h03 is back") {
+		t.Errorf("h03 did not re-join: %v", warns)
+	}
+	noStrays(t, stray(t))
 }
 
 // TestPartitionThenHealRejoins: a cut-off host is dropped, reconnected with
@@ -218,7 +264,7 @@ func TestPartitionThenHealRejoins(t *testing.T) {
 	}
 	t.Logf("h01 ran %d jobs after the heal", after)
 	noStrays(t, "sleep 120")
-	noStrays(t, "sleep 0.6")
+	noStrays(t, stray(t))
 }
 
 // TestRestartedHostRejoinsOnlyWithItsKey: a host that dies and comes back
@@ -289,7 +335,7 @@ func TestRestartedHostRejoinsOnlyWithItsKey(t *testing.T) {
 	kh, _ := os.ReadFile(cluster.KnownHosts)
 	os.WriteFile(cluster.KnownHosts, []byte(strings.Replace(string(kh), h3.HostKey, f[0]+" "+f[1], 1)), 0o600)
 	h3.HostKey = f[0] + " " + f[1]
-	noStrays(t, "sleep 0.6")
+	noStrays(t, stray(t))
 }
 
 // TestSpeculateStragglers: every first execution on h02 hangs. With
