@@ -412,7 +412,7 @@ func TestFailingHostIsQuarantined(t *testing.T) {
 	const n = 30
 	run, col := startSum(ctx, t, c, distributor.RunOptions{Retries: 1, QuarantineAfter: 2})
 	for i := 1; i <= n; i++ {
-		run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf(`if [ "$DSUB_HOST" = h02 ]; then sleep 0.2; exit 3; fi; sleep 0.2; echo %d`, i)})
+		run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf(`%s >/dev/null 2>&1 & if [ "$DSUB_HOST" = h02 ]; then sleep 0.2; exit 3; fi; sleep 0.2; echo %d`, stray(t), i)})
 	}
 	run.Close()
 	st, res, err := run.Wait()
@@ -434,7 +434,7 @@ func TestFailingHostIsQuarantined(t *testing.T) {
 	if w := col.warnings(); !strings.Contains(w, "host h02 quarantined after 2 consecutive failed jobs") {
 		t.Errorf("warnings: %s", w)
 	}
-	noStrays(t, "sleep 0.2")
+	noStrays(t, stray(t))
 }
 
 // TestNoUsableHostThenResume: every host dies mid-run. The run stops with
@@ -455,7 +455,7 @@ func TestNoUsableHostThenResume(t *testing.T) {
 	logs := t.TempDir()
 	jobs := func(run *distributor.Run) {
 		for i := 1; i <= n; i++ {
-			run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf("sleep 0.3; echo %d", i)})
+			run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf("%s >/dev/null 2>&1 & sleep 0.3; echo %d", stray(t), i)})
 		}
 		run.Close()
 	}
@@ -510,7 +510,7 @@ func TestNoUsableHostThenResume(t *testing.T) {
 	if oc["recorded"] != n {
 		t.Errorf("joblog outcomes over both runs %v: want %d recorded", oc, n)
 	}
-	noStrays(t, "sleep 0.3")
+	noStrays(t, stray(t))
 }
 
 // TestHostDownAtStartJoinsLater: a host cut off when the run starts is
@@ -540,7 +540,7 @@ func TestHostDownAtStartJoinsLater(t *testing.T) {
 		run.Submit(ctx, distributor.JobSpec{Shell: "echo 1", Pin: "h03"})
 		for deadline := time.Now().Add(90 * time.Second); i < 30 || !strings.Contains(col.warnings(), "host h03 joined the run") && time.Now().Before(deadline); {
 			i++
-			if run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf("sleep 0.3; echo %d", i)}) != nil {
+			if run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf("%s >/dev/null 2>&1 & sleep 0.3; echo %d", stray(t), i)}) != nil {
 				break
 			}
 		}
@@ -564,7 +564,7 @@ func TestHostDownAtStartJoinsLater(t *testing.T) {
 	if !strings.Contains(col.warnings(), "host h03 joined the run") {
 		t.Errorf("warnings: %s", col.warnings())
 	}
-	noStrays(t, "sleep 0.3")
+	noStrays(t, stray(t))
 }
 
 // TestPinnedToDownHostIsBounded: jobs pinned to a host that never comes
