@@ -378,11 +378,19 @@ func TestTimeoutKillsRemoteProcess(t *testing.T) {
 
 // TestManyConcurrentSessions: 20 sessions at once on one host, beyond
 // sshd's MaxSessions of 10 per connection; none may fail.
+// TestManyConcurrentSessions: more sessions than sshd's MaxSessions (10,
+// stock) on one connection: sshd refuses the excess opens, and dsub backs
+// off and retries them, so no command fails. The client is allowed 30
+// sessions on a single connection, so refusals must happen (counted).
 func TestManyConcurrentSessions(t *testing.T) {
-	h := newHost(t, "h03")
+	needCluster(t)
+	cfg := hostConfig(t, "h03")
+	cfg.MaxPerConn, cfg.MaxConns = 30, 1
+	h := (&remote.Dialer{NoAgent: true}).Host(cfg)
+	t.Cleanup(func() { h.Close() })
 	var wg sync.WaitGroup
-	errs := make([]error, 20)
-	outs := make([]string, 20)
+	errs := make([]error, 30)
+	outs := make([]string, 30)
 	for i := range errs {
 		wg.Add(1)
 		go func() {
@@ -397,6 +405,10 @@ func TestManyConcurrentSessions(t *testing.T) {
 		if err != nil || outs[i] != fmt.Sprintf("%d\n", i) {
 			t.Errorf("session %d: %q, %v", i, outs[i], err)
 		}
+	}
+	t.Logf("sshd refused %d session opens; every one was retried", h.Refused())
+	if h.Refused() == 0 {
+		t.Errorf("sshd refused no session: the test did not reach MaxSessions")
 	}
 	// High churn: 200 short sessions, 20 at a time.
 	sem := make(chan struct{}, 20)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -35,7 +36,14 @@ type SSHHost struct {
 	sftpMu   sync.Mutex
 	sftp     *sftp.Client // guarded by sftpMu
 	sftpConn *conn        // the connection carrying sftp; guarded by sftpMu
+
+	refused atomic.Int64 // session opens the server refused (and were retried)
 }
+
+// Refused is how many session opens the server has refused so far
+// (sshd's MaxSessions): each was retried after backing off, never turned
+// into a command's failure.
+func (h *SSHHost) Refused() int64 { return h.refused.Load() }
 
 var _ Host = (*SSHHost)(nil)
 
@@ -289,6 +297,7 @@ func (h *SSHHost) session(ctx context.Context) (*ssh.Session, *conn, error) {
 		}
 		var oce *ssh.OpenChannelError
 		if errors.As(r.err, &oce) {
+			h.refused.Add(1)
 			h.backOff(c)
 			select {
 			case <-time.After(time.Duration(5+rand.IntN(20*min(attempt+1, 10))) * time.Millisecond):
