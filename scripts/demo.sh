@@ -28,4 +28,4 @@ if $dsub run --help >/dev/null 2>&1; then
 	$dsub run --hosts "$hosts" --build ./examples/primes --shards 16 --reduce sum -- count --shard '{shard}' --of '{shards}' --upto 10000000
 fi
 
-printf '\nThe cluster is still up: try  %s exec --hosts %s -- uptime\nRemove it with: make demo-down\n' "$dsub" "$hosts"
+printf '\nThe cluster is still up: try  %s exec -- uptime   (./hosts.toml describes it)\nRemove it with: make demo-down\n' "$dsub"
