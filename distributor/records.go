@@ -313,7 +313,6 @@ func (s *Stats) WriteTable(w io.Writer) {
 		s.Jobs, s.Succeeded, s.Failed, resumed, backups, s.Wall, s.Speedup(), eff, s.Slots())
 }
 
-// newRunID names a run directory: sortable by time, unique enough.
 // runIDPattern is the only form a run id takes. A run id names the
 // remote run directory <workdir>/runs/<id> that the end of a run kills
 // processes in and removes: anything else ("..", ".", a path) is refused.
@@ -322,6 +321,7 @@ var runIDPattern = regexp.MustCompile(`^[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$`)
 // ValidRunID reports whether id has the form newRunID makes.
 func ValidRunID(id string) bool { return runIDPattern.MatchString(id) }
 
+// newRunID names a run directory: sortable by time, unique enough.
 func newRunID(now time.Time) string {
 	return now.Format("20060102-150405") + fmt.Sprintf("-%04x", now.Nanosecond()>>10&0xffff)
 }

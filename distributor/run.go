@@ -117,6 +117,7 @@ type Run struct {
 	finished  chan completion
 
 	journaled     map[int]JournalRecord // a resumed run's recorded jobs; read-only after Start
+	needResult    bool                  // the reducer uses result lines (NeedsResult); set by Start
 	art           artifact              // the shipped binary (Binary mode)
 	checkPlatform func(h *runHost)      // warns when the binary does not suit a host
 	builder       *builder
@@ -239,6 +240,7 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 		ready: make(chan *runHost), lost: make(chan string), prepFail: make(chan error), prepDefer: make(chan *prepError), finished: make(chan completion, 64),
 	}
 	r.dir = filepath.Join(opts.LogsDir, r.id)
+	r.needResult = NeedsResult(opts.Reducer)
 	var prevBinary string
 	if opts.ResumeDir != "" {
 		r.dir = opts.ResumeDir
@@ -1454,7 +1456,7 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 	}
 	line, ok, tooLong := rw.Result()
 	switch {
-	case err == nil && so.err == nil && se.err == nil && (ok || !NeedsResult(r.opts.Reducer)):
+	case err == nil && so.err == nil && se.err == nil && (ok || !r.needResult):
 		// A result line is needed only by a reduce that uses it.
 		c.outcome = queue.Succeeded
 		if ok {

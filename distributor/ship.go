@@ -181,19 +181,17 @@ func remoteSHA256(ctx context.Context, h remote.Host, p string) (string, error) 
 // that can be found: a local directory holding Go files, or an import
 // path `go list` resolves. It does not build.
 func CheckBuild(ctx context.Context, pkg string) error {
-	cmd := exec.CommandContext(ctx, "go", "list", "-find", ".")
+	dir, target := "", pkg
 	if IsLocalPackage(pkg) {
-		fi, err := os.Stat(pkg)
-		if err != nil {
+		if fi, err := os.Stat(pkg); err != nil {
 			return err
-		}
-		if !fi.IsDir() {
+		} else if !fi.IsDir() {
 			return fmt.Errorf("%s is not a directory", pkg)
 		}
-		cmd.Dir = pkg
-	} else {
-		cmd.Args[len(cmd.Args)-1] = pkg
+		dir, target = pkg, "." // built in its own module, as the builder does
 	}
+	cmd := exec.CommandContext(ctx, "go", "list", "-find", target)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(msg)))

@@ -25,7 +25,7 @@ import (
 // Match blocks, Include, tokens and first-match-wins exactly as ssh would,
 // which no Go parser does completely. It runs only when the config file
 // exists, once per distinct address.
-func applySSHConfig(hosts []*hostState, opts Options) (err error) {
+func applySSHConfig(hosts []*hostState, opts Options) error {
 	path := opts.SSHConfig
 	if path == "none" {
 		return nil
@@ -41,8 +41,8 @@ func applySSHConfig(hosts []*hostState, opts Options) (err error) {
 		}
 		return nil
 	}
-	sshBin, lerr := exec.LookPath("ssh")
-	if lerr != nil {
+	sshBin, err := exec.LookPath("ssh")
+	if err != nil {
 		return &Error{File: path, Msg: "reading ssh config needs the OpenSSH client (ssh) on PATH; install it or pass --ssh-config none"}
 	}
 	var mu sync.Mutex
@@ -72,11 +72,6 @@ func applySSHConfig(hosts []*hostState, opts Options) (err error) {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	defer func() {
-		if err == nil {
-			err = resolveJumps(hosts, cache, sshBin, path, opts)
-		}
-	}()
 	for _, h := range hosts {
 		kv := cache[h.Address]
 		if v := first(kv, "hostname"); v != "" {
@@ -103,7 +98,7 @@ func applySSHConfig(hosts []*hostState, opts Options) (err error) {
 			h.KnownHosts = expandAll(kh, opts.Home)
 		}
 	}
-	return nil
+	return resolveJumps(hosts, cache, sshBin, path, opts)
 }
 
 // knownHostsFiles are the files ssh checks host keys against, in its
