@@ -185,12 +185,11 @@ func (p *linePrefixer) Write(b []byte) (int, error) {
 }
 
 func (p *linePrefixer) startSpill() {
-	f, err := os.CreateTemp("", "dsub-line-*")
+	f, err := unlinkedTemp("dsub-line-*")
 	if err != nil {
 		p.err = fmt.Errorf("spill a long line: %w", err)
 		return
 	}
-	os.Remove(f.Name())
 	if _, err := f.Write(p.buf); err != nil {
 		p.err = fmt.Errorf("spill a long line: %w", err)
 	}

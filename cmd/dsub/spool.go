@@ -30,6 +30,17 @@ type spool struct {
 	err   error  // the first write error (a full temp disk): reported
 }
 
+// unlinkedTemp creates a temporary file and unlinks it at once: it lives
+// while open and leaves nothing behind, even if dsub is killed.
+func unlinkedTemp(pattern string) (*os.File, error) {
+	f, err := os.CreateTemp("", pattern)
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
+}
+
 func newSpool() *spool { return &spool{h: sha256.New()} }
 
 func (s *spool) Write(p []byte) (int, error) {
@@ -41,12 +52,11 @@ func (s *spool) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if s.f == nil && s.err == nil {
-		f, err := os.CreateTemp("", "dsub-spool-*")
+		f, err := unlinkedTemp("dsub-spool-*")
 		if err != nil {
 			s.err = fmt.Errorf("spool output: %w", err)
 			return len(p), nil
 		}
-		os.Remove(f.Name())
 		s.f = f
 	}
 	if s.err == nil {
@@ -133,11 +143,10 @@ func shareInput(r io.Reader) (*sharedInput, error) {
 			}
 		}
 	}
-	tmp, err := os.CreateTemp("", "dsub-stdin-*")
+	tmp, err := unlinkedTemp("dsub-stdin-*")
 	if err != nil {
 		return nil, fmt.Errorf("spool stdin: %w", err)
 	}
-	os.Remove(tmp.Name())
 	n, err := io.Copy(tmp, r)
 	if err != nil {
 		tmp.Close()
