@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -90,7 +91,7 @@ func run(jobs, rounds, upto, slots int, only string) error {
 	}
 	hostsToml, _ := os.ReadFile(c.HostsFile)
 	hostsSlots := filepath.Join(tmp, "hosts.toml")
-	os.WriteFile(hostsSlots, []byte(strings.Replace(string(hostsToml), "[defaults]\n", fmt.Sprintf("[defaults]\nslots = %d\n", slots), 1)), 0o600)
+	os.WriteFile(hostsSlots, []byte(withSlots(string(hostsToml), slots)), 0o600)
 	// Records go where dsub puts them by default, the working directory:
 	// on some machines /tmp is far slower at creating files.
 	logs, err := os.MkdirTemp(".", ".bench-logs-")
@@ -284,4 +285,15 @@ func floor(args []string) error {
 	close(next)
 	wg.Wait()
 	return firstErr
+}
+
+// withSlots sets [defaults] slots in a testenv hosts.toml, replacing the
+// value testenv writes (a key may appear only once).
+func withSlots(hostsToml string, slots int) string {
+	line := fmt.Sprintf("slots = %d", slots)
+	re := regexp.MustCompile(`(?m)^slots = .*$`)
+	if re.MatchString(hostsToml) {
+		return re.ReplaceAllString(hostsToml, line)
+	}
+	return strings.Replace(hostsToml, "[defaults]\n", "[defaults]\n"+line+"\n", 1)
 }
