@@ -29,6 +29,7 @@ const (
 	Failed                   // the command failed: consumes a retry
 	Lost                     // host or connection failed: requeued for free
 	Canceled                 // the run is stopping: not requeued
+	Returned                 // taken back before it started (from a host's window): requeued for free, elsewhere
 )
 
 // Disposition is what the queue did with a finished execution.
@@ -412,14 +413,7 @@ func (q *Queue) Finish(e Exec, o Outcome) Disposition {
 		if js.failures > q.opts.Retries {
 			return q.giveUp(js)
 		}
-		if js.avoid == nil {
-			js.avoid = map[string]bool{}
-		}
-		js.avoid[e.Host] = true
-		if js.running == 0 {
-			q.requeue(js)
-		}
-		return Requeued
+		return q.again(js, e.Host)
 	case Lost:
 		h.stats.Lost++
 		js.lost++
@@ -430,6 +424,10 @@ func (q *Queue) Finish(e Exec, o Outcome) Disposition {
 			q.requeue(js)
 		}
 		return Requeued
+	case Returned:
+		// It never ran: no retry used, nothing against the host; it goes
+		// first to another host.
+		return q.again(js, e.Host)
 	}
 	// Canceled: leave it unfinished and unqueued.
 	delete(q.jobs, e.Job.ID)
@@ -453,6 +451,19 @@ func (q *Queue) maxLost() int {
 		return q.opts.MaxLost
 	}
 	return 10
+}
+
+// again requeues js (unless another execution of it runs) to run next
+// on a host other than avoid, if one can take it.
+func (q *Queue) again(js *jobState, avoid string) Disposition {
+	if js.avoid == nil {
+		js.avoid = map[string]bool{}
+	}
+	js.avoid[avoid] = true
+	if js.running == 0 {
+		q.requeue(js)
+	}
+	return Requeued
 }
 
 func (q *Queue) requeue(js *jobState) {

@@ -466,3 +466,47 @@ func TestBackupSurvivesTheOriginalsLoss(t *testing.T) {
 		t.Errorf("backup: %v, done %v", d, q.Done())
 	}
 }
+
+// A job taken back from a host's window before it started is requeued at
+// the front, costs no retry (Retries is 0), and goes to another host.
+func TestReturnedJobGoesElsewhere(t *testing.T) {
+	q := New(Options{Retries: 0})
+	q.AddHost("a", 2)
+	q.AddHost("b", 1)
+	for i := 1; i <= 3; i++ {
+		q.Add(&Job{ID: i})
+	}
+	q.Close()
+	var onA []Exec
+	var onB Exec
+	for _, e := range q.Assign() {
+		if e.Host == "a" {
+			onA = append(onA, e)
+		} else {
+			onB = e
+		}
+	}
+	if len(onA) != 2 || onB.Host != "b" {
+		t.Fatalf("assigned %v and %v", onA, onB)
+	}
+	if d := q.Finish(onA[1], Returned); d != Requeued {
+		t.Fatalf("Returned: %v, want requeued", d)
+	}
+	if q.Pending() != 1 {
+		t.Fatalf("%d pending, want 1", q.Pending())
+	}
+	// a has a free slot again, but the job avoids it while b can take it.
+	if es := q.Assign(); len(es) != 0 {
+		t.Fatalf("assigned %+v: the returned job should wait for b", es)
+	}
+	if d := q.Finish(onB, Succeeded); d != Recorded {
+		t.Fatal(d)
+	}
+	es := q.Assign()
+	if len(es) != 1 || es[0].Host != "b" || es[0].Job.ID != onA[1].Job.ID || es[0].Attempt != 2 {
+		t.Fatalf("then assigned %+v, want job %d on b", es, onA[1].Job.ID)
+	}
+	if d := q.Finish(es[0], Succeeded); d != Recorded {
+		t.Fatal(d)
+	}
+}
