@@ -122,11 +122,11 @@ func (d *Dialer) dial(parent context.Context, cfg *Config) (*ssh.Client, error) 
 	auth, err := d.authMethod(cfg)
 	if err != nil {
 		// Nothing local to authenticate with: fix the configuration.
-		return nil, &Error{Op: "connect", Host: cfg.Name, Kind: KindConfig, Err: err}
+		return nil, &Error{Op: OpConnect, Host: cfg.Name, Kind: KindConfig, Err: err}
 	}
 	hkcb, algos, err := d.hostKeyCallback(cfg)
 	if err != nil {
-		return nil, &Error{Op: "connect", Host: cfg.Name, Kind: KindConfig, Err: err}
+		return nil, &Error{Op: OpConnect, Host: cfg.Name, Kind: KindConfig, Err: err}
 	}
 	sc := &ssh.ClientConfig{
 		User:              cfg.User,
@@ -149,7 +149,7 @@ func (d *Dialer) dial(parent context.Context, cfg *Config) (*ssh.Client, error) 
 			case <-ctx.Done():
 			}
 		}
-		e := &Error{Op: "connect", Host: cfg.Name, Kind: kind, Err: err}
+		e := &Error{Op: OpConnect, Host: cfg.Name, Kind: kind, Err: err}
 		if kind == KindTransport && (ctx.Err() != nil || isNetTimeout(err)) {
 			// Whose deadline was it? The caller's makes this a timeout
 			// or a cancellation; our own connect timeout means the host

@@ -2,10 +2,12 @@
 // authentication, host-key checking, remote commands, and SFTP file
 // operations. It knows nothing of runs, shards or jobs.
 //
-// The core is the Host interface: Run a command, Upload, Download and a
-// small set of file operations, each taking a context first. SSHHost is the
-// implementation over golang.org/x/crypto/ssh and github.com/pkg/sftp;
-// behaviour such as retries or limits belongs in wrappers around Host, not
+// The core is the Host interface (host.go, whose doc comment is the
+// contract): connect, describe, run a command, kill what a marker names,
+// and a small set of file operations, each taking a context first.
+// SSHHost is the implementation over golang.org/x/crypto/ssh and
+// github.com/pkg/sftp; remote/fakehost is an in-memory sibling for tests.
+// Behaviour such as retries or limits belongs in wrappers around Host, not
 // in flags inside the SSH code.
 //
 // Invariants an SSHHost keeps:
@@ -28,7 +30,7 @@
 //   - The environment travels in the command line (export K='v'; ...),
 //     because stock sshd refuses setenv.
 //
-// Errors are *Error values naming the operation and the host, with a Kind
-// (transport, auth, host key, remote exit, ...) that callers use to decide
-// whether to retry elsewhere.
+// Errors are *Error values (package errs's vocabulary) naming the
+// operation and the host, with a Kind (transport, auth, host key, remote
+// exit, ...) that callers use to decide whether to retry elsewhere.
 package remote

@@ -1,87 +1,43 @@
 package remote
 
 import (
-	"context"
 	"errors"
 	"fmt"
+
+	"github.com/dsub-dev/dsub/errs"
 )
 
-// Kind classifies an error for the caller's decisions: a transport error
-// may be retried on another host without counting against a job; a remote
-// exit is the command's own failure.
-type Kind int
+// The error vocabulary is package errs's, shared with the distributor.
+type (
+	Kind  = errs.Kind
+	Error = errs.Error
+	Op    = errs.Op
+)
 
 const (
-	KindOther      Kind = iota
-	KindConfig          // bad configuration: fix and re-run
-	KindTransport       // connection failed or was lost, host unreachable or dead
-	KindAuth            // authentication refused
-	KindHostKey         // host key unknown or changed: never retried
-	KindRemoteExit      // the remote command ran and exited non-zero or by signal
-	KindTimeout         // a deadline passed
-	KindCanceled        // the caller's context was cancelled
+	KindOther      = errs.KindOther
+	KindConfig     = errs.KindConfig
+	KindTransport  = errs.KindTransport
+	KindAuth       = errs.KindAuth
+	KindHostKey    = errs.KindHostKey
+	KindRemoteExit = errs.KindRemoteExit
+	KindTimeout    = errs.KindTimeout
+	KindCanceled   = errs.KindCanceled
 )
 
-func (k Kind) String() string {
-	switch k {
-	case KindConfig:
-		return "config"
-	case KindTransport:
-		return "transport"
-	case KindAuth:
-		return "auth"
-	case KindHostKey:
-		return "host key"
-	case KindRemoteExit:
-		return "remote exit"
-	case KindTimeout:
-		return "timeout"
-	case KindCanceled:
-		return "canceled"
-	}
-	return "error"
-}
+// The operations on a host.
+const (
+	OpConnect   = errs.OpConnect
+	OpSession   = errs.OpSession
+	OpExec      = errs.OpExec
+	OpKill      = errs.OpKill
+	OpProbe     = errs.OpProbe
+	OpSFTP      = errs.OpSFTP
+	OpRemoveAll = errs.OpRemoveAll
+)
 
-// Error is an error from an operation on one host.
-type Error struct {
-	Op   string // "connect", "exec", "upload", "stat", ...
-	Host string // display name of the host
-	Kind Kind
-	Err  error
-	Hint string // advice for the user, if any ("add it with ssh-keyscan ...")
-	// PGID is, for a command whose connection was lost (KindTransport),
-	// its remote process group if it was known (else 0). Closing a
-	// connection does not kill remote processes, so they may still run:
-	// KillOrphan them once the host can be reached again.
-	PGID int
-}
-
-func (e *Error) Error() string {
-	s := fmt.Sprintf("%s on %s: %v", e.Op, e.Host, e.Err)
-	if e.Hint != "" {
-		s += "\n  hint: " + e.Hint
-	}
-	return s
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// KindOf returns the Kind of the first *Error in err's chain, KindCanceled
-// or KindTimeout for bare context errors, else KindOther.
-func KindOf(err error) Kind {
-	var e *Error
-	switch {
-	case err == nil:
-		return KindOther
-	case errors.As(err, &e):
-		return e.Kind
-	case errors.Is(err, context.Canceled):
-		return KindCanceled
-	case errors.Is(err, context.DeadlineExceeded):
-		return KindTimeout
-	}
-	return KindOther
-}
+// KindOf is errs.KindOf.
+func KindOf(err error) Kind { return errs.KindOf(err) }
 
 // ExitError reports a remote command that ran and did not exit 0.
 type ExitError struct {

@@ -6,19 +6,58 @@ import (
 	"io/fs"
 )
 
-// Host is one remote machine. Implementations are safe for concurrent use;
-// every method takes the context first and returns *Error values that name
-// the operation and the host.
+// Host is one machine that runs commands for dsub. It is the seam between
+// "what runs where", which the distributor decides, and "how a command
+// reaches a machine", which each implementation owns:
+//
+//   - SSHHost: one SSH session per command over persistent connections;
+//   - fakehost.Host: in memory, with scriptable jobs and faults, for tests
+//     of engine logic without sshd;
+//   - (next) an agent per host, and the master's own machine.
+//
+// The contract every implementation keeps:
+//
+//   - Methods are safe for concurrent use, take the context first, and
+//     return *Error values that name the operation and the host, with a
+//     Kind the caller decides by: KindTransport means the host (not the
+//     command) failed, so the work may go elsewhere for free; KindRemoteExit
+//     is the command's own failure.
+//   - Run starts the command as the leader of a new process group. When
+//     ctx is cancelled, Run kills the whole group before it returns. When
+//     the host is lost instead, the group may live on: the *Error carries
+//     its PGID, for KillOrphan once the host answers again.
+//   - A Marker (working directory, or an exact environment entry) is how
+//     processes are told apart: KillOrphan and KillMarked never touch a
+//     process that does not carry it.
+//   - A host that fails is not closed: Connect tries again (re-checking the
+//     host key); Close releases everything for good.
 type Host interface {
 	// Name is the host's display name.
 	Name() string
+	// Connect makes sure the host can be reached now: an open connection,
+	// or a fresh one.
+	Connect(ctx context.Context) error
+	// Connected reports whether a connection is open, without dialing.
+	Connected() bool
+	// Describe learns the host's platform, CPUs and home directory, first
+	// creating the directories mkdirs (private, mkdir -p), in one round
+	// trip.
+	Describe(ctx context.Context, mkdirs ...string) (Info, error)
 	// Run runs c to completion. A command that ran and exited non-zero
 	// returns an *Error of KindRemoteExit wrapping an *ExitError.
 	// Cancelling ctx kills the remote process group.
 	Run(ctx context.Context, c *Cmd) error
+	// KillOrphan kills process group pgid if it still carries m, and
+	// reports whether it did.
+	KillOrphan(ctx context.Context, pgid int, m Marker) (found bool, err error)
+	// KillMarked kills every process group that carries m and returns
+	// how many it killed.
+	KillMarked(ctx context.Context, m Marker) (int, error)
 	// Upload writes src to path atomically (a temporary name, then a
 	// rename) with mode perm, and returns the bytes written.
 	Upload(ctx context.Context, path string, src io.Reader, perm fs.FileMode) (int64, error)
+	// UploadVia is Upload through the given temporary name (see TempName).
+	UploadVia(ctx context.Context, path, tmp string, src io.Reader, perm fs.FileMode) (int64, error)
 	// Download copies the file at path into dst and returns the bytes read.
 	Download(ctx context.Context, path string, dst io.Writer) (int64, error)
 	FileOps
@@ -71,4 +110,20 @@ type Cmd struct {
 	// NoProcessGroup skips the process-group report, for commands that
 	// are themselves the kill path.
 	NoProcessGroup bool
+
+	// OnStart, if set, is called when the command has started, by an
+	// implementation that may hold it back first (an agent whose slots are
+	// full queues it). Others start commands at once and need not call it.
+	OnStart func()
+
+	// Usage, if set, receives the command's resource usage when the
+	// implementation can measure it (an agent can, from wait4; an SSH
+	// session cannot, and leaves it zero).
+	Usage *Usage
+}
+
+// Usage is a finished command's resource usage.
+type Usage struct {
+	User, Sys float64 // CPU seconds
+	MaxRSS    int64   // KiB
 }

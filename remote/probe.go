@@ -17,11 +17,18 @@ type Info struct {
 	RTT  time.Duration // one session round trip on an open connection (Probe only)
 }
 
-// Describe learns the host's OS, architecture, CPU count and home
-// directory in one session. mkdirs are created first, private (0700;
-// mkdir -p; "~/" is the home directory), saving round trips for callers
-// that need them.
-func Describe(ctx context.Context, h Host, mkdirs ...string) (Info, error) {
+// Runner runs commands on a named host: the part of Host that
+// DescribeShell needs.
+type Runner interface {
+	Name() string
+	Run(ctx context.Context, c *Cmd) error
+}
+
+// DescribeShell is Host.Describe for hosts with a POSIX shell: the OS,
+// architecture, CPU count and home directory in one command. mkdirs are
+// created first, private (0700; mkdir -p; "~/" is the home directory),
+// saving round trips for callers that need them.
+func DescribeShell(ctx context.Context, h Runner, mkdirs ...string) (Info, error) {
 	out := NewCappedBuffer(64 << 10) // a broken host cannot flood the master
 	script := "uname -s; uname -m; nproc 2>/dev/null || getconf _NPROCESSORS_ONLN; printf '%s\\n' \"$HOME\""
 	if len(mkdirs) > 0 {
@@ -37,7 +44,7 @@ func Describe(ctx context.Context, h Host, mkdirs ...string) (Info, error) {
 	}
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	if len(lines) < 4 {
-		return Info{}, &Error{Op: "probe", Host: h.Name(), Err: fmt.Errorf("unexpected uname/nproc output %q", out.String())}
+		return Info{}, &Error{Op: OpProbe, Host: h.Name(), Err: fmt.Errorf("unexpected uname/nproc output %q", out.String())}
 	}
 	info := Info{OS: strings.ToLower(strings.TrimSpace(lines[0])), Arch: GoArch(strings.TrimSpace(lines[1])), Home: lines[3]}
 	info.CPUs, _ = strconv.Atoi(strings.TrimSpace(lines[2]))
@@ -46,7 +53,7 @@ func Describe(ctx context.Context, h Host, mkdirs ...string) (Info, error) {
 
 // Probe is Describe plus the round trip of one more, warm session.
 func Probe(ctx context.Context, h Host) (Info, error) {
-	info, err := Describe(ctx, h)
+	info, err := h.Describe(ctx)
 	if err != nil {
 		return info, err
 	}

@@ -38,31 +38,40 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // keeps it from colliding with real output.
 const pgidMarker = "\x1edsub-pgid "
 
-// CommandLine builds the line sent to the remote login shell for c: report
-// the process group, export the environment, change directory, then exec
-// the argv (or eval the shell line) so that the command keeps the group
-// leader's pid. It fails on an invalid environment name or an empty command.
-func CommandLine(c *Cmd) (string, error) {
+// ValidCmd checks what every implementation of Host refuses: a command
+// that sets both or neither of Argv and Shell, and a NUL byte anywhere.
+func ValidCmd(c *Cmd) error {
 	if (len(c.Argv) == 0) == (c.Shell == "") {
-		return "", fmt.Errorf("command: set exactly one of Argv and Shell")
+		return fmt.Errorf("command: set exactly one of Argv and Shell")
 	}
 	// A NUL byte cannot cross a command line: sshd drops the whole
 	// connection on one, taking every other session on it down.
 	for _, a := range c.Argv {
 		if strings.IndexByte(a, 0) >= 0 {
-			return "", fmt.Errorf("command: argument %q contains a NUL byte", a)
+			return fmt.Errorf("command: argument %q contains a NUL byte", a)
 		}
 	}
 	if strings.IndexByte(c.Shell, 0) >= 0 {
-		return "", fmt.Errorf("command: shell line %q contains a NUL byte", c.Shell)
+		return fmt.Errorf("command: shell line %q contains a NUL byte", c.Shell)
 	}
 	if strings.IndexByte(c.Dir, 0) >= 0 {
-		return "", fmt.Errorf("command: directory %q contains a NUL byte", c.Dir)
+		return fmt.Errorf("command: directory %q contains a NUL byte", c.Dir)
 	}
 	for k, v := range c.Env {
 		if strings.IndexByte(v, 0) >= 0 {
-			return "", fmt.Errorf("command: environment variable %s: value %q contains a NUL byte", k, v)
+			return fmt.Errorf("command: environment variable %s: value %q contains a NUL byte", k, v)
 		}
+	}
+	return nil
+}
+
+// CommandLine builds the line sent to the remote login shell for c: report
+// the process group, export the environment, change directory, then exec
+// the argv (or eval the shell line) so that the command keeps the group
+// leader's pid. It fails on an invalid environment name or an empty command.
+func CommandLine(c *Cmd) (string, error) {
+	if err := ValidCmd(c); err != nil {
+		return "", err
 	}
 	var b strings.Builder
 	if !c.NoProcessGroup {

@@ -66,7 +66,7 @@ func (h *SSHHost) sftpClient(ctx context.Context) (*sftp.Client, error) {
 				}
 			}
 			h.release(c)
-			return nil, &Error{Op: "sftp", Host: h.cfg.Name, Kind: KindTransport, Err: err}
+			return nil, &Error{Op: OpSFTP, Host: h.cfg.Name, Kind: KindTransport, Err: err}
 		}
 		h.sftp, h.sftpConn = cl, c
 		go func() {
@@ -79,7 +79,7 @@ func (h *SSHHost) sftpClient(ctx context.Context) (*sftp.Client, error) {
 
 // fsErr wraps a file operation's error, classifying a lost connection as a
 // transport error.
-func (h *SSHHost) fsErr(op, p string, err error) error {
+func (h *SSHHost) fsErr(op Op, p string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -93,12 +93,12 @@ func (h *SSHHost) fsErr(op, p string, err error) error {
 		}
 		h.sftpMu.Unlock()
 	}
-	return &Error{Op: op + " " + p, Host: h.cfg.Name, Kind: kind, Err: err}
+	return &Error{Op: op, Path: p, Host: h.cfg.Name, Kind: kind, Err: err}
 }
 
 // withSFTP runs f with the SFTP client; cancelling ctx aborts f by closing
 // the client (the next call opens a new one).
-func (h *SSHHost) withSFTP(ctx context.Context, op, p string, f func(*sftp.Client) error) error {
+func (h *SSHHost) withSFTP(ctx context.Context, op Op, p string, f func(*sftp.Client) error) error {
 	cl, err := h.sftpClient(ctx)
 	if err != nil {
 		return err
@@ -113,7 +113,9 @@ func (h *SSHHost) withSFTP(ctx context.Context, op, p string, f func(*sftp.Clien
 	})
 	err = f(cl)
 	if !stop() {
-		return h.ctxErr(ctx, op+" "+p, "interrupted")
+		e := h.ctxErr(ctx, op, "interrupted").(*Error)
+		e.Path = p
+		return e
 	}
 	return h.fsErr(op, p, err)
 }
@@ -255,18 +257,22 @@ func (h *SSHHost) Remove(ctx context.Context, p string) error {
 	return h.withSFTP(ctx, "remove", p, func(cl *sftp.Client) error { return cl.Remove(p) })
 }
 
+// RemoveAll removes p and everything under it (rm -rf, in one session:
+// much faster than walking a big tree over SFTP). A missing p is not an
+// error. The home and root directories are refused.
 func (h *SSHHost) RemoveAll(ctx context.Context, p string) error {
-	p = sftpPath(p)
-	if p == "" || p == "." || p == "/" {
-		return &Error{Op: "remove-all " + p, Host: h.cfg.Name, Kind: KindConfig, Err: errors.New("refusing to remove the home or root directory")}
+	if q := strings.TrimSuffix(sftpPath(p), "/"); q == "" || q == "." || q == "/" || q == "~" {
+		return &Error{Op: OpRemoveAll, Host: h.cfg.Name, Kind: KindConfig, Err: fmt.Errorf("refusing to remove %q: the home or root directory", p)}
 	}
-	return h.withSFTP(ctx, "remove-all", p, func(cl *sftp.Client) error {
-		err := cl.RemoveAll(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
+	errb := NewCappedBuffer(4 << 10)
+	if err := h.Run(ctx, &Cmd{Shell: "rm -rf -- " + QuotePath(p), NoProcessGroup: true, Stderr: errb}); err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Kind == KindRemoteExit {
+			return &Error{Op: OpRemoveAll, Host: h.cfg.Name, Kind: KindRemoteExit, Err: fmt.Errorf("%s: %s", p, strings.TrimSpace(errb.String()))}
 		}
 		return err
-	})
+	}
+	return nil
 }
 
 func (h *SSHHost) Rename(ctx context.Context, from, to string) error {

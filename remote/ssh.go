@@ -80,6 +80,14 @@ func (h *SSHHost) Connect(ctx context.Context) error {
 	return nil
 }
 
+// Connected reports whether a connection to the host is open.
+func (h *SSHHost) Connected() bool { return h.Conns() > 0 }
+
+// Describe learns the host's platform, CPUs and home (DescribeShell).
+func (h *SSHHost) Describe(ctx context.Context, mkdirs ...string) (Info, error) {
+	return DescribeShell(ctx, h, mkdirs...)
+}
+
 // Conns returns the number of live connections to the host.
 func (h *SSHHost) Conns() int {
 	h.mu.Lock()
@@ -120,7 +128,7 @@ func (h *SSHHost) acquire(ctx context.Context) (*conn, error) {
 		h.mu.Lock()
 		if h.closed {
 			h.mu.Unlock()
-			return nil, &Error{Op: "session", Host: h.cfg.Name, Kind: KindCanceled, Err: errors.New("host closed")}
+			return nil, &Error{Op: OpSession, Host: h.cfg.Name, Kind: KindCanceled, Err: errors.New("host closed")}
 		}
 		if len(h.conns) == 0 && h.dialErr != nil && h.dialErrAt.After(start) {
 			// We waited on a dial that failed: share its error rather
@@ -247,7 +255,7 @@ func (h *SSHHost) watch(c *conn) {
 	}
 }
 
-func (h *SSHHost) ctxErr(ctx context.Context, op, what string) error {
+func (h *SSHHost) ctxErr(ctx context.Context, op Op, what string) error {
 	kind := KindCanceled
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		kind = KindTimeout
@@ -281,7 +289,7 @@ func (h *SSHHost) session(ctx context.Context) (*ssh.Session, *conn, error) {
 		case <-time.After(h.cfg.ConnectTimeout):
 			h.release(c)
 			h.markDead(c)
-			return nil, nil, &Error{Op: "session", Host: h.cfg.Name, Kind: KindTransport,
+			return nil, nil, &Error{Op: OpSession, Host: h.cfg.Name, Kind: KindTransport,
 				Err: fmt.Errorf("opening a session took longer than %s; connection presumed dead", h.cfg.ConnectTimeout)}
 		case <-ctx.Done():
 			go func() {
@@ -311,7 +319,7 @@ func (h *SSHHost) session(ctx context.Context) (*ssh.Session, *conn, error) {
 		if attempt < 2 {
 			continue // the connection died under us: redial once or twice
 		}
-		return nil, nil, &Error{Op: "session", Host: h.cfg.Name, Kind: KindTransport, Err: r.err}
+		return nil, nil, &Error{Op: OpSession, Host: h.cfg.Name, Kind: KindTransport, Err: r.err}
 	}
 }
 
@@ -338,7 +346,7 @@ func (h *SSHHost) backOff(c *conn) {
 func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 	line, err := CommandLine(c)
 	if err != nil {
-		return &Error{Op: "exec", Host: h.cfg.Name, Kind: KindConfig, Err: err}
+		return &Error{Op: OpExec, Host: h.cfg.Name, Kind: KindConfig, Err: err}
 	}
 	if err := ctx.Err(); err != nil {
 		return h.ctxErr(ctx, "exec", "before start")
@@ -368,7 +376,7 @@ func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 	}
 	s.Stderr = pg
 	if err := s.Start(line); err != nil {
-		return &Error{Op: "exec", Host: h.cfg.Name, Kind: KindTransport, Err: err}
+		return &Error{Op: OpExec, Host: h.cfg.Name, Kind: KindTransport, Err: err}
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Wait() }()
@@ -457,7 +465,7 @@ func (m Marker) script() string {
 // number from being reused, so it is still the command's.
 func (h *SSHHost) KillOrphan(ctx context.Context, pgid int, m Marker) (found bool, err error) {
 	if err := m.valid(); err != nil {
-		return false, &Error{Op: "kill", Host: h.cfg.Name, Kind: KindConfig, Err: err}
+		return false, &Error{Op: OpKill, Host: h.cfg.Name, Kind: KindConfig, Err: err}
 	}
 	return h.killGroup(ctx, pgid, m)
 }
@@ -473,7 +481,7 @@ func (h *SSHHost) KillOrphan(ctx context.Context, pgid int, m Marker) (found boo
 // /proc (Linux); elsewhere it finds nothing.
 func (h *SSHHost) KillMarked(ctx context.Context, m Marker) (int, error) {
 	if err := m.valid(); err != nil {
-		return 0, &Error{Op: "kill", Host: h.cfg.Name, Kind: KindConfig, Err: err}
+		return 0, &Error{Op: OpKill, Host: h.cfg.Name, Kind: KindConfig, Err: err}
 	}
 	out, errb := NewCappedBuffer(4<<10), NewCappedBuffer(4<<10)
 	err := h.Run(ctx, &Cmd{Shell: KillMarkedScript(m), NoProcessGroup: true, Stdout: out, Stderr: errb})
@@ -482,7 +490,7 @@ func (h *SSHHost) KillMarked(ctx context.Context, m Marker) (int, error) {
 	}
 	n, ok := KilledCount(out.String())
 	if !ok {
-		return 0, &Error{Op: "kill", Host: h.cfg.Name, Kind: KindOther, Err: fmt.Errorf("unexpected answer %q (stderr %q)", out.String(), errb.String())}
+		return 0, &Error{Op: OpKill, Host: h.cfg.Name, Kind: KindOther, Err: fmt.Errorf("unexpected answer %q (stderr %q)", out.String(), errb.String())}
 	}
 	return n, nil
 }
@@ -516,7 +524,7 @@ func KillMarkedScript(m Marker) string {
 
 func (h *SSHHost) killGroup(ctx context.Context, pgid int, m Marker) (bool, error) {
 	if pgid <= 1 {
-		return false, &Error{Op: "kill", Host: h.cfg.Name, Kind: KindConfig, Err: fmt.Errorf("bad process group %d", pgid)}
+		return false, &Error{Op: OpKill, Host: h.cfg.Name, Kind: KindConfig, Err: fmt.Errorf("bad process group %d", pgid)}
 	}
 	p := strconv.Itoa(pgid)
 	var b strings.Builder
@@ -541,14 +549,14 @@ func (h *SSHHost) exitErr(err error, cn *conn, pg *pgidWriter) error {
 		if x.Signal != "" {
 			x.Status = -1
 		}
-		return &Error{Op: "exec", Host: h.cfg.Name, Kind: KindRemoteExit, Err: x}
+		return &Error{Op: OpExec, Host: h.cfg.Name, Kind: KindRemoteExit, Err: x}
 	}
 	select {
 	case <-cn.done:
 		err = fmt.Errorf("connection lost: %w", err)
 	default:
 	}
-	e := &Error{Op: "exec", Host: h.cfg.Name, Kind: KindTransport, Err: err}
+	e := &Error{Op: OpExec, Host: h.cfg.Name, Kind: KindTransport, Err: err}
 	select {
 	case e.PGID = <-pg.got: // the command may still run there
 	default:
