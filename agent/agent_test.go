@@ -1,0 +1,302 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pair starts an agent (Serve, in process) and a client connected to it
+// through pipes. stop closes the master's end, as a dying master would.
+func pair(t *testing.T, opts Options) (c *Client, served <-chan error) {
+	t.Helper()
+	toAgentR, toAgentW := io.Pipe()
+	toMasterR, toMasterW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(context.Background(), toAgentR, toMasterW, opts)
+		toMasterW.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := NewClient(ctx, toMasterR, toAgentW, toAgentW.Close, opts.Keepalive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, done
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// alive reports whether process group pg has a process.
+func alive(pg int) bool { return pg > 0 && syscall.Kill(-pg, 0) == nil }
+
+// waitGone waits (10 s at most) until group pg is gone.
+func waitGone(t *testing.T, pg int) {
+	t.Helper()
+	for i := 0; alive(pg); i++ {
+		if i > 1000 {
+			t.Fatalf("process group %d still alive", pg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRunOutputExitAndUsage(t *testing.T) {
+	c, _ := pair(t, Options{})
+	var out, errb bytes.Buffer
+	m, pg, err := c.Run(context.Background(), Job{
+		Start:  StartMsg{Shell: `echo "out $X"; echo err >&2; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exit 3`, Env: map[string]string{"X": "it's"}, Dir: "/"},
+		Stdout: &out, Stderr: &errb,
+	})
+	if err != nil || m.Status != 3 || pg <= 0 {
+		t.Fatalf("exit %+v, pgid %d, err %v", m, pg, err)
+	}
+	if out.String() != "out it's\n" || errb.String() != "err\n" {
+		t.Errorf("stdout %q, stderr %q", out.String(), errb.String())
+	}
+	if m.User+m.Sys <= 0 || m.MaxRSS <= 0 {
+		t.Errorf("no resource usage: %+v", m)
+	}
+	// Argv reaches the program byte for byte; stdin is forwarded.
+	out.Reset()
+	m, _, err = c.Run(context.Background(), Job{Start: StartMsg{Argv: []string{"sh", "-c", `printf '%s|' "$@"; cat`, "sh", "a b", "'", ""}},
+		Stdin: strings.NewReader("from stdin"), Stdout: &out})
+	if err != nil || m.Status != 0 || out.String() != "a b|'||from stdin" {
+		t.Errorf("argv job: %+v %v %q", m, err, out.String())
+	}
+	// A program that cannot start is an exit with an error, not a hang.
+	m, _, err = c.Run(context.Background(), Job{Start: StartMsg{Argv: []string{"/nonexistent/prog"}}})
+	if err != nil || m.Status != -1 || m.Error == "" {
+		t.Errorf("missing program: %+v %v", m, err)
+	}
+}
+
+// Many jobs at once on one connection: outputs stay with their jobs.
+func TestConcurrentJobs(t *testing.T) {
+	c, _ := pair(t, Options{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out bytes.Buffer
+			m, _, err := c.Run(context.Background(), Job{Start: StartMsg{Shell: "seq 1 2000; echo $N", Env: map[string]string{"N": string(rune('A' + i%26))}}, Stdout: &out})
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			if err != nil || m.Status != 0 || len(lines) != 2001 || lines[2000] != string(rune('A'+i%26)) {
+				errs <- errors.New("job output mixed up or lost")
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// Cancelling a Run kills the job's whole process group; a group that
+// ignores TERM is KILLed after the grace period.
+func TestCancelKillsGroup(t *testing.T) {
+	c, _ := pair(t, Options{Grace: 300 * time.Millisecond})
+	for _, script := range []string{"sleep 300 & sleep 301; wait", "trap '' TERM; sleep 302 & sleep 303; wait"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var out syncBuffer
+		done := make(chan struct{})
+		var pg int
+		var err error
+		go func() {
+			defer close(done)
+			_, pg, err = c.Run(ctx, Job{Start: StartMsg{Shell: "echo up; " + script}, Stdout: &out})
+		}()
+		for !strings.Contains(out.String(), "up") {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		<-done
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: err %v", script, err)
+		}
+		waitGone(t, pg)
+	}
+}
+
+// The agent never outlives its master: when the master's end closes (a
+// SIGKILLed master's connection does), or the master goes silent, every
+// job's group is killed and the agent exits.
+func TestMasterGoneKillsJobs(t *testing.T) {
+	for _, how := range []string{"eof", "silence"} {
+		t.Run(how, func(t *testing.T) {
+			toAgentR, toAgentW := io.Pipe()
+			toMasterR, toMasterW := io.Pipe()
+			served := make(chan error, 1)
+			go func() {
+				served <- Serve(context.Background(), toAgentR, toMasterW, Options{Keepalive: 600 * time.Millisecond})
+			}()
+			w, r := NewWriter(toAgentW), NewReader(toMasterR)
+			var started atomic.Int64
+			go func() {
+				for {
+					f, err := r.Read()
+					if err != nil {
+						return
+					}
+					if f.Type == TStarted {
+						started.CompareAndSwap(0, int64(binary.BigEndian.Uint32(f.Payload)))
+					}
+				}
+			}()
+			w.WriteJSON(THello, 0, HelloMsg{Version: Version})
+			w.WriteJSON(TStart, 1, StartMsg{Shell: "sleep 304 & sleep 305"})
+			pg := 0
+			for i := 0; pg == 0 || !alive(pg); i++ {
+				pg = int(started.Load())
+				if i > 500 {
+					t.Fatal("the job did not start")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if how == "eof" {
+				toAgentW.Close()
+			} // else: say nothing; the watchdog fires after 600 ms
+			select {
+			case err := <-served:
+				if how == "silence" && (err == nil || !strings.Contains(err.Error(), "no word from the master")) {
+					t.Errorf("Serve: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the agent outlived its master")
+			}
+			// Gone within 5 s (zombies of the group's orphans are reaped by
+			// init meanwhile); the jobs would live for 300 s otherwise.
+			for i := 0; alive(pg); i++ {
+				if i > 500 {
+					t.Fatalf("job group %d alive 5 s after the agent exited", pg)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
+
+func TestVersionMismatch(t *testing.T) {
+	toAgentR, toAgentW := io.Pipe()
+	toMasterR, toMasterW := io.Pipe()
+	go func() {
+		w := NewWriter(toMasterW)
+		w.WriteJSON(THello, 0, HelloMsg{Version: Version + 1})
+		io.Copy(io.Discard, toAgentR)
+	}()
+	_, err := NewClient(context.Background(), toMasterR, toAgentW, toAgentW.Close, time.Second)
+	var ve *VersionError
+	if !errors.As(err, &ve) || ve.Theirs != Version+1 || !strings.Contains(err.Error(), "version mismatch") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// The decoder never panics, never allocates past MaxFrame, and reads
+// back what the encoder wrote.
+func FuzzReader(f *testing.F) {
+	var b bytes.Buffer
+	w := NewWriter(&b)
+	w.WriteJSON(THello, 0, HelloMsg{Version: 1})
+	w.Write(Frame{Type: TStdout, Handle: 7, Payload: []byte("hello")})
+	f.Add(b.Bytes())
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1})
+	f.Add([]byte{0, 0, 0, 3, 1, 2, 3})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := NewReader(bytes.NewReader(data))
+		for i := 0; i < 1000; i++ {
+			fr, err := r.Read()
+			if err != nil {
+				return
+			}
+			if len(fr.Payload)+5 > MaxFrame {
+				t.Fatalf("frame of %d bytes accepted", len(fr.Payload))
+			}
+			var again bytes.Buffer
+			if err := NewWriter(&again).Write(fr); err != nil {
+				t.Fatal(err)
+			}
+			back, err := NewReader(&again).Read()
+			if err != nil || back.Type != fr.Type || back.Handle != fr.Handle || !bytes.Equal(back.Payload, fr.Payload) {
+				t.Fatalf("round trip: %+v → %+v (%v)", fr, back, err)
+			}
+		}
+	})
+}
+
+// With Slots, jobs beyond them wait at the agent and start, in order, as
+// soon as a slot frees; one killed while it waits never runs.
+func TestSlotsQueueJobs(t *testing.T) {
+	c, _ := pair(t, Options{Slots: 1})
+	dir := t.TempDir()
+	var started sync.Map
+	run := func(ctx context.Context, name, script string) (ExitMsg, error) {
+		m, _, err := c.Run(ctx, Job{Start: StartMsg{Shell: script, Dir: dir}, Started: func(int) { started.Store(name, true) }})
+		return m, err
+	}
+	firstDone := make(chan ExitMsg, 1)
+	go func() {
+		m, _ := run(context.Background(), "first", "while [ ! -e go ]; do sleep 0.02; done")
+		firstDone <- m
+	}()
+	for _, ok := started.Load("first"); !ok; _, ok = started.Load("first") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	secondDone := make(chan ExitMsg, 1)
+	go func() { m, _ := run(context.Background(), "second", "touch second-ran"); secondDone <- m }()
+	ctx, cancel := context.WithCancel(context.Background())
+	thirdDone := make(chan error, 1)
+	var third ExitMsg
+	go func() { var err error; third, err = run(ctx, "third", "touch third-ran"); thirdDone <- err }()
+	time.Sleep(200 * time.Millisecond)
+	if _, ok := started.Load("second"); ok {
+		t.Fatal("the second job started while the only slot was taken")
+	}
+	cancel() // the third is killed while it waits
+	if err := <-thirdDone; !errors.Is(err, context.Canceled) || !third.NotStarted {
+		t.Errorf("third: %+v %v, want not started", third, err)
+	}
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600)
+	if m := <-firstDone; m.Status != 0 {
+		t.Errorf("first: %+v", m)
+	}
+	if m := <-secondDone; m.Status != 0 {
+		t.Errorf("second: %+v", m)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "second-ran")); err != nil {
+		t.Error("the second job never ran")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "third-ran")); err == nil {
+		t.Error("the third job ran after it was killed in the queue")
+	}
+}

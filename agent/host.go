@@ -1,0 +1,171 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dsub-dev/dsub/remote"
+)
+
+// Host runs a run's jobs through an agent on the host: a sibling of
+// remote.SSHHost behind the remote.Host interface. Jobs (commands whose Env
+// has DSUB_JOB) go to the agent over its one session; everything else
+// (file operations, describe, kills, admin commands) goes over SSH as
+// before. A lost agent connection fails its jobs as transport errors, like
+// a lost SSH connection; Connect starts a new agent.
+type Host struct {
+	remote.Host // the SSH side
+	argv        []string
+	dir         string
+	keepalive   time.Duration
+
+	mu     sync.Mutex
+	client *Client
+	stop   context.CancelFunc // ends the agent's session
+}
+
+// NewHost makes an agent host over ssh: argv starts the agent there (its
+// program, "agent", flags), in directory dir. Start it with Connect.
+func NewHost(ssh remote.Host, argv []string, dir string, keepalive time.Duration) *Host {
+	return &Host{Host: ssh, argv: argv, dir: dir, keepalive: keepalive}
+}
+
+// Connect connects over SSH and makes sure an agent answers: the one
+// running, or a new one.
+func (h *Host) Connect(ctx context.Context) error {
+	if err := h.Host.Connect(ctx); err != nil {
+		return err
+	}
+	_, err := h.agent(ctx)
+	return err
+}
+
+// agent returns a live client, starting an agent if there is none.
+func (h *Host) agent(ctx context.Context) (*Client, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.client != nil {
+		select {
+		case <-h.client.Done():
+		default:
+			return h.client, nil
+		}
+	}
+	c, err := h.startLocked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h.client = c
+	return c, nil
+}
+
+func (h *Host) startLocked(ctx context.Context) (*Client, error) {
+	if h.stop != nil {
+		h.stop()
+	}
+	sctx, stop := context.WithCancel(context.Background()) // the session lives until Close or a new agent
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	errb := remote.NewCappedBuffer(8 << 10)
+	ended := make(chan error, 1)
+	go func() {
+		err := h.Host.Run(sctx, &remote.Cmd{Argv: h.argv, Dir: h.dir, Stdin: inR, Stdout: outW, Stderr: errb})
+		outW.CloseWithError(fmt.Errorf("agent session ended: %v", err))
+		inR.Close()
+		ended <- err
+	}()
+	c, err := NewClient(ctx, outR, inW, inW.Close, h.keepalive)
+	if err != nil {
+		stop()
+		var ve *VersionError
+		if errors.As(err, &ve) {
+			return nil, &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindConfig, Err: err}
+		}
+		select {
+		case serr := <-ended:
+			if serr != nil {
+				err = fmt.Errorf("%v (%v; stderr: %s)", err, serr, strings.TrimSpace(errb.String()))
+			}
+		case <-time.After(time.Second):
+		}
+		return nil, &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindOf(err), Err: fmt.Errorf("start the agent: %w", err)}
+	}
+	h.stop = stop
+	return c, nil
+}
+
+// Queues reports that the host holds back jobs beyond its slots (the
+// agent's window), calling Cmd.OnStart when each starts.
+func (h *Host) Queues() bool { return true }
+
+// Close ends the agent (it kills what still runs and exits); the SSH host
+// is not closed: it belongs to its cluster.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.client != nil {
+		h.client.Close()
+		h.client = nil
+	}
+	if h.stop != nil {
+		// Give the agent a moment to kill its jobs and exit on the EOF
+		// before the session is torn down.
+		stop := h.stop
+		h.stop = nil
+		time.AfterFunc(5*time.Second, stop)
+	}
+	return nil
+}
+
+// Run runs a job through the agent, and anything else over SSH.
+func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
+	if _, job := c.Env["DSUB_JOB"]; !job || c.NoProcessGroup {
+		return h.Host.Run(ctx, c)
+	}
+	if err := remote.ValidCmd(c); err != nil {
+		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindConfig, Err: err}
+	}
+	cl, err := h.agent(ctx)
+	if err != nil {
+		if remote.KindOf(err) == remote.KindConfig {
+			return err
+		}
+		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindTransport, Err: err}
+	}
+	job := Job{Start: StartMsg{Argv: c.Argv, Shell: c.Shell, Env: c.Env, Dir: c.Dir}, Stdin: c.Stdin, Stdout: c.Stdout, Stderr: c.Stderr}
+	if c.OnStart != nil {
+		job.Started = func(int) { c.OnStart() }
+	}
+	m, pgid, err := cl.Run(ctx, job)
+	if c.Usage != nil {
+		*c.Usage = remote.Usage{User: m.User, Sys: m.Sys, MaxRSS: m.MaxRSS}
+	}
+	switch {
+	case errors.Is(err, ErrLost):
+		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindTransport, Err: err, PGID: pgid}
+	case err != nil && ctx.Err() != nil:
+		kind := remote.KindCanceled
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			kind = remote.KindTimeout
+		}
+		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: kind, Err: fmt.Errorf("command interrupted: %w", ctx.Err())}
+	case err != nil:
+		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindTransport, Err: err, PGID: pgid}
+	case m.Error != "":
+		// As a shell reports a program it cannot run.
+		if c.Stderr != nil {
+			fmt.Fprintf(c.Stderr, "dsub agent: %s\n", m.Error)
+		}
+		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindRemoteExit, Err: &remote.ExitError{Status: 127}}
+	case m.Status != 0 || m.Signal != "":
+		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindRemoteExit, Err: &remote.ExitError{Status: m.Status, Signal: m.Signal}}
+	}
+	return nil
+}
+
+var _ remote.Host = (*Host)(nil)

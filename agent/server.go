@@ -1,0 +1,344 @@
+package agent
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Options configure the agent.
+type Options struct {
+	// Keepalive: with no frame from the master for this long, the master
+	// is gone (default 15 s). The agent pings every third of it.
+	Keepalive time.Duration
+	// RemoveDir is removed when the master is lost, after the jobs are
+	// killed ("" for none).
+	RemoveDir string
+	// Grace is how long a killed job's group has between TERM and KILL
+	// (default 2 s).
+	Grace time.Duration
+	// Slots bounds the jobs running at once (0: no bound). Jobs started
+	// beyond it wait, in order, and start as soon as one ends: the
+	// master keeps a small window of them here, so no round trip sits
+	// between one job's exit and the next one's start.
+	Slots int
+}
+
+// Serve is the agent: it speaks the protocol on in and out until the
+// master closes in, goes silent for the keepalive window, or ctx ends.
+// Then it kills every job's process group (TERM, then KILL after Grace),
+// removes RemoveDir, and returns why it stopped.
+func Serve(ctx context.Context, in io.Reader, out io.Writer, opts Options) error {
+	if opts.Keepalive <= 0 {
+		opts.Keepalive = 15 * time.Second
+	}
+	if opts.Grace <= 0 {
+		opts.Grace = 2 * time.Second
+	}
+	s := &server{w: NewWriter(out), opts: opts, jobs: map[uint32]*job{}}
+	frames, readErr := make(chan Frame), make(chan error, 1)
+	r := NewReader(in)
+	go func() {
+		for {
+			f, err := r.Read()
+			if err != nil {
+				readErr <- err
+				return
+			}
+			select {
+			case frames <- f:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	// Reading runs first: on an unbuffered transport, both ends send
+	// hello before reading.
+	if err := s.w.WriteJSON(THello, 0, HelloMsg{Version: Version, Program: "dsub", PID: os.Getpid()}); err != nil {
+		return err
+	}
+	err := s.loop(ctx, frames, readErr)
+	s.shutdown()
+	return err
+}
+
+type server struct {
+	w       *Writer
+	opts    Options
+	mu      sync.Mutex
+	jobs    map[uint32]*job // running
+	busy    int             // slots taken (running, or starting)
+	waiting []waitingJob    // started beyond Slots, in order
+	hello   bool
+}
+
+type waitingJob struct {
+	h uint32
+	m StartMsg
+}
+
+// job is a running process.
+type job struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	pgid  int
+	done  chan struct{}
+}
+
+func (s *server) loop(ctx context.Context, frames <-chan Frame, readErr <-chan error) error {
+	ping := time.NewTicker(s.opts.Keepalive / 3)
+	defer ping.Stop()
+	watchdog := time.NewTimer(s.opts.Keepalive)
+	defer watchdog.Stop()
+	for {
+		select {
+		case f := <-frames:
+			watchdog.Reset(s.opts.Keepalive)
+			if err := s.handle(f); err != nil {
+				return err
+			}
+		case err := <-readErr:
+			if errors.Is(err, io.EOF) {
+				return nil // the master closed the session
+			}
+			return fmt.Errorf("read from the master: %w", err)
+		case <-ping.C:
+			if err := s.w.Write(Frame{Type: TPing}); err != nil {
+				return fmt.Errorf("write to the master: %w", err)
+			}
+		case <-watchdog.C:
+			return fmt.Errorf("no word from the master for %s", s.opts.Keepalive)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *server) handle(f Frame) error {
+	if !s.hello {
+		if _, err := checkHello(f, "master"); err != nil {
+			return err
+		}
+		s.hello = true
+		return nil
+	}
+	switch f.Type {
+	case TPing:
+	case TStart:
+		var m StartMsg
+		if err := json.Unmarshal(f.Payload, &m); err != nil {
+			return fmt.Errorf("agent protocol: start: %v", err)
+		}
+		s.start(f.Handle, m)
+	case TStdin, TStdinEOF:
+		s.mu.Lock()
+		j := s.jobs[f.Handle]
+		s.mu.Unlock()
+		if j == nil || j.stdin == nil {
+			return nil // the job has ended, or reads no stdin
+		}
+		if f.Type == TStdinEOF {
+			j.stdin.Close()
+		} else {
+			_, _ = j.stdin.Write(f.Payload) // a job that stopped reading loses the rest, as with a pipe
+		}
+	case TKill:
+		s.mu.Lock()
+		j := s.jobs[f.Handle]
+		dropped := false
+		for i, w := range s.waiting {
+			if w.h == f.Handle {
+				s.waiting = append(s.waiting[:i:i], s.waiting[i+1:]...)
+				dropped = true
+				break
+			}
+		}
+		s.mu.Unlock()
+		switch {
+		case dropped:
+			_ = s.w.WriteJSON(TExit, f.Handle, ExitMsg{Status: -1, NotStarted: true})
+		case j != nil:
+			go s.kill(j)
+		}
+	default:
+		return fmt.Errorf("agent protocol: unexpected %s frame from the master", f.Type)
+	}
+	return nil
+}
+
+// start starts a job, or queues it while every slot is taken.
+func (s *server) start(h uint32, m StartMsg) {
+	s.mu.Lock()
+	if s.opts.Slots < 0 {
+		s.mu.Unlock()
+		return // shutting down
+	}
+	if s.opts.Slots > 0 && s.busy >= s.opts.Slots {
+		s.waiting = append(s.waiting, waitingJob{h, m})
+		s.mu.Unlock()
+		return
+	}
+	s.busy++
+	s.mu.Unlock()
+	s.launch(h, m)
+}
+
+// finished frees a slot and starts the next waiting job.
+func (s *server) finished() {
+	s.mu.Lock()
+	s.busy--
+	var next *waitingJob
+	if len(s.waiting) > 0 && (s.opts.Slots == 0 || s.busy < s.opts.Slots) {
+		next = &s.waiting[0]
+		s.waiting = s.waiting[1:]
+		s.busy++
+	}
+	s.mu.Unlock()
+	if next != nil {
+		s.launch(next.h, next.m)
+	}
+}
+
+// launch starts a job's process; it reports Started or, if it could not
+// start, Exit.
+func (s *server) launch(h uint32, m StartMsg) {
+	var cmd *exec.Cmd
+	switch {
+	case m.Shell != "":
+		// The login shell, as a session's command line would get.
+		sh := os.Getenv("SHELL")
+		if sh == "" {
+			sh = "/bin/sh"
+		}
+		cmd = exec.Command(sh, "-c", m.Shell)
+	case len(m.Argv) > 0:
+		cmd = exec.Command(m.Argv[0], m.Argv[1:]...)
+	default:
+		s.notStarted(h, errors.New("no command"))
+		return
+	}
+	cmd.Dir = m.Dir
+	cmd.Env = os.Environ()
+	for k, v := range m.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	j := &job{cmd: cmd, done: make(chan struct{})}
+	stdout, err1 := cmd.StdoutPipe()
+	stderr, err2 := cmd.StderrPipe()
+	var err3 error
+	if m.Stdin {
+		j.stdin, err3 = cmd.StdinPipe()
+	}
+	if err := errors.Join(err1, err2, err3); err != nil {
+		s.notStarted(h, err)
+		return
+	}
+	if err := cmd.Start(); err != nil {
+		s.notStarted(h, err)
+		return
+	}
+	j.pgid = cmd.Process.Pid
+	s.mu.Lock()
+	s.jobs[h] = j
+	s.mu.Unlock()
+	var pg [4]byte
+	binary.BigEndian.PutUint32(pg[:], uint32(j.pgid))
+	_ = s.w.Write(Frame{Type: TStarted, Handle: h, Payload: pg[:]})
+	go s.wait(h, j, stdout, stderr)
+}
+
+func (s *server) notStarted(h uint32, err error) {
+	_ = s.w.WriteJSON(TExit, h, ExitMsg{Status: -1, Error: err.Error()})
+	s.finished()
+}
+
+// wait forwards a job's output, then reports its exit with its resource
+// usage. Exit follows every output frame.
+func (s *server) wait(h uint32, j *job, stdout, stderr io.Reader) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.forward(TStdout, h, stdout) }()
+	go func() { defer wg.Done(); s.forward(TStderr, h, stderr) }()
+	wg.Wait()
+	_ = j.cmd.Wait()
+	s.mu.Lock()
+	delete(s.jobs, h)
+	s.mu.Unlock()
+	close(j.done)
+	_ = s.w.WriteJSON(TExit, h, exitMsg(j.cmd.ProcessState))
+	s.finished()
+}
+
+func (s *server) forward(t Type, h uint32, r io.Reader) {
+	buf := make([]byte, chunk)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if werr := s.w.Write(Frame{Type: t, Handle: h, Payload: buf[:n]}); werr != nil {
+				_, _ = io.Copy(io.Discard, r) // the master is gone: drain so the job can end
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func exitMsg(ps *os.ProcessState) ExitMsg {
+	m := ExitMsg{Status: ps.ExitCode()}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		m.Signal = strings.TrimPrefix(unix.SignalName(ws.Signal()), "SIG")
+	}
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		m.User = float64(ru.Utime.Sec) + float64(ru.Utime.Usec)/1e6
+		m.Sys = float64(ru.Stime.Sec) + float64(ru.Stime.Usec)/1e6
+		m.MaxRSS = int64(ru.Maxrss) // KiB on Linux
+	}
+	return m
+}
+
+// kill sends TERM to the job's process group, then KILL after Grace if
+// it has not ended.
+func (s *server) kill(j *job) {
+	_ = syscall.Kill(-j.pgid, syscall.SIGTERM)
+	select {
+	case <-j.done:
+	case <-time.After(s.opts.Grace):
+	}
+	// Children that outlived the leader keep the group: KILL it whole.
+	_ = syscall.Kill(-j.pgid, syscall.SIGKILL)
+}
+
+// shutdown kills every job's group and removes RemoveDir.
+func (s *server) shutdown() {
+	s.mu.Lock()
+	var jobs []*job
+	for _, j := range s.jobs {
+		jobs = append(jobs, j)
+	}
+	s.waiting = nil
+	s.opts.Slots = -1 // nothing starts any more
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.kill(j) }()
+	}
+	wg.Wait()
+	if s.opts.RemoveDir != "" {
+		_ = os.RemoveAll(s.opts.RemoveDir)
+	}
+}
