@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/remote"
 )
 
@@ -39,7 +40,7 @@ func (c *Cluster) Ping(ctx context.Context, timeout time.Duration) []PingResult 
 			r.Reachable, r.AuthOK = true, true
 			r.Info, err = remote.Probe(ctx, m.Host)
 			if err != nil && ctx.Err() == context.DeadlineExceeded {
-				err = &remote.Error{Op: "ping", Host: m.Name(), Kind: remote.KindTimeout,
+				err = &remote.Error{Op: errs.OpPing, Host: m.Name(), Kind: remote.KindTimeout,
 					Err: fmt.Errorf("timed out after %s: the host logged us in but did not finish a command", timeout)}
 			}
 		} else {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/dsub-dev/dsub/inventory"
 	"github.com/dsub-dev/dsub/remote"
@@ -19,20 +20,24 @@ type ClusterOptions struct {
 	Warn func(msg string)
 }
 
-// Member is one host of a Cluster: its inventory entry and its connection.
+// Member is one host of a Cluster: its inventory entry and how commands
+// reach it.
 type Member struct {
 	Inv  *inventory.Host
-	Host *remote.SSHHost
+	Host remote.Host
+	// Timeout bounds one connection attempt (and a liveness beat).
+	Timeout time.Duration
 }
 
 // Name is the member's display name.
 func (m *Member) Name() string { return m.Inv.Name }
 
-// Cluster is a set of hosts reached through one shared remote.Dialer, so
-// that handshake admission, keys and jump-host connections are shared.
-// Connections open lazily and persist until Close.
+// Cluster is a set of hosts. NewCluster reaches them through one shared
+// remote.Dialer, so that handshake admission, keys and jump-host
+// connections are shared; connections open lazily and persist until
+// Close. NewClusterOf takes hosts of any implementation.
 type Cluster struct {
-	dialer  *remote.Dialer
+	dialer  *remote.Dialer // nil for NewClusterOf
 	members []*Member
 }
 
@@ -48,9 +53,24 @@ func NewCluster(hosts []*inventory.Host, opts ClusterOptions) (*Cluster, error) 
 		if err != nil {
 			return nil, err
 		}
-		c.members = append(c.members, &Member{Inv: h, Host: d.Host(cfg)})
+		sh := d.Host(cfg)
+		c.members = append(c.members, &Member{Inv: h, Host: sh, Timeout: sh.Config().ConnectTimeout})
 	}
 	return c, nil
+}
+
+// NewClusterOf makes a cluster of the given members, whatever their Host
+// implementation. A member without a Timeout gets 10 s.
+func NewClusterOf(members []*Member) (*Cluster, error) {
+	if len(members) == 0 {
+		return nil, errors.New("no hosts selected")
+	}
+	for _, m := range members {
+		if m.Timeout == 0 {
+			m.Timeout = 10 * time.Second
+		}
+	}
+	return &Cluster{members: members}, nil
 }
 
 // Members lists the hosts in inventory order.
@@ -60,6 +80,9 @@ func (c *Cluster) Members() []*Member { return c.members }
 func (c *Cluster) Close() error {
 	for _, m := range c.members {
 		m.Host.Close()
+	}
+	if c.dialer == nil {
+		return nil
 	}
 	return c.dialer.Close()
 }

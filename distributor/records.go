@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -28,6 +27,10 @@ type JournalRecord struct {
 	Duration float64         `json:"duration_s"`
 	Failed   bool            `json:"failed,omitempty"` // failed for good: Error says why
 	Error    string          `json:"error,omitempty"`
+	// Resource usage of the recorded execution, where the launcher
+	// measures it (agent mode, from wait4).
+	CPU    float64 `json:"cpu_s,omitempty"`
+	MaxRSS int64   `json:"max_rss_kb,omitempty"`
 }
 
 // readJournal loads results.jsonl: the last record of each job wins (a
@@ -228,6 +231,10 @@ type HostStats struct {
 	Lost    int     `json:"lost"`       // executions lost to transport failures
 	Slots   int     `json:"slots"`
 	State   string  `json:"state"`
+	// CPU is the CPU seconds of its executions, where measured (agent
+	// mode); Launcher is how its jobs were started.
+	CPU      float64 `json:"cpu_s,omitempty"`
+	Launcher string  `json:"launcher,omitempty"`
 }
 
 // Stats summarise a run.
@@ -279,8 +286,16 @@ func (s *Stats) WriteTable(w io.Writer) {
 		nw = max(nw, len(h.Name))
 		total += h.Jobs
 	}
-	fmt.Fprintf(w, "%-*s %6s %7s %10s %9s %6s %5s %5s\n", nw, "HOST", "JOBS", "% JOBS", "JOB TIME", "TIME/JOB", "FAILED", "LOST", "SLOTS")
-	row := func(name string, jobs int, t float64, failed, lost, slots int) {
+	cpu := false // CPU columns only where measured
+	for _, h := range s.Hosts {
+		cpu = cpu || h.CPU > 0
+	}
+	head := fmt.Sprintf("%-*s %6s %7s %10s %9s %6s %5s %5s", nw, "HOST", "JOBS", "% JOBS", "JOB TIME", "TIME/JOB", "FAILED", "LOST", "SLOTS")
+	if cpu {
+		head += fmt.Sprintf(" %9s %7s %s", "CPU TIME", "CPU EFF", "LAUNCH")
+	}
+	fmt.Fprintln(w, head)
+	row := func(name string, jobs int, t float64, failed, lost, slots int, cpuS float64, launcher string) {
 		pct, per := 0.0, 0.0
 		if total > 0 {
 			pct = 100 * float64(jobs) / float64(total)
@@ -288,15 +303,30 @@ func (s *Stats) WriteTable(w io.Writer) {
 		if jobs > 0 {
 			per = t / float64(jobs)
 		}
-		fmt.Fprintf(w, "%-*s %6d %6.1f%% %9.2fs %8.3fs %6d %5d %5d\n", nw, name, jobs, pct, t, per, failed, lost, slots)
+		fmt.Fprintf(w, "%-*s %6d %6.1f%% %9.2fs %8.3fs %6d %5d %5d", nw, name, jobs, pct, t, per, failed, lost, slots)
+		if cpu {
+			// CPU efficiency: CPU seconds over the slots' capacity for the
+			// run's wall time.
+			eff := 0.0
+			if s.Wall > 0 && slots > 0 {
+				eff = 100 * cpuS / (s.Wall * float64(slots))
+			}
+			fmt.Fprintf(w, " %8.2fs %6.1f%%", cpuS, eff)
+			if launcher != "" {
+				fmt.Fprintf(w, " %s", launcher)
+			}
+		}
+		fmt.Fprintln(w)
 	}
 	var failed, lost int
+	cpuTotal := 0.0
 	for _, h := range s.Hosts {
-		row(h.Name, h.Jobs, h.JobTime, h.Failed, h.Lost, h.Slots)
+		row(h.Name, h.Jobs, h.JobTime, h.Failed, h.Lost, h.Slots, h.CPU, h.Launcher)
 		failed += h.Failed
 		lost += h.Lost
+		cpuTotal += h.CPU
 	}
-	row("total", total, s.JobTime(), failed, lost, s.Slots())
+	row("total", total, s.JobTime(), failed, lost, s.Slots(), cpuTotal, "")
 	eff := 0.0
 	if n := s.Slots(); n > 0 {
 		eff = 100 * s.Speedup() / float64(n)
@@ -324,10 +354,6 @@ func ValidRunID(id string) bool { return runIDPattern.MatchString(id) }
 // newRunID names a run directory: sortable by time, unique enough.
 func newRunID(now time.Time) string {
 	return now.Format("20060102-150405") + fmt.Sprintf("-%04x", now.Nanosecond()>>10&0xffff)
-}
-
-func jobLogPaths(dir string, job int) (string, string) {
-	return filepath.Join(dir, "jobs", fmt.Sprintf("%d.out", job)), filepath.Join(dir, "jobs", fmt.Sprintf("%d.err", job))
 }
 
 // createPrivate creates (or truncates) a record file readable by its owner

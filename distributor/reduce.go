@@ -242,7 +242,7 @@ func (r *CmdReducer) Result(ctx context.Context) (string, error) {
 		cmd.Stderr = os.Stderr
 	}
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("--reduce-cmd %q: %w", r.Command, err)
+		return "", fmt.Errorf("reduce command %q: %w", r.Command, err)
 	}
 	return strings.TrimRight(out.String(), "\n"), nil
 }

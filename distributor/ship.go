@@ -125,7 +125,7 @@ func (b *builder) get(ctx context.Context, goos, goarch string) (artifact, error
 		}
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
 		if msg, err := cmd.CombinedOutput(); err != nil {
-			bd.err = fmt.Errorf("--build %s for %s: %v\n%s", b.pkg, key, err, strings.TrimSpace(string(msg)))
+			bd.err = fmt.Errorf("build %s for %s: %v\n%s", b.pkg, key, err, strings.TrimSpace(string(msg)))
 			return
 		}
 		bd.art, bd.err = hashFile(out)

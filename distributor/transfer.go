@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/inventory"
 	"github.com/dsub-dev/dsub/remote"
 )
@@ -173,7 +174,7 @@ func (c *Cluster) putHost(ctx context.Context, m *Member, local string, tree []e
 	return m.Host.Remove(ctx, marker)
 }
 
-func putFile(ctx context.Context, h *remote.SSHHost, local, p string, perm fs.FileMode) (int64, error) {
+func putFile(ctx context.Context, h remote.Host, local, p string, perm fs.FileMode) (int64, error) {
 	f, err := os.Open(local)
 	if err != nil {
 		return 0, err
@@ -216,7 +217,7 @@ func (c *Cluster) Get(ctx context.Context, remotePath, localDir string, opts Tra
 
 // getter copies from one host into an os.Root.
 type getter struct {
-	h         *remote.SSHHost
+	h         remote.Host
 	root      *os.Root
 	recursive bool
 	dirs      []entry // directories, for their modes once filled
@@ -231,7 +232,7 @@ func (g *getter) run(ctx context.Context, remotePath, dir string) error {
 			return err
 		}
 		if len(matches) == 0 {
-			return &remote.Error{Op: "get", Host: g.h.Name(), Kind: remote.KindRemoteExit, Err: fmt.Errorf("no file matches %s", remotePath)}
+			return &remote.Error{Op: errs.OpGet, Host: g.h.Name(), Kind: remote.KindRemoteExit, Err: fmt.Errorf("no file matches %s", remotePath)}
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -1,0 +1,216 @@
+package distributor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/dsub-dev/dsub/errs"
+	"github.com/dsub-dev/dsub/queue"
+	"github.com/dsub-dev/dsub/remote"
+)
+
+// jobEntry is an unfinished job, as the dispatcher keeps it.
+type jobEntry struct {
+	spec    JobSpec
+	id      string // identity: binary hash + command
+	command string // for the joblog
+}
+
+// execState is a running execution.
+type execState struct {
+	progress atomic.Uint64
+	host     string
+	job      int
+	start    time.Time
+	backup   bool               // a speculative execution
+	cancel   context.CancelFunc // kills it (its remote process group)
+	// started: the command runs on the host (not waiting in its window);
+	// takenBack: cancelled while waiting there, to run elsewhere.
+	started   atomic.Bool
+	takenBack bool
+}
+
+// completion is how an execution ended, as execute reports it to the
+// dispatcher.
+type completion struct {
+	e       queue.Exec
+	outcome queue.Outcome
+	value   json.RawMessage
+	err     error
+	exit    int
+	signal  string
+	start   time.Time
+	dur     time.Duration
+	recv    int64
+	tail    string
+	out, er string // the log paths written
+	command string
+	local   error  // the job's log could not be written (outcome Canceled)
+	why     string // for the joblog: why a job that exited 0 failed
+	pgid    int    // Lost: the remote process group, which may run on
+	usage   remote.Usage
+}
+
+// stickyWriter writes to a log file and remembers the first error instead
+// of returning it, so that a full disk ends the job cleanly (unfinished,
+// ErrRecords) rather than tearing down the session mid-stream.
+type stickyWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (s *stickyWriter) Write(p []byte) (int, error) {
+	if s.err == nil {
+		_, s.err = s.w.Write(p)
+	}
+	return len(p), nil
+}
+
+// jobOutput is where an execution's output goes: its two logs, the
+// result line and the stderr tail with progress reports.
+type jobOutput struct {
+	fo, fe io.WriteCloser
+	bo, be *bufio.Writer
+	so, se *stickyWriter
+	rw     *resultWriter
+	sw     *stderrWriter
+}
+
+func openJobOutput(out, er string, progress *atomic.Uint64) (*jobOutput, error) {
+	fo, err1 := createPrivate(out)
+	fe, err2 := createPrivate(er)
+	if err := errors.Join(err1, err2); err != nil {
+		if fo != nil {
+			fo.Close()
+		}
+		if fe != nil {
+			fe.Close()
+		}
+		return nil, err
+	}
+	o := &jobOutput{fo: fo, fe: fe, bo: newBufWriter(fo), be: newBufWriter(fe), rw: &resultWriter{}, sw: &stderrWriter{progress: progress}}
+	o.so, o.se = &stickyWriter{w: o.bo}, &stickyWriter{w: o.be}
+	return o, nil
+}
+
+// close flushes the logs; a failure counts as the logs' first error.
+func (o *jobOutput) close() {
+	if err := errors.Join(o.bo.Flush(), o.be.Flush(), o.fo.Close(), o.fe.Close()); err != nil && o.so.err == nil {
+		o.so.err = err
+	}
+}
+
+// logErr is the first error writing either log.
+func (o *jobOutput) logErr() error { return errors.Join(o.so.err, o.se.err) }
+
+// jobCmd is the remote command of an execution on h.
+func (r *Run) jobCmd(e queue.Exec, h *runHost, spec JobSpec, o *jobOutput) *remote.Cmd {
+	env := map[string]string{
+		"DSUB_JOB": strconv.Itoa(e.Job.ID), "DSUB_SHARD": strconv.Itoa(spec.Shard),
+		"DSUB_SHARDS": strconv.Itoa(spec.Shards), "DSUB_HOST": h.m.Name(),
+		"DSUB_ATTEMPT": strconv.Itoa(e.Attempt),
+	}
+	for k, v := range spec.Env {
+		env[k] = v
+	}
+	env["DSUB_RUN"] = r.id // the marker the sweeps kill by: never overridden
+	cmd := &remote.Cmd{Env: env, Dir: h.runDir, Stdout: io.MultiWriter(o.so, o.rw), Stderr: io.MultiWriter(o.se, o.sw)}
+	if h.binPath != "" {
+		cmd.Argv = append([]string{h.binPath}, spec.Args...)
+	} else {
+		cmd.Shell = spec.Shell
+	}
+	return cmd
+}
+
+// execute runs one execution of a job on a host and reports how it ended.
+func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntry, es *execState) completion {
+	c := completion{e: e, start: time.Now(), command: je.command, exit: -1}
+	if e.Attempt == 1 {
+		// The common case writes where the logs end up; only later
+		// attempts (which may overlap the first) use temporary names.
+		c.out, c.er = r.dir.JobLogs(e.Job.ID)
+	} else {
+		c.out, c.er = r.dir.tempLogs(e.Job.ID, e.Seq)
+	}
+	o, err := openJobOutput(c.out, c.er, &es.progress)
+	if err != nil {
+		// Not the job's fault nor the host's: the master cannot keep
+		// records. The job stays unfinished and the run stops.
+		c.outcome, c.err = queue.Canceled, err
+		c.local = recordsErr(e, err)
+		return c
+	}
+	jctx := ctx
+	if r.opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		jctx, cancel = context.WithTimeout(ctx, r.opts.Timeout)
+		defer cancel()
+	}
+	cmd := r.jobCmd(e, h, je.spec, o)
+	cmd.Usage = &c.usage
+	cmd.OnStart = func() { es.started.Store(true) }
+	err = h.jobs.Run(jctx, cmd)
+	c.dur = time.Since(c.start)
+	o.close()
+	c.recv = o.rw.bytes + o.sw.bytes
+	c.tail = o.sw.Tail()
+	r.classify(ctx, &c, err, o)
+	return c
+}
+
+func recordsErr(e queue.Exec, err error) error {
+	return &errs.Error{Op: errs.OpRecord, Host: e.Host, Job: e.Job.ID, Kind: errs.KindLocal, Err: fmt.Errorf("%w: %v", ErrRecords, err)}
+}
+
+// classify sets c's outcome from how the command ended (err) and what it
+// wrote (o).
+func (r *Run) classify(ctx context.Context, c *completion, err error, o *jobOutput) {
+	var ee *remote.ExitError
+	if errors.As(err, &ee) {
+		c.exit, c.signal = ee.Status, ee.Signal
+	} else if err == nil {
+		c.exit = 0
+	}
+	line, ok, tooLong := o.rw.Result()
+	switch {
+	case err == nil && o.logErr() == nil && (ok || !r.needResult):
+		// A result line is needed only by a reduce that uses it.
+		c.outcome = queue.Succeeded
+		if ok {
+			c.value = ResultValue(line)
+		}
+	case o.logErr() != nil:
+		// As above: the job stays unfinished, for a resume.
+		c.outcome, c.err = queue.Canceled, o.logErr()
+		c.local = recordsErr(c.e, c.err) // c.err names the log
+	case err == nil && tooLong:
+		c.outcome, c.err = queue.Failed, fmt.Errorf("result line longer than %d bytes", MaxResultLine)
+		c.why = "result line too long"
+	case err == nil:
+		c.outcome, c.err = queue.Failed, fmt.Errorf("no result: stdout had no non-empty line, and the %s reduce needs one", reducerName(r.opts.Reducer))
+		c.why = "no result line"
+	case ctx.Err() != nil:
+		c.outcome, c.err = queue.Canceled, err
+	case remote.KindOf(err) == remote.KindRemoteExit:
+		c.outcome, c.err = queue.Failed, ee
+	case remote.KindOf(err) == remote.KindTimeout:
+		c.outcome, c.err = queue.Failed, fmt.Errorf("timed out after %s; its remote processes were killed", r.opts.Timeout)
+		c.why = "timed out"
+	case remote.KindOf(err) == remote.KindTransport:
+		c.outcome, c.err = queue.Lost, err // the host, not the job: requeue for free
+		var re *remote.Error
+		if errors.As(err, &re) {
+			c.pgid = re.PGID
+		}
+	default:
+		c.outcome, c.err = queue.Failed, err
+	}
+}

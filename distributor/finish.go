@@ -1,0 +1,173 @@
+package distributor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dsub-dev/dsub/errs"
+)
+
+// teardown ends the run: kills what still runs, commits the last results,
+// waits for preparations and sweeps, cleans up every host, closes the
+// records and computes the statistics and the reduced result.
+func (d *dispatcher) teardown() {
+	r := d.r
+	d.publish()
+	// Hosts that never came back: one last try to kill what their lost
+	// executions left running, alongside the waits below. (The cleanup
+	// below then sweeps every run directory.)
+	for name, pg := range d.orphans.lost {
+		if h := d.hosts[name]; h != nil {
+			d.reap(h, pg, false, 10*time.Second, nil)
+		}
+	}
+	d.cancelJobs()
+	close(r.loopDone)
+	d.commit()
+	d.waitPreparations()
+	d.orphanWG.Wait()
+	d.liveWG.Wait() // no beat may recreate a file after the cleanup below
+	for _, h := range d.hosts {
+		h.closeAgent() // it kills what still runs there, and exits
+	}
+	d.cleanupHosts()
+	_ = d.jl.Close()
+	if err := d.jrn.Close(); err != nil && r.err == nil {
+		r.err = err
+	}
+	if r.tmpDir != "" {
+		os.RemoveAll(r.tmpDir)
+	}
+	st := d.stats()
+	r.stats = st
+	d.settle()
+	_ = r.writeManifest(st)
+}
+
+// waitPreparations waits for preparations still running, so that none
+// creates a run directory after the cleanup: up to 30 s to finish
+// (completing the cache), then cancelled.
+func (d *dispatcher) waitPreparations() {
+	prepDone := make(chan struct{})
+	go func() { d.r.prepWG.Wait(); close(prepDone) }()
+	select {
+	case <-prepDone:
+	case <-time.After(30 * time.Second):
+		d.cancelPrep()
+		<-prepDone
+	}
+}
+
+// cleanupHosts cleans up the remote run directories, on every host that
+// may have one, with a deadline: it kills what jobs left running in the
+// run directory (background children, which outlive a job's exit), then,
+// unless KeepRemote, removes the directory.
+func (d *dispatcher) cleanupHosts() {
+	r := d.r
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, m := range r.c.members {
+		h := d.hosts[m.Name()]
+		if h == nil && !m.Host.Connected() {
+			continue // never prepared, and no connection now: nothing to clean, or no way to
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dir := r.remoteRunDir(cctx, m, h)
+			if h != nil {
+				n, err := m.Host.KillMarked(cctx, r.marker(dir))
+				if err != nil {
+					r.opts.Warn(fmt.Sprintf("clean up %s on %s: %v", dir, m.Name(), err))
+				}
+				if n > 0 {
+					r.opts.Warn(fmt.Sprintf("host %s: killed %d process groups that jobs left running in %s", m.Name(), n, dir))
+				}
+			}
+			var err error
+			if !r.opts.KeepRemote {
+				err = m.Host.RemoveAll(cctx, dir)
+			} else if h != nil {
+				// Kept for inspection, but no longer live: Clean may take it.
+				if err = m.Host.Remove(cctx, path.Join(dir, liveFile)); errors.Is(err, fs.ErrNotExist) {
+					err = nil
+				}
+			}
+			if err != nil {
+				r.opts.Warn(fmt.Sprintf("clean up %s on %s: %v", dir, m.Name(), err))
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// stats are the run's figures.
+func (d *dispatcher) stats() *Stats {
+	r := d.r
+	st := &Stats{Jobs: d.nextID, Succeeded: d.q.Succeeded() + d.resumed - countFailed(r.journaled, d.nextID, r.opts.ResumeFailed), Failed: d.failedJobs,
+		Resumed: d.resumed, Wall: time.Since(r.start).Seconds(), Backups: d.sp.started, BackupsWon: d.sp.won}
+	for _, name := range d.order {
+		t := d.tally[name]
+		if t.slots == 0 && t.done == 0 {
+			continue // never took part
+		}
+		st.Hosts = append(st.Hosts, HostStats{Name: name, Jobs: t.done, JobTime: t.jobTime.Seconds(), Failed: t.fails, Lost: t.lost, Slots: t.slots, State: t.state,
+			CPU: t.cpu, Launcher: t.launcher})
+	}
+	return st
+}
+
+// settle decides the run's error and reduced result.
+func (d *dispatcher) settle() {
+	r := d.r
+	if r.err == nil && !d.interrupted && r.opts.ResumeDir != "" {
+		for job := range r.journaled {
+			if job > d.nextID {
+				r.err = &errs.Error{Op: errs.OpResume, Path: string(r.dir), Kind: errs.KindConfig,
+					Err: fmt.Errorf("the input now has %d jobs but the run recorded job %d: the input changed", d.nextID, job)}
+				break
+			}
+		}
+	}
+	if d.halted && r.err == nil {
+		r.err = fmt.Errorf("%w: %d jobs failed (halt after %d)", ErrHalted, d.failedJobs, r.opts.HaltAfter)
+	}
+	if d.interrupted && r.err == nil {
+		r.err = fmt.Errorf("run interrupted: %w", context.Cause(d.ctx))
+	}
+	// A reduce over some of the jobs would be silently wrong: the result
+	// is reduced only when every job succeeded.
+	if r.err == nil && r.opts.Reducer != nil && len(d.reduceErrs) == 0 && d.failedJobs == 0 {
+		res, err := r.opts.Reducer.Result(context.WithoutCancel(d.ctx))
+		if err != nil {
+			r.err = err
+		}
+		r.result = res
+	}
+	if len(d.reduceErrs) > 0 && r.err == nil {
+		r.err = fmt.Errorf("%d results could not be reduced:\n  %s", len(d.reduceErrs), strings.Join(d.reduceErrs, "\n  "))
+	}
+}
+
+// countFailed counts the recorded failures among the first n jobs that a
+// resumed run took over as they were.
+func countFailed(recs map[int]JournalRecord, n int, rerun bool) int {
+	if rerun {
+		return 0
+	}
+	c := 0
+	for job, r := range recs {
+		if r.Failed && job <= n {
+			c++
+		}
+	}
+	return c
+}

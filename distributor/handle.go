@@ -1,0 +1,182 @@
+package distributor
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/dsub-dev/dsub/queue"
+)
+
+// onFinished handles an execution's end, and every other one already
+// waiting, then commits if many results wait.
+func (d *dispatcher) onFinished(c completion) {
+	d.handle(c)
+	for {
+		select {
+		case c := <-d.r.finished:
+			d.handle(c)
+		default:
+			if len(d.emit) >= 256 {
+				d.commit()
+			}
+			return
+		}
+	}
+}
+
+// handle settles one execution: the queue's disposition, the joblog row,
+// the logs' final names, the result or failure, and the host's fate.
+func (d *dispatcher) handle(c completion) {
+	if c.local != nil {
+		d.stopRecords(c.local)
+	}
+	if c.outcome == queue.Lost {
+		d.orphans.lost[c.e.Host] = append(d.orphans.lost[c.e.Host], c.pgid)
+	}
+	es := d.running[c.e.Seq]
+	es.cancel()
+	delete(d.running, c.e.Seq)
+	if es.takenBack && c.outcome == queue.Canceled {
+		c.outcome = queue.Returned // it waited in the host's window: run it elsewhere
+	}
+	disp := d.q.Finish(c.e, c.outcome)
+	_ = d.jl.Write(JoblogRow{Job: c.e.Job.ID, Host: c.e.Host, Start: c.start, Runtime: c.dur, Receive: c.recv,
+		Exit: c.exit, Signal: c.signal, Command: c.command, Outcome: joblogOutcome(c, disp)})
+	t := d.tally[c.e.Host]
+	t.cpu += c.usage.User + c.usage.Sys
+	switch c.outcome {
+	case queue.Failed:
+		t.fails++
+	case queue.Lost:
+		t.lost++
+	}
+	switch disp {
+	case queue.Recorded:
+		d.keepLogs(c, false)
+		t.done++
+		t.jobTime += c.dur
+		d.record(c, es)
+	case queue.GaveUp:
+		d.keepLogs(c, false)
+		d.giveUp(c)
+	case queue.Requeued:
+		d.keepLogs(c, true)
+		if c.outcome == queue.Failed {
+			d.r.opts.Warn(fmt.Sprintf("job %d failed on %s (%v); retrying (attempt %d of %d)", c.e.Job.ID, c.e.Host, c.err, c.e.Attempt+1, d.r.opts.Retries+1))
+		}
+	case queue.Discarded:
+		if final, _ := d.r.dir.JobLogs(c.e.Job.ID); c.out != final { // a first attempt's final-path log now holds the winner's
+			d.keepLogs(c, true)
+		}
+	case queue.Dropped:
+		d.keepLogs(c, true)
+	}
+	d.hostAfter(c)
+}
+
+// joblogOutcome is the joblog's Outcome column for an execution.
+func joblogOutcome(c completion, disp queue.Disposition) string {
+	outcome := disp.String()
+	switch {
+	case c.outcome == queue.Lost && disp == queue.Requeued:
+		outcome = "lost"
+	case c.outcome == queue.Canceled && disp == queue.Discarded:
+		outcome = "superseded" // killed: another execution won
+	case c.outcome == queue.Returned && disp == queue.Requeued:
+		outcome = "returned" // taken back from the host's window before it started
+	}
+	if c.why != "" && c.outcome == queue.Failed {
+		outcome += ": " + c.why
+	}
+	return outcome
+}
+
+// keepLogs renames an execution's logs to the job's final names, or with
+// try, to the names of an attempt that did not count.
+func (d *dispatcher) keepLogs(c completion, try bool) {
+	out, er := d.r.dir.JobLogs(c.e.Job.ID)
+	if try {
+		out, er = d.r.dir.TryLogs(c.e.Job.ID, c.e.Attempt)
+	}
+	if c.out != out {
+		_ = os.Rename(c.out, out)
+		_ = os.Rename(c.er, er)
+	}
+}
+
+// record journals a job's result; commit makes it count. The first
+// result wins: any other execution of the job is killed.
+func (d *dispatcher) record(c completion, es *execState) {
+	d.sp.done(c.dur, es.backup)
+	for _, o := range d.running {
+		if o.job == c.e.Job.ID {
+			o.cancel()
+		}
+	}
+	je := d.jobs[c.e.Job.ID]
+	out, er := d.r.dir.JobLogs(c.e.Job.ID)
+	d.jrn.Append(&JournalRecord{Job: c.e.Job.ID, ID: je.id, Host: c.e.Host, Attempt: c.e.Attempt, Result: c.value, Duration: c.dur.Seconds(),
+		CPU: c.usage.User + c.usage.Sys, MaxRSS: c.usage.MaxRSS})
+	d.emit = append(d.emit, Result{Job: c.e.Job.ID, Host: c.e.Host, Attempt: c.e.Attempt, Value: c.value,
+		Duration: c.dur, Stdout: out, Stderr: er, StderrTail: c.tail})
+	delete(d.jobs, c.e.Job.ID)
+}
+
+// giveUp journals and reports a job that failed for good.
+func (d *dispatcher) giveUp(c completion) {
+	d.failedJobs++
+	je := d.jobs[c.e.Job.ID]
+	out, er := d.r.dir.JobLogs(c.e.Job.ID)
+	d.jrn.Append(&JournalRecord{Job: c.e.Job.ID, ID: je.id, Host: c.e.Host, Attempt: c.e.Attempt, Duration: c.dur.Seconds(),
+		Failed: true, Error: fmt.Sprint(c.err)})
+	d.report(Result{Job: c.e.Job.ID, Host: c.e.Host, Attempt: c.e.Attempt, Err: c.err, Exit: c.exit,
+		Duration: c.dur, Stdout: out, Stderr: er, StderrTail: c.tail})
+	delete(d.jobs, c.e.Job.ID)
+}
+
+// hostAfter takes a host whose execution was lost out of the run (and
+// tries to get it back), and notes a quarantine.
+func (d *dispatcher) hostAfter(c completion) {
+	t := d.tally[c.e.Host]
+	if c.outcome == queue.Lost && d.q.HostState(c.e.Host) == queue.Up {
+		_ = d.q.SetHostState(c.e.Host, queue.Down)
+		t.state = "down"
+		d.r.opts.Warn(fmt.Sprintf("host %s lost (%v); its jobs go to other hosts", c.e.Host, c.err))
+		go d.r.reconnect(d.runCtx, d.hosts[c.e.Host])
+	}
+	if d.q.HostState(c.e.Host) == queue.Quarantined && t.state != "quarantined" {
+		t.state = "quarantined"
+		d.failPinned(c.e.Host, "was quarantined")
+		d.r.opts.Warn(fmt.Sprintf("host %s quarantined after %d consecutive failed jobs", c.e.Host, d.r.opts.QuarantineAfter))
+	}
+}
+
+// onReady takes a host that was prepared, or that came back.
+func (d *dispatcher) onReady(h *runHost) {
+	name := h.m.Name()
+	if _, known := d.hosts[name]; !known {
+		d.join(h)
+	} else {
+		d.hosts[name] = h // a host prepared again (agent mode) replaces the lost one
+		d.rejoin(h)
+	}
+	d.tally[name].state, d.tally[name].slots = d.q.HostState(name).String(), h.slots
+}
+
+// join adds a newly prepared host.
+func (d *dispatcher) join(h *runHost) {
+	r, name := d.r, h.m.Name()
+	if d.deferred[name] {
+		r.opts.Warn(fmt.Sprintf("host %s joined the run", name))
+	} else {
+		d.preparing--
+		d.markReady()
+	}
+	d.hosts[name] = h
+	d.tally[name].launcher = h.rec.Launcher
+	d.liveWG.Add(1)
+	go func() { defer d.liveWG.Done(); r.keepAlive(d.ctx, h) }()
+	_ = d.q.SetSlots(name, h.slots+h.window())
+	_ = d.q.SetHostState(name, queue.Up)
+	r.setHostRecord(name, func(rec *HostRecord) { *rec = h.rec })
+}

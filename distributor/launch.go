@@ -1,0 +1,108 @@
+package distributor
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strconv"
+	"time"
+
+	"github.com/dsub-dev/dsub/agent"
+	"github.com/dsub-dev/dsub/remote"
+)
+
+// Launchers: how a run's jobs reach a host (RunOptions.Launch).
+const (
+	// LaunchSession runs each job as its own SSH session.
+	LaunchSession = "session"
+	// LaunchAgent runs jobs through one agent per host (package agent),
+	// over one session; a host where no agent can run is left out.
+	LaunchAgent = "agent"
+	// LaunchAuto is LaunchAgent where an agent can run, else
+	// LaunchSession, with a note saying why.
+	LaunchAuto = "auto"
+)
+
+// ValidLaunch reports whether s names a launcher.
+func ValidLaunch(s string) bool {
+	return s == "" || s == LaunchSession || s == LaunchAgent || s == LaunchAuto
+}
+
+// launch decides how h's jobs are started, and starts its agent if it
+// gets one. It returns an error only when LaunchAgent was asked for and no
+// agent can run there.
+func (r *Run) launch(ctx context.Context, h *runHost, wd string) error {
+	h.jobs, h.rec.Launcher = h.m.Host, LaunchSession
+	if r.opts.Launch == "" || r.opts.Launch == LaunchSession {
+		return nil
+	}
+	why := r.startAgent(ctx, h, wd)
+	if why == nil {
+		h.rec.Launcher = LaunchAgent
+		return nil
+	}
+	if r.opts.Launch == LaunchAgent {
+		return why
+	}
+	h.rec.LaunchNote = why.Error()
+	r.opts.Warn(fmt.Sprintf("host %s runs jobs as sessions: %v", h.m.Name(), why))
+	return nil
+}
+
+// startAgent ships the agent (the dsub binary, content-addressed like the
+// program) and starts it; nil when h's jobs now go through it.
+func (r *Run) startAgent(ctx context.Context, h *runHost, wd string) error {
+	if r.agentArt.Path == "" {
+		return fmt.Errorf("no agent binary")
+	}
+	if bi := r.agentInfo; bi.GOOS != "" && h.rec.OS != "" && (bi.GOOS != h.rec.OS || bi.GOARCH != h.rec.Arch) {
+		return fmt.Errorf("the agent is built for %s/%s and the host is %s/%s", bi.GOOS, bi.GOARCH, h.rec.OS, h.rec.Arch)
+	}
+	bin := path.Join(wd, "bin", r.agentArt.SHA256)
+	n, err := ensureRemote(ctx, h.m.Host, r.agentArt, bin, 0o755)
+	if err != nil {
+		return fmt.Errorf("ship the agent: %w", err)
+	}
+	h.rec.Sent += n
+	ka := 3 * h.m.Inv.Keepalive // the SSH layer's window: three missed keepalives
+	if ka <= 0 {
+		ka = 15 * time.Second
+	}
+	argv := []string{bin, "agent", "--keepalive", ka.String(), "--slots", strconv.Itoa(h.slots)}
+	if !r.opts.KeepRemote {
+		argv = append(argv, "--remove-dir", h.runDir)
+	}
+	// Not in the run directory and without DSUB_RUN: the sweeps, which
+	// kill what carries the run's marker, must not take the agent.
+	ah := agent.NewHost(h.m.Host, argv, wd, ka)
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := ah.Connect(actx); err != nil {
+		return err
+	}
+	h.jobs = ah
+	return nil
+}
+
+// queuer is a Host that holds back commands beyond its slots (an agent),
+// calling Cmd.OnStart as each starts.
+type queuer interface{ Queues() bool }
+
+// window is how many jobs wait at h beyond its slots, so that a slot that
+// frees starts the next job without a round trip to the master: none for
+// a host that starts what it is sent at once.
+func (h *runHost) window() int {
+	if q, ok := h.jobs.(queuer); ok && q.Queues() {
+		return max(1, h.slots/2)
+	}
+	return 0
+}
+
+// closeAgent ends h's agent, if it has one.
+func (h *runHost) closeAgent() {
+	if ah, ok := h.jobs.(*agent.Host); ok {
+		ah.Close()
+	}
+}
+
+var _ remote.Host = (*agent.Host)(nil)

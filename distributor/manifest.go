@@ -1,0 +1,118 @@
+package distributor
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// RunDir is a run's local directory. It owns every path in it: nothing
+// else names a record file.
+//
+//	run.json        the Manifest
+//	results.jsonl   the journal: one JournalRecord per recorded job
+//	joblog.tsv      one row per execution (GNU parallel's --joblog)
+//	jobs/N.out|err  job N's output; jobs/N.tryA.* an earlier attempt's
+//	input           the jobs read from stdin (input.part until EOF)
+type RunDir string
+
+func (d RunDir) path(name ...string) string {
+	return filepath.Join(append([]string{string(d)}, name...)...)
+}
+
+// Manifest is run.json.
+func (d RunDir) Manifest() string { return d.path("run.json") }
+
+// Journal is results.jsonl.
+func (d RunDir) Journal() string { return d.path("results.jsonl") }
+
+// Joblog is joblog.tsv.
+func (d RunDir) Joblog() string { return d.path("joblog.tsv") }
+
+// Jobs is the directory of the jobs' logs.
+func (d RunDir) Jobs() string { return d.path("jobs") }
+
+// JobLogs are the stdout and stderr logs of job's recorded execution.
+func (d RunDir) JobLogs(job int) (stdout, stderr string) {
+	return d.path("jobs", fmt.Sprintf("%d.out", job)), d.path("jobs", fmt.Sprintf("%d.err", job))
+}
+
+// TryLogs are the logs of an execution that did not count (attempt).
+func (d RunDir) TryLogs(job, attempt int) (stdout, stderr string) {
+	return d.path("jobs", fmt.Sprintf("%d.try%d.out", job, attempt)), d.path("jobs", fmt.Sprintf("%d.try%d.err", job, attempt))
+}
+
+// tempLogs are where a later attempt writes while the first may still run.
+func (d RunDir) tempLogs(job, seq int) (stdout, stderr string) {
+	return d.path("jobs", fmt.Sprintf("%d.%d.out.tmp", job, seq)), d.path("jobs", fmt.Sprintf("%d.%d.err.tmp", job, seq))
+}
+
+// Input is the saved copy of jobs read from stdin; InputPart is it while
+// still being read.
+func (d RunDir) Input() string     { return d.path("input") }
+func (d RunDir) InputPart() string { return d.path("input.part") }
+
+// Manifest is a run's run.json: what ran, where, and how it ended. It is
+// written when the run starts, as hosts are prepared, and when it ends.
+type Manifest struct {
+	ID      string `json:"id"`
+	Started string `json:"started"` // RFC 3339
+	// Command is the caller's record of what started the run
+	// (RunOptions.Record), e.g. the CLI's arguments.
+	Command  json.RawMessage `json:"command,omitempty"`
+	Resumed  bool            `json:"resumed"`
+	Retries  int             `json:"retries"`
+	TimeoutS float64         `json:"timeout_s"`
+	Files    []string        `json:"files"`
+	Hosts    []HostRecord    `json:"hosts"`
+	// One of Binary, Build and Mode ("commands") says what ran.
+	Binary *BinaryRecord `json:"binary,omitempty"`
+	Build  string        `json:"build,omitempty"`
+	Mode   string        `json:"mode,omitempty"`
+	// Set when the run ends.
+	Finished string  `json:"finished,omitempty"`
+	Stats    *Stats  `json:"stats,omitempty"`
+	Speedup  float64 `json:"speedup,omitempty"`
+	Error    string  `json:"error,omitempty"`
+}
+
+// BinaryRecord is the shipped program.
+type BinaryRecord struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// HostRecord is a host as the run found it.
+type HostRecord struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	OS      string `json:"os,omitempty"`
+	Arch    string `json:"arch,omitempty"`
+	CPUs    int    `json:"cpus,omitempty"`
+	Slots   int    `json:"slots,omitempty"`
+	Binary  string `json:"binary_sha256,omitempty"`
+	Sent    int64  `json:"bytes_uploaded"`
+	// Launcher is how its jobs were started: "session" or "agent";
+	// LaunchNote says why not "agent" when that was asked for.
+	Launcher   string `json:"launcher,omitempty"`
+	LaunchNote string `json:"launch_note,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// ReadManifest reads dir's run.json.
+func ReadManifest(dir RunDir) (*Manifest, error) {
+	b, err := os.ReadFile(dir.Manifest())
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir.Manifest(), err)
+	}
+	return &m, nil
+}
+
+// write writes the manifest atomically.
+func (m *Manifest) write(dir RunDir) error { return writeJSONFile(dir.Manifest(), m) }
