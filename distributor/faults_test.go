@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,12 +27,55 @@ func faultCluster(t *testing.T) *distributor.Cluster {
 	})
 }
 
+// forEachLaunch runs f once per launcher: every fault test that takes
+// it proves its guarantee in session mode and in agent mode.
+func forEachLaunch(t *testing.T, f func(t *testing.T, o distributor.RunOptions)) {
+	for _, l := range []string{distributor.LaunchSession, distributor.LaunchAgent} {
+		t.Run(l, func(t *testing.T) {
+			o := distributor.RunOptions{Launch: l}
+			if l == distributor.LaunchAgent {
+				o.Agent = agentBinary(t)
+			}
+			f(t, o)
+		})
+	}
+}
+
+var agentBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// agentBinary builds, once per test binary, the dsub that agent mode
+// ships: static, as make build does.
+func agentBinary(t *testing.T) string {
+	t.Helper()
+	agentBuild.once.Do(func() {
+		dir, err := os.MkdirTemp("", "dsub-agent-")
+		if err != nil {
+			agentBuild.err = err
+			return
+		}
+		agentBuild.path = filepath.Join(dir, "dsub")
+		cmd := exec.Command("go", "build", "-o", agentBuild.path, "../cmd/dsub")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			agentBuild.err = fmt.Errorf("build the agent: %v\n%s", err, out)
+		}
+	})
+	if agentBuild.err != nil {
+		t.Fatal(agentBuild.err)
+	}
+	return agentBuild.path
+}
+
 // faultRun runs n jobs "sleep d; echo i" (sum reduce) and calls inject
 // once host's first job is running. It returns the run, its result, the
 // warnings and the joblog rows.
-func faultRun(t *testing.T, c *distributor.Cluster, n int, d string, host string, inject func()) (string, []string, [][]string) {
+func faultRun(t *testing.T, c *distributor.Cluster, o distributor.RunOptions, n int, d string, host string, inject func()) (string, []string, [][]string) {
 	t.Helper()
-	res, warns, rows, _ := faultRunUntil(t, c, n, nil, d, host, inject)
+	res, warns, rows, _ := faultRunUntil(t, c, o, n, nil, d, host, inject)
 	return res, warns, rows
 }
 
@@ -38,11 +83,11 @@ func faultRun(t *testing.T, c *distributor.Cluster, n int, d string, host string
 // past n until until(warnings so far) holds (at most 90 s), so that a test
 // waiting for a reconnect does not depend on how fast this machine is. It
 // also returns the number of jobs submitted.
-func faultRunUntil(t *testing.T, c *distributor.Cluster, n int, until func(warns string) bool, d string, host string, inject func()) (string, []string, [][]string, int) {
+func faultRunUntil(t *testing.T, c *distributor.Cluster, o distributor.RunOptions, n int, until func(warns string) bool, d string, host string, inject func()) (string, []string, [][]string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	run, col := startSum(ctx, t, c, distributor.RunOptions{})
+	run, col := startSum(ctx, t, c, o)
 	submitted := make(chan int, 1)
 	go func() {
 		deadline := time.Now().Add(90 * time.Second)
@@ -115,7 +160,9 @@ func wantLossRecovered(t *testing.T, res string, warns []string, rows [][]string
 		t.Errorf("result %s, want %s", res, sumTo(n))
 	}
 	oc, _ := outcomes(rows, host)
-	if oc["recorded"] != n || oc["lost"] == 0 || len(rows) != n+oc["lost"] {
+	// In agent mode, jobs waiting in a window may also have been taken
+	// back before they started (returned): they never ran.
+	if oc["recorded"] != n || oc["lost"] == 0 || len(rows) != n+oc["lost"]+oc["returned"] {
 		t.Errorf("joblog outcomes %v in %d rows: want %d recorded, some lost, nothing else", oc, len(rows), n)
 	}
 	if !strings.Contains(strings.Join(warns, "\n"), "host "+host+" lost") {
@@ -124,12 +171,14 @@ func wantLossRecovered(t *testing.T, res string, warns []string, rows [][]string
 }
 
 // outcomes counts joblog rows by outcome, and rows for host.
-func outcomes(rows [][]string, host string) (map[string]int, int) {
-	m := map[string]int{}
-	onHost := 0
+//
+// onHost counts the executions host ran: not the rows of jobs taken back
+// from its window (outcome returned) before they started.
+func outcomes(rows [][]string, host string) (m map[string]int, onHost int) {
+	m = map[string]int{}
 	for _, r := range rows {
 		m[r[9]]++
-		if r[1] == host {
+		if r[1] == host && r[9] != "returned" {
 			onHost++
 		}
 	}
@@ -153,11 +202,13 @@ func noStrays(t *testing.T, pattern string) {
 
 // TestHostKilledMidRun: the host's in-flight jobs are requeued to the
 // others and the result equals a fault-free run's.
-func TestHostKilledMidRun(t *testing.T) {
+func TestHostKilledMidRun(t *testing.T) { forEachLaunch(t, hostKilledMidRun) }
+
+func hostKilledMidRun(t *testing.T, o distributor.RunOptions) {
 	c := faultCluster(t)
 	ctx := context.Background()
 	defer cluster.Restart(ctx, "h02")
-	res, warns, rows := faultRun(t, c, 24, "0.7", "h02", func() {
+	res, warns, rows := faultRun(t, c, o, 24, "0.7", "h02", func() {
 		if err := cluster.Kill(ctx, "h02"); err != nil {
 			t.Fatal(err)
 		}
@@ -181,11 +232,16 @@ func TestHostPausedMidRun(t *testing.T) {
 		name      string
 		keepalive time.Duration
 	}{{"keepalive 1s", time.Second}, {"default keepalive 5s", 5 * time.Second}} {
-		t.Run(tt.name, func(t *testing.T) { pausedMidRun(t, tt.keepalive) })
+		t.Run(tt.name, func(t *testing.T) { pausedMidRun(t, distributor.RunOptions{}, tt.keepalive) })
 	}
+	// Agent mode: the agent's connection is declared lost in the same
+	// window (its heartbeat window is the keepalive's).
+	t.Run("agent, keepalive 1s", func(t *testing.T) {
+		pausedMidRun(t, distributor.RunOptions{Launch: distributor.LaunchAgent, Agent: agentBinary(t)}, time.Second)
+	})
 }
 
-func pausedMidRun(t *testing.T, keepalive time.Duration) {
+func pausedMidRun(t *testing.T, o distributor.RunOptions, keepalive time.Duration) {
 	c := clusterFrom(t, func(s string) string {
 		return strings.Replace(s, "connect_timeout = \"10s\"", fmt.Sprintf("connect_timeout = \"5s\"\nkeepalive = %q", keepalive.String()), 1)
 	})
@@ -199,7 +255,7 @@ func pausedMidRun(t *testing.T, keepalive time.Duration) {
 		}
 		return strings.Contains(w, "host h03 is back")
 	}
-	res, warns, rows, n := faultRunUntil(t, c, 24, until, "0.7", "h03", func() {
+	res, warns, rows, n := faultRunUntil(t, c, o, 24, until, "0.7", "h03", func() {
 		paused = time.Now()
 		if err := cluster.Pause(ctx, "h03"); err != nil {
 			t.Fatal(err)
@@ -227,7 +283,9 @@ func pausedMidRun(t *testing.T, keepalive time.Duration) {
 // backoff after the heal, and takes jobs again. The jobs it was running
 // when cut off run on behind the partition (sshd never learns the client
 // is gone): they are requeued elsewhere, and killed when the host is back.
-func TestPartitionThenHealRejoins(t *testing.T) {
+func TestPartitionThenHealRejoins(t *testing.T) { forEachLaunch(t, partitionThenHeal) }
+
+func partitionThenHeal(t *testing.T, o distributor.RunOptions) {
 	c := faultCluster(t)
 	ctx := context.Background()
 	defer cluster.Heal(ctx, "h01")
@@ -236,7 +294,7 @@ func TestPartitionThenHealRejoins(t *testing.T) {
 	// execution sleeps 0.6 s.
 	d := `$(if [ "$DSUB_HOST" = h01 ] && [ "$DSUB_ATTEMPT" = 1 ] && [ "$DSUB_JOB" -le 12 ]; then echo 120; else echo 0.6; fi)`
 	until := func(w string) bool { return strings.Contains(w, "host h01 is back") }
-	res, warns, rows, n := faultRunUntil(t, c, 40, until, d, "h01", func() {
+	res, warns, rows, n := faultRunUntil(t, c, o, 40, until, d, "h01", func() {
 		if err := cluster.Partition(ctx, "h01"); err != nil {
 			t.Fatal(err)
 		}
@@ -248,7 +306,10 @@ func TestPartitionThenHealRejoins(t *testing.T) {
 	})
 	wantLossRecovered(t, res, warns, rows, n, "h01")
 	w := strings.Join(warns, "\n")
-	if !strings.Contains(w, "host h01 is back") || !strings.Contains(w, "host h01: killed the processes of") {
+	// In session mode the master kills what ran on behind the partition
+	// when the host is back; in agent mode the agent has killed it
+	// already, when its master went silent (noStrays below checks both).
+	if !strings.Contains(w, "host h01 is back") || o.Launch != distributor.LaunchAgent && !strings.Contains(w, "host h01: killed the processes of") {
 		t.Errorf("warnings: %s", w)
 	}
 	after := 0
@@ -279,7 +340,7 @@ func TestRestartedHostRejoinsOnlyWithItsKey(t *testing.T) {
 	until := func(w string) bool {
 		return strings.Contains(w, "host h02 is back") && strings.Contains(w, "host h03 will not re-join")
 	}
-	res, warns, rows, n := faultRunUntil(t, c, 40, until, "0.6", "h02", func() {
+	res, warns, rows, n := faultRunUntil(t, c, distributor.RunOptions{}, 40, until, "0.6", "h02", func() {
 		if err := cluster.Kill(ctx, "h02"); err != nil {
 			t.Fatal(err)
 		}
@@ -344,12 +405,15 @@ func TestRestartedHostRejoinsOnlyWithItsKey(t *testing.T) {
 // remote processes too) and discarded, and the result equals a fault-free
 // run's. Without speculation this run would take 5 minutes; the test's
 // deadline is 2.
-func TestSpeculateStragglers(t *testing.T) {
+func TestSpeculateStragglers(t *testing.T) { forEachLaunch(t, speculateStragglers) }
+
+func speculateStragglers(t *testing.T, o distributor.RunOptions) {
 	c := faultCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const n = 30
-	run, col := startSum(ctx, t, c, distributor.RunOptions{Speculate: true, SpeculateAfter: 3 * time.Second})
+	o.Speculate, o.SpeculateAfter = true, 3*time.Second
+	run, col := startSum(ctx, t, c, o)
 	go func() {
 		for i := 1; i <= n; i++ {
 			run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf(
@@ -366,14 +430,16 @@ func TestSpeculateStragglers(t *testing.T) {
 	}
 	rows := joblogRows(t, run.Dir())
 	oc, onH02 := outcomes(rows, "h02")
-	// Each job h02 took hung: one backup each, which won.
+	// Each job h02 ran hung: one backup each, which won. (In agent mode,
+	// a job waiting behind them in h02's window is taken back: returned,
+	// never run.)
 	if onH02 == 0 || st.Backups != onH02 || st.BackupsWon != onH02 ||
-		oc["recorded"] != n || oc["superseded"] != onH02 || len(rows) != n+onH02 {
+		oc["recorded"] != n || oc["superseded"] != onH02 || len(rows) != n+onH02+oc["returned"] {
 		t.Errorf("h02 took %d jobs; backups %d, won %d; joblog outcomes %v in %d rows (want %d recorded + %d superseded)",
 			onH02, st.Backups, st.BackupsWon, oc, len(rows), n, onH02)
 	}
 	for _, r := range rows {
-		if r[1] == "h02" && r[9] != "superseded" {
+		if r[1] == "h02" && r[9] != "superseded" && r[9] != "returned" {
 			t.Errorf("h02 row %v: want superseded", r)
 		}
 	}
@@ -405,12 +471,15 @@ func joblogRows(t *testing.T, dir string) [][]string {
 // TestFailingHostIsQuarantined: every job fails on h02. After two in a row
 // it is quarantined for the run; its jobs are retried elsewhere, and the
 // result equals a fault-free run's.
-func TestFailingHostIsQuarantined(t *testing.T) {
+func TestFailingHostIsQuarantined(t *testing.T) { forEachLaunch(t, failingHostIsQuarantined) }
+
+func failingHostIsQuarantined(t *testing.T, o distributor.RunOptions) {
 	c := newCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const n = 30
-	run, col := startSum(ctx, t, c, distributor.RunOptions{Retries: 1, QuarantineAfter: 2})
+	o.Retries, o.QuarantineAfter = 1, 2
+	run, col := startSum(ctx, t, c, o)
 	for i := 1; i <= n; i++ {
 		run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf(`%s >/dev/null 2>&1 & if [ "$DSUB_HOST" = h02 ]; then sleep 0.2; exit 3; fi; sleep 0.2; echo %d`, stray(t), i)})
 	}
@@ -422,8 +491,13 @@ func TestFailingHostIsQuarantined(t *testing.T) {
 	rows := joblogRows(t, run.Dir())
 	oc, onH02 := outcomes(rows, "h02")
 	// h02 takes jobs until 2 have failed; with 2 slots a third may have
-	// been started by then.
-	if onH02 < 2 || onH02 > 3 || oc["requeued"] != onH02 || oc["recorded"] != n || len(rows) != n+onH02 {
+	// been started by then, and in agent mode the job waiting in its
+	// window (taken back unstarted if the quarantine came first).
+	most := 3
+	if o.Launch == distributor.LaunchAgent {
+		most = 4
+	}
+	if onH02 < 2 || onH02 > most || oc["requeued"] != onH02 || oc["recorded"] != n || len(rows) != n+onH02+oc["returned"] {
 		t.Errorf("h02 ran %d jobs; joblog outcomes %v in %d rows", onH02, oc, len(rows))
 	}
 	for _, h := range st.Hosts {

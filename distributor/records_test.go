@@ -129,3 +129,16 @@ func TestStatsTableBackups(t *testing.T) {
 	s.WriteTable(&b)
 	golden(t, "stats_table_backups.golden", b.Bytes())
 }
+
+// Where CPU time was measured (agent mode), the table gains CPU time, CPU
+// efficiency (CPU-s over the slots' capacity for the wall time) and how
+// each host ran its jobs.
+func TestStatsTableAgent(t *testing.T) {
+	s := &Stats{Jobs: 4, Succeeded: 4, Wall: 2, Hosts: []HostStats{
+		{Name: "h01", Jobs: 3, JobTime: 3, Slots: 2, CPU: 2.5, Launcher: "agent"},
+		{Name: "h02", Jobs: 1, JobTime: 1, Slots: 1, Launcher: "session"},
+	}}
+	var b bytes.Buffer
+	s.WriteTable(&b)
+	golden(t, "stats_table_agent.golden", b.Bytes())
+}

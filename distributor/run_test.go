@@ -321,10 +321,13 @@ func TestFailureAndRetries(t *testing.T) {
 	}
 }
 
-func TestTimeoutKillsJob(t *testing.T) {
+func TestTimeoutKillsJob(t *testing.T) { forEachLaunch(t, timeoutKillsJob) }
+
+func timeoutKillsJob(t *testing.T, o distributor.RunOptions) {
 	c := newCluster(t)
 	var col collected
-	_, st, _, err := runJobs(t, c, col.opts(distributor.RunOptions{Timeout: time.Second}), []distributor.JobSpec{{Shell: "sleep 333; echo late", Pin: "h01"}})
+	o.Timeout = time.Second
+	_, st, _, err := runJobs(t, c, col.opts(o), []distributor.JobSpec{{Shell: "sleep 333 & sleep 334; echo late", Pin: "h01"}})
 	if err != nil {
 		t.Fatal(err)
 	}
