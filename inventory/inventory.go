@@ -226,34 +226,9 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 		return nil, &Error{File: name, Msg: err.Error()}
 	}
 	opts.fill()
-	var f file
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&f)
+	f, lines, err := decodeFile(data, name)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, &Error{File: fmt.Sprintf("%s:%d", name, pe.Position.Line), Msg: tomlMsg(pe)}
-		}
-		// Type mismatches come as plain errors: "toml: line N (last key K): msg".
-		if m := tomlLineErr.FindStringSubmatch(err.Error()); m != nil {
-			return nil, &Error{File: name + ":" + m[1], Msg: fmt.Sprintf("key %s: %s", m[2], m[3])}
-		}
-		return nil, &Error{File: name, Msg: err.Error()}
-	}
-	lines := strings.Split(string(data), "\n")
-	var errs Errors
-	for _, k := range md.Undecoded() {
-		key := k[len(k)-1]
-		msg := fmt.Sprintf("unknown key %q", k.String())
-		switch strings.ToLower(key) {
-		case "password", "passphrase", "pass":
-			msg += " (passwords are not supported: use keys or ssh-agent)"
-		default:
-			msg += " (known keys: address, name, user, port, identity_files, identities_only, known_hosts, slots, workdir, connect_timeout, keepalive, proxy_jump, labels, ssh_config)"
-		}
-		errs = append(errs, &Error{File: fmt.Sprintf("%s:%d", name, keyLine(lines, key)), Msg: msg})
-	}
-	if len(errs) > 0 {
-		return nil, errs
+		return nil, err
 	}
 	var headers []int
 	for i, l := range lines {
@@ -265,6 +240,7 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 		return nil, &Error{File: name, Msg: "no hosts: add at least one [[host]] with an address"}
 	}
 
+	var errs Errors
 	base := builtinDefaults(opts)
 	if err := validate(&f.Defaults, name+" [defaults]"); err != nil {
 		errs = append(errs, err)
@@ -282,69 +258,109 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 		if i < len(headers) {
 			src = fmt.Sprintf("%s:%d", name, headers[i])
 		}
-		if err := validate(&e.settings, src); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if e.SSHConfig != nil {
-			errs = append(errs, &Error{File: src, Msg: "ssh_config belongs in [defaults]: one OpenSSH config serves the whole file"})
-			continue
-		}
-		if e.Address == nil || strings.TrimSpace(*e.Address) == "" {
-			errs = append(errs, &Error{File: src, Msg: "host entry has no address"})
-			continue
-		}
-		addrs, err := hostrange.Expand(*e.Address)
-		if err != nil {
-			errs = append(errs, &Error{File: src, Msg: "address: " + err.Error()})
-			continue
-		}
-		names := addrs
-		if e.Name != nil {
-			names, err = hostrange.Expand(*e.Name)
-			if err != nil {
-				errs = append(errs, &Error{File: src, Msg: "name: " + err.Error()})
-				continue
-			}
-			if len(names) != len(addrs) {
-				errs = append(errs, &Error{File: src, Msg: fmt.Sprintf("name %q gives %d names for %d addresses: a range address needs a range name of the same size", *e.Name, len(names), len(addrs))})
-				continue
-			}
-		}
-		for j, a := range addrs {
-			h := base.clone()
-			h.apply(&e.settings, opts)
-			h.Source = src
-			host, port, err := splitAddress(a)
-			if err != nil {
-				errs = append(errs, &Error{File: src, Msg: err.Error()})
-				continue
-			}
-			h.Address = host
-			if port != 0 {
-				if e.Port != nil && *e.Port != port {
-					errs = append(errs, &Error{File: src, Msg: fmt.Sprintf("address %q has port %d but port = %d", a, port, *e.Port)})
-					continue
-				}
-				h.Port = port
-				h.set["port"] = true
-			}
-			h.Name = names[j]
-			if e.Name == nil && port == 0 {
-				h.Name = host
-			}
-			if prev, dup := where[h.Name]; dup {
-				errs = append(errs, &Error{File: src, Msg: fmt.Sprintf("duplicate host name %q (also at %s)", h.Name, prev)})
-				continue
-			}
-			where[h.Name] = src
-			all = append(all, h)
-		}
+		hs, es := expandEntry(e, src, base, opts, where)
+		all, errs = append(all, hs...), append(errs, es...)
 	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return finish(all, opts)
+}
+
+// decodeFile decodes a hosts.toml, refusing unknown keys, and returns it
+// with its lines.
+func decodeFile(data []byte, name string) (*file, []string, error) {
+	var f file
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&f)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, nil, &Error{File: fmt.Sprintf("%s:%d", name, pe.Position.Line), Msg: tomlMsg(pe)}
+		}
+		// Type mismatches come as plain errors: "toml: line N (last key K): msg".
+		if m := tomlLineErr.FindStringSubmatch(err.Error()); m != nil {
+			return nil, nil, &Error{File: name + ":" + m[1], Msg: fmt.Sprintf("key %s: %s", m[2], m[3])}
+		}
+		return nil, nil, &Error{File: name, Msg: err.Error()}
+	}
+	lines := strings.Split(string(data), "\n")
+	var errs Errors
+	for _, k := range md.Undecoded() {
+		key := k[len(k)-1]
+		msg := fmt.Sprintf("unknown key %q", k.String())
+		switch strings.ToLower(key) {
+		case "password", "passphrase", "pass":
+			msg += " (passwords are not supported: use keys or ssh-agent)"
+		default:
+			msg += " (known keys: address, name, user, port, identity_files, identities_only, known_hosts, slots, workdir, connect_timeout, keepalive, proxy_jump, labels, ssh_config)"
+		}
+		errs = append(errs, &Error{File: fmt.Sprintf("%s:%d", name, keyLine(lines, key)), Msg: msg})
+	}
+	if len(errs) > 0 {
+		return nil, nil, errs
+	}
+	return &f, lines, nil
+}
+
+// expandEntry turns one [[host]] entry (at src) into hosts: its address
+// and name ranges expanded, the defaults base under its settings. where
+// maps the names taken so far to their source, for duplicates.
+func expandEntry(e hostEntry, src string, base *hostState, opts Options, where map[string]string) ([]*hostState, Errors) {
+	if err := validate(&e.settings, src); err != nil {
+		return nil, Errors{err}
+	}
+	if e.SSHConfig != nil {
+		return nil, Errors{&Error{File: src, Msg: "ssh_config belongs in [defaults]: one OpenSSH config serves the whole file"}}
+	}
+	if e.Address == nil || strings.TrimSpace(*e.Address) == "" {
+		return nil, Errors{&Error{File: src, Msg: "host entry has no address"}}
+	}
+	addrs, err := hostrange.Expand(*e.Address)
+	if err != nil {
+		return nil, Errors{&Error{File: src, Msg: "address: " + err.Error()}}
+	}
+	names := addrs
+	if e.Name != nil {
+		names, err = hostrange.Expand(*e.Name)
+		if err != nil {
+			return nil, Errors{&Error{File: src, Msg: "name: " + err.Error()}}
+		}
+		if len(names) != len(addrs) {
+			return nil, Errors{&Error{File: src, Msg: fmt.Sprintf("name %q gives %d names for %d addresses: a range address needs a range name of the same size", *e.Name, len(names), len(addrs))}}
+		}
+	}
+	var out []*hostState
+	var errs Errors
+	for j, a := range addrs {
+		h := base.clone()
+		h.apply(&e.settings, opts)
+		h.Source = src
+		host, port, err := splitAddress(a)
+		if err != nil {
+			errs = append(errs, &Error{File: src, Msg: err.Error()})
+			continue
+		}
+		h.Address = host
+		if port != 0 {
+			if e.Port != nil && *e.Port != port {
+				errs = append(errs, &Error{File: src, Msg: fmt.Sprintf("address %q has port %d but port = %d", a, port, *e.Port)})
+				continue
+			}
+			h.Port = port
+			h.set["port"] = true
+		}
+		h.Name = names[j]
+		if e.Name == nil && port == 0 {
+			h.Name = host
+		}
+		if prev, dup := where[h.Name]; dup {
+			errs = append(errs, &Error{File: src, Msg: fmt.Sprintf("duplicate host name %q (also at %s)", h.Name, prev)})
+			continue
+		}
+		where[h.Name] = src
+		out = append(out, h)
+	}
+	return out, errs
 }
 
 // finish applies the OpenSSH config to hosts and checks what only the
