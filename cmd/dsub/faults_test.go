@@ -74,7 +74,9 @@ func TestMasterCrashAndResume(t *testing.T) {
 		want += i * i
 	}
 	logs := filepath.Join(dir, "logs")
-	cmd := exec.Command(bin, "run", "--hosts", cluster.HostsFile, "--logs", logs, "--commands", cf, "--reduce", "sum")
+	// Session mode: a dead master's jobs run on until a resume kills them
+	// (in agent mode the agents kill them: TestAgentMasterKilledLeavesNoJobs).
+	cmd := exec.Command(bin, "run", "--hosts", cluster.HostsFile, "--logs", logs, "--commands", cf, "--reduce", "sum", "--launch", "session")
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
@@ -115,7 +117,7 @@ func TestMasterCrashAndResume(t *testing.T) {
 	os.WriteFile(cf, []byte(changed), 0o600)
 	before := executions(t, rd)
 	out, err := exec.Command(bin, "run", "--resume", rd).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "refusing: job 1 is not the job recorded") {
+	if err == nil || !strings.Contains(string(out), ", job 1: refusing: the job is not the job recorded") {
 		t.Errorf("resume with changed input: %v\n%s", err, out)
 	}
 	if after := executions(t, rd); fmt.Sprint(after) != fmt.Sprint(before) {
@@ -185,13 +187,15 @@ func TestMasterCrashAndResume(t *testing.T) {
 // done before the signal are recorded in results.jsonl), and prints a
 // resume hint; exit status 130.
 func TestInterruptKillsRemoteJobs(t *testing.T) {
-	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
-		t.Run(sig.String(), func(t *testing.T) { interruptKills(t, sig) })
+	for _, launch := range []string{"session", "agent"} {
+		for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+			t.Run(launch+"/"+sig.String(), func(t *testing.T) { interruptKills(t, sig, launch) })
+		}
 	}
 }
 
-func interruptKills(t *testing.T, sig os.Signal) {
-	cmd, dir, errb := startSleepers(t, "40", 4)
+func interruptKills(t *testing.T, sig os.Signal, launch string) {
+	cmd, dir, errb := startSleepers(t, "40", 4, "--launch", launch)
 	// Wait until sleeps run on every host.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -309,7 +313,7 @@ func TestSecondInterruptExitsAtOnce(t *testing.T) {
 // signalled) on 16 jobs "sleep <prefix>NN" across the shared cluster. It
 // returns the process, its temporary directory (logs under logs/) and its
 // stderr so far, safe to read while it runs.
-func startSleepers(t *testing.T, prefix string, quick int) (*exec.Cmd, string, *lockedBuffer) {
+func startSleepers(t *testing.T, prefix string, quick int, extra ...string) (*exec.Cmd, string, *lockedBuffer) {
 	t.Helper()
 	testenv.Require(t, cluster)
 	bin := buildDsub(t)
@@ -323,7 +327,7 @@ func startSleepers(t *testing.T, prefix string, quick int) (*exec.Cmd, string, *
 		fmt.Fprintf(&cmds, "sleep %s%02d; echo %d\n", prefix, i, i)
 	}
 	os.WriteFile(cf, []byte(cmds.String()), 0o600)
-	cmd := exec.Command(bin, "run", "--hosts", cluster.HostsFile, "--logs", filepath.Join(dir, "logs"), "--commands", cf, "--reduce", "sum")
+	cmd := exec.Command(bin, append([]string{"run", "--hosts", cluster.HostsFile, "--logs", filepath.Join(dir, "logs"), "--commands", cf, "--reduce", "sum"}, extra...)...)
 	errb := &lockedBuffer{}
 	errb.w = &errb.b
 	cmd.Stderr = errb
@@ -368,7 +372,7 @@ func TestResumeKillsCrashedMastersJobs(t *testing.T) {
 	cf := filepath.Join(dir, "cmds.txt")
 	os.WriteFile(cf, []byte(cmds.String()), 0o600)
 	logs := filepath.Join(dir, "logs")
-	cmd := exec.Command(bin, "run", "--hosts", cluster.HostsFile, "--logs", logs, "--commands", cf, "--reduce", "sum")
+	cmd := exec.Command(bin, "run", "--hosts", cluster.HostsFile, "--logs", logs, "--commands", cf, "--reduce", "sum", "--launch", "session") // as above
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/dsub-dev/dsub/distributor"
 )
@@ -128,9 +127,9 @@ func (s *jobSource) close() {
 // before the line it holds can become a job, so a master killed at any
 // point has saved every job it submitted.
 type inputCopy struct {
-	f    *os.File
-	path string
-	err  error
+	f   *os.File
+	dir distributor.RunDir
+	err error
 }
 
 // start creates the copy in dir (the run directory, known once the run
@@ -139,8 +138,8 @@ func (c *inputCopy) start(dir string) error {
 	if c == nil {
 		return nil
 	}
-	c.path = filepath.Join(dir, inputFile)
-	f, err := os.OpenFile(c.path+".part", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	c.dir = distributor.RunDir(dir)
+	f, err := os.OpenFile(c.dir.InputPart(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	c.f = f
 	return err
 }
@@ -162,7 +161,7 @@ func (c *inputCopy) complete() error {
 	err := errors.Join(c.err, c.f.Sync(), c.f.Close())
 	c.f = nil
 	if err == nil {
-		err = os.Rename(c.path+".part", c.path)
+		err = os.Rename(c.dir.InputPart(), c.dir.Input())
 	}
 	return err
 }

@@ -19,6 +19,11 @@ import (
 var cluster *testenv.Cluster
 
 func TestMain(m *testing.M) {
+	// Agent mode ships the running binary as the agent: in tests, this
+	// one, which must then be dsub's agent and nothing else.
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		os.Exit(exitCode(context.Background(), run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr), os.Stderr))
+	}
 	testscript.Main(withCluster{m}, map[string]func(){
 		"dsub": func() {
 			code := exitCode(context.Background(), run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr), os.Stderr)

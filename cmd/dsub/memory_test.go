@@ -18,7 +18,9 @@ import (
 func buildDsub(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "dsub")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as make build: it is also the agent shipped to the hosts
+	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build dsub: %v\n%s", err, out)
 	}
 	return bin

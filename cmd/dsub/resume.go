@@ -24,17 +24,14 @@ func resumeRun(cmd *cobra.Command, hf *hostFlags, f *runFlags, args []string, st
 		return usagef("run --resume takes no ARGs: they are recorded in the run")
 	}
 	dir := f.resume
-	b, err := os.ReadFile(filepath.Join(dir, "run.json"))
+	man, err := distributor.ReadManifest(distributor.RunDir(dir))
 	if err != nil {
 		return usagef("--resume %s: %v", dir, err)
 	}
-	var doc struct {
-		Command runRecord `json:"command"`
-	}
-	if err := json.Unmarshal(b, &doc); err != nil || len(doc.Command.Args) == 0 {
+	var rec runRecord
+	if err := json.Unmarshal(man.Command, &rec); err != nil || len(rec.Args) == 0 {
 		return usagef("--resume %s: run.json holds no recorded command line", dir)
 	}
-	rec := doc.Command
 	var rhf hostFlags
 	var rf runFlags
 	replay := &cobra.Command{Use: "run"} // fresh variables for the recorded flags
@@ -74,7 +71,7 @@ func resumeRun(cmd *cobra.Command, hf *hostFlags, f *runFlags, args []string, st
 	if rf.argsFile == "-" {
 		saved, complete := savedInput(dir)
 		if saved == "" {
-			return usagef("--resume %s: the run read its jobs from stdin and saved no copy of them (%s)", dir, inputFile)
+			return usagef("--resume %s: the run read its jobs from stdin and saved no copy of them (%s)", dir, distributor.RunDir(dir).Input())
 		}
 		if !complete {
 			fmt.Fprintf(stderr, "dsub: warning: the run was stopped before its stdin ended: resuming the jobs of the input it had read (%s)\n", saved)
@@ -87,19 +84,15 @@ func resumeRun(cmd *cobra.Command, hf *hostFlags, f *runFlags, args []string, st
 	return runRun(cmd.Context(), &rhf, &rf, replay.Flags().Args(), rec, stdin, stdout, stderr)
 }
 
-// inputFile is where a run fed from stdin keeps its input: inputFile+".part"
-// while it streams, renamed to inputFile once stdin ends.
-const inputFile = "input"
-
 // savedInput returns the saved stdin of the run in dir and whether it is
 // complete.
 func savedInput(dir string) (string, bool) {
-	p := filepath.Join(dir, inputFile)
-	if _, err := os.Stat(p); err == nil {
-		return p, true
+	rd := distributor.RunDir(dir)
+	if _, err := os.Stat(rd.Input()); err == nil {
+		return rd.Input(), true
 	}
-	if _, err := os.Stat(p + ".part"); err == nil {
-		return p + ".part", false
+	if _, err := os.Stat(rd.InputPart()); err == nil {
+		return rd.InputPart(), false
 	}
 	return "", false
 }

@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/inventory"
-	"github.com/dsub-dev/dsub/remote"
 )
 
 // Exit statuses. exitCode is the only place errors become one of these.
@@ -49,7 +49,7 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 		return exitInterrupted
 	}
 	var ue usageError
-	if errors.As(err, &ue) || remote.KindOf(err) == remote.KindConfig || inventory.IsConfigError(err) {
+	if errors.As(err, &ue) || errs.KindOf(err) == errs.KindConfig || inventory.IsConfigError(err) {
 		fmt.Fprintln(stderr, "dsub:", visible(err.Error()))
 		return exitUsage
 	}
@@ -95,6 +95,6 @@ the hosts beyond a stock sshd and an account you can log into.` + exitHelp,
 	root.Version = versionString()
 	root.SetVersionTemplate("dsub {{.Version}}\n")
 	root.AddCommand(newPingCmd(stdout, stderr), newExecCmd(stdin, stdout, stderr), newPutCmd(stdout, stderr), newGetCmd(stdout, stderr),
-		newRunCmd(stdin, stdout, stderr), newCleanCmd(stdout, stderr))
+		newRunCmd(stdin, stdout, stderr), newCleanCmd(stdout, stderr), newAgentCmd(stdin, stdout))
 	return root
 }

@@ -33,6 +33,7 @@ type runFlags struct {
 	halt                    string
 	speculate               bool
 	speculateAfter          time.Duration
+	launch                  string
 }
 
 // parseHalt reads --halt: "never", or "now|soon,fail=N".
@@ -90,6 +91,8 @@ func (f *runFlags) validate(ctx context.Context, fl *pflag.FlagSet, args []strin
 		return usagef("run: --progress-interval %s: must be positive", f.progressEvery)
 	case f.speculateAfter <= 0:
 		return usagef("run: --speculate-after %s: must be positive", f.speculateAfter)
+	case !distributor.ValidLaunch(f.launch) || f.launch == "":
+		return usagef("run: --launch %q: want session, agent or auto", f.launch)
 	case strings.TrimSpace(f.logs) == "":
 		return usagef("run: --logs is empty")
 	case fl.Changed("binary") && f.binary == "", fl.Changed("commands") && f.commands == "", fl.Changed("args-file") && f.argsFile == "":
@@ -212,6 +215,7 @@ func registerRunFlags(c *cobra.Command, f *runFlags) {
 	fl.StringVar(&f.halt, "halt", "never", "stop early: soon,fail=N (start no new jobs after N failed) or now,fail=N (also kill running ones)")
 	fl.BoolVar(&f.speculate, "speculate", false, "when slots are idle and no job waits, run stragglers again on another host: the first result wins, the other is killed")
 	fl.DurationVar(&f.speculateAfter, "speculate-after", time.Second, "with --speculate: a straggler has run at least this long and twice the median job time")
+	fl.StringVar(&f.launch, "launch", distributor.LaunchAuto, "how jobs reach each host: auto (an agent where one can run, else sessions, saying why), agent (one dsub agent per host, over one session; a host where none can run is left out) or session (one SSH session per job)")
 }
 
 // rawRunArgs is the command line after "run", as typed.

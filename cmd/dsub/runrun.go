@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -33,13 +32,15 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 	}
 	defer src.close()
 
-	cl, err := hf.cluster(stderr)
+	// One sink for every warning, the cluster's included: the progress
+	// display shows what is written to se above its bars.
+	se := &lockedWriter{w: stderr}
+	cl, err := hf.cluster(se)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 
-	se := &lockedWriter{w: stderr}
 	out := newRunOutput(stdout, se, printEach, f.keepOrder)
 	run, err := cl.Start(ctx, distributor.RunOptions{
 		Binary: f.binary, Build: f.build, Files: f.files, Retries: f.retries, Timeout: f.timeout,
@@ -47,6 +48,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 		Warn:   func(msg string) { fmt.Fprintln(se, "dsub: warning:", visible(msg)) },
 		Record: record, ResumeDir: f.resume, ResumeFailed: f.resumeFailed,
 		HaltAfter: haltAfter, HaltNow: haltNow, Speculate: f.speculate, SpeculateAfter: f.speculateAfter,
+		Launch: f.launch, Agent: agentBinary(),
 	})
 	if err != nil {
 		return usageError{err}
@@ -141,7 +143,7 @@ func finishRun(ctx context.Context, f *runFlags, run *distributor.Run, out *runO
 	case reduced && runErr == nil && stats.Failed > 0:
 		// A reduce over some of the jobs would be silently wrong.
 		fmt.Fprintf(se, "dsub: no reduced result: %d jobs failed; the other results are kept in %s\n",
-			stats.Failed, filepath.Join(run.Dir(), "results.jsonl"))
+			stats.Failed, distributor.RunDir(run.Dir()).Journal())
 	}
 	stats.WriteTable(se)
 	fmt.Fprintf(se, "records: %s\n", run.Dir())
@@ -154,7 +156,7 @@ func finishRun(ctx context.Context, f *runFlags, run *distributor.Run, out *runO
 	if runErr != nil {
 		if ctx.Err() != nil || errors.Is(runErr, distributor.ErrHalted) || errors.Is(runErr, distributor.ErrNoHosts) || errors.Is(runErr, distributor.ErrRecords) {
 			fmt.Fprintf(se, "dsub: %d of %d jobs recorded in %s; resume with: dsub run --resume %s\n",
-				stats.Succeeded, stats.Jobs, filepath.Join(run.Dir(), "results.jsonl"), run.Dir())
+				stats.Succeeded, stats.Jobs, distributor.RunDir(run.Dir()).Journal(), run.Dir())
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/testenv"
+)
+
+// Agent mode gives the same result as session mode, says so in run.json,
+// and records each job's resource usage.
+func TestAgentModeMatchesSession(t *testing.T) {
+	testenv.Require(t, cluster)
+	bin := buildDsub(t)
+	dir := t.TempDir()
+	const jobs = 60
+	var cmds strings.Builder
+	for i := 1; i <= jobs; i++ {
+		fmt.Fprintf(&cmds, "echo %d; echo noise >&2\n", i*i)
+	}
+	cf := filepath.Join(dir, "cmds.txt")
+	os.WriteFile(cf, []byte(cmds.String()), 0o600)
+	results := map[string]string{}
+	for _, launch := range []string{"session", "agent"} {
+		logs := filepath.Join(dir, launch)
+		cmd := exec.Command(bin, "run", "--hosts", cluster.HostsFile, "--logs", logs, "--commands", cf, "--reduce", "sum", "--launch", launch)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", launch, err, errb.String())
+		}
+		results[launch] = strings.TrimSpace(string(out))
+		rd := runDir(t, logs)
+		m, err := distributor.ReadManifest(distributor.RunDir(rd))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Every host that ran jobs says how (a host still receiving the
+		// agent when the last job ended took no part).
+		took := 0
+		for _, h := range m.Stats.Hosts {
+			if h.Jobs > 0 {
+				took++
+				if h.Launcher != launch {
+					t.Errorf("%s run: host %s launcher %q", launch, h.Name, h.Launcher)
+				}
+			}
+		}
+		if took == 0 {
+			t.Errorf("%s run: no host ran jobs: %+v", launch, m.Stats)
+		}
+		journal, _ := os.ReadFile(distributor.RunDir(rd).Journal())
+		if got := strings.Count(string(journal), `"max_rss_kb"`); launch == "agent" && got != jobs {
+			t.Errorf("agent run: %d of %d journal records have resource usage", got, jobs)
+		}
+		if b, _ := os.ReadFile(filepath.Join(rd, "jobs", "7.err")); string(b) != "noise\n" {
+			t.Errorf("%s run: job 7's stderr log %q", launch, b)
+		}
+	}
+	if want := fmt.Sprint(jobs * (jobs + 1) * (2*jobs + 1) / 6); results["session"] != want || results["agent"] != want {
+		t.Errorf("results %v, want %s both", results, want)
+	}
+}
+
+// The agent never outlives its master: a master SIGKILLed mid-run leaves
+// no job process on any host within 5 s (the agent sees its session end
+// and kills its jobs), with no resume to sweep them.
+func TestAgentMasterKilledLeavesNoJobs(t *testing.T) {
+	testenv.Require(t, cluster)
+	bin := buildDsub(t)
+	dir := t.TempDir()
+	var cmds strings.Builder
+	for i := 1; i <= 16; i++ {
+		// Jobs that would run for minutes, with a child of their own.
+		fmt.Fprintf(&cmds, "sleep 388.5 & sleep 389.5; echo %d\n", i)
+	}
+	cf := filepath.Join(dir, "cmds.txt")
+	os.WriteFile(cf, []byte(cmds.String()), 0o600)
+	logs := filepath.Join(dir, "logs")
+	cmd := exec.Command(bin, "run", "--hosts", cluster.HostsFile, "--logs", logs, "--commands", cf, "--reduce", "sum", "--launch", "agent")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	// Wait until every host runs jobs.
+	ctx := context.Background()
+	deadline := time.Now().Add(60 * time.Second)
+	for running := 0; running < len(cluster.Hosts); {
+		if time.Now().After(deadline) {
+			t.Fatalf("jobs never ran on every host:\n%s", errb.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+		running = 0
+		for _, h := range cluster.Hosts {
+			if out, _ := cluster.Exec(ctx, h.Name, "pgrep", "-u", h.User, "-f", "sleep 389.5"); len(bytes.TrimSpace(out)) > 0 {
+				running++
+			}
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	killed := time.Now()
+	if err := cluster.WaitNoProcesses(ctx, "sleep 38[89].5", 5*time.Second); err != nil {
+		t.Fatalf("after the master's SIGKILL: %v", err)
+	}
+	t.Logf("no job process on any host %.2f s after the master's SIGKILL", time.Since(killed).Seconds())
+	// And the agents themselves are gone.
+	if err := cluster.WaitNoProcesses(ctx, " agent --keepalive", 5*time.Second); err != nil {
+		t.Error(err)
+	}
+}
