@@ -19,7 +19,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -36,6 +35,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/dsub-dev/dsub/bench/internal/benchutil"
+	"github.com/dsub-dev/dsub/distributor"
 	"github.com/dsub-dev/dsub/testenv"
 )
 
@@ -52,8 +52,11 @@ func main() {
 	upto := flag.Int("upto", 2000000000, "primes range for the CPU-bound benchmark")
 	slots := flag.Int("slots", 4, "slots per host for the tiny-jobs benchmark (all tools)")
 	only := flag.String("only", "jobs,ship,primes", "benchmarks to run")
+	compare := flag.String("compare", "", "another dsub binary (say, before a change) to time beside this one in the tiny-jobs benchmark")
+	peers := flag.Bool("peers", true, "time GNU parallel in the tiny-jobs benchmark (-peers=false: dsub and the floor only)")
 	flag.Parse()
-	if err := run(*jobs, *rounds, *upto, *slots, *only); err != nil {
+	b := &bench{jobs: *jobs, rounds: *rounds, upto: *upto, slots: *slots, compare: *compare, peers: *peers}
+	if err := b.run(*only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -67,22 +70,35 @@ func sh(name string, args ...string) error {
 	return nil
 }
 
-func run(jobs, rounds, upto, slots int, only string) error {
+// bench is one benchmark run: its settings and the cluster, binaries and
+// directories its parts share.
+type bench struct {
+	jobs, rounds, upto, slots int
+	compare                   string
+	peers                     bool
+
+	c                  *testenv.Cluster
+	tmp, logs          string
+	dsub, primes, self string
+	hostsSlots         string
+	names              []string
+}
+
+func (b *bench) run(only string) error {
 	ctx := context.Background()
 	c, err := testenv.StartUnique(ctx, 4, os.Stderr)
 	if err != nil {
 		return err
 	}
 	defer c.Down(context.Background())
-	tmp, err := os.MkdirTemp("", "dsub-bench-run")
-	if err != nil {
+	b.c, b.names = c, c.Names()
+	if b.tmp, err = os.MkdirTemp("", "dsub-bench-run"); err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	dsub := filepath.Join(tmp, "dsub")
-	primes := filepath.Join(tmp, "primes")
-	self, _ := os.Executable()
-	for bin, pkg := range map[string]string{dsub: "./cmd/dsub", primes: "./examples/primes"} {
+	defer os.RemoveAll(b.tmp)
+	b.dsub, b.primes = filepath.Join(b.tmp, "dsub"), filepath.Join(b.tmp, "primes")
+	b.self, _ = os.Executable()
+	for bin, pkg := range map[string]string{b.dsub: "./cmd/dsub", b.primes: "./examples/primes"} {
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -90,110 +106,138 @@ func run(jobs, rounds, upto, slots int, only string) error {
 		}
 	}
 	hostsToml, _ := os.ReadFile(c.HostsFile)
-	hostsSlots := filepath.Join(tmp, "hosts.toml")
-	os.WriteFile(hostsSlots, []byte(withSlots(string(hostsToml), slots)), 0o600)
+	b.hostsSlots = filepath.Join(b.tmp, "hosts.toml")
+	os.WriteFile(b.hostsSlots, []byte(withSlots(string(hostsToml), b.slots)), 0o600)
 	// Records go where dsub puts them by default, the working directory:
 	// on some machines /tmp is far slower at creating files.
-	logs, err := os.MkdirTemp(".", ".bench-logs-")
-	if err != nil {
+	if b.logs, err = os.MkdirTemp(".", ".bench-logs-"); err != nil {
 		return err
 	}
-	defer os.RemoveAll(logs)
-	names := c.Names()
-
+	defer os.RemoveAll(b.logs)
 	if strings.Contains(only, "jobs") {
-		cmds := filepath.Join(tmp, "cmds.txt")
-		args := filepath.Join(tmp, "args.txt")
-		var cb, ab strings.Builder
-		for i := 1; i <= jobs; i++ {
-			fmt.Fprintf(&cb, "echo %d\n", i)
-			fmt.Fprintf(&ab, "%d\n", i)
-		}
-		os.WriteFile(cmds, []byte(cb.String()), 0o600)
-		os.WriteFile(args, []byte(ab.String()), 0o600)
-		cm := filepath.Join(tmp, "ssh_config_cm")
-		base, _ := os.ReadFile(c.SSHConfig)
-		os.WriteFile(cm, append(base, []byte(fmt.Sprintf("  ControlMaster auto\n  ControlPath %s/cm-%%C\n  ControlPersist 600\n", tmp))...), 0o600)
-		var login []string
-		for _, n := range names {
-			login = append(login, fmt.Sprintf("%d/%s", slots, n))
-		}
-		countLines := func(out string) error {
-			if n := strings.Count(out, "\n"); n != jobs {
-				return fmt.Errorf("%d output lines, want %d", n, jobs)
-			}
-			return nil
-		}
-		tools := []benchutil.Tool{
-			{Name: "dsub run", Argv: []string{dsub, "run", "--hosts", hostsSlots, "--ssh-config", "none", "--logs", logs, "--commands", cmds, "--reduce", "count"},
-				Check: func(out string) error {
-					if strings.TrimSpace(out) != strconv.Itoa(jobs) {
-						return fmt.Errorf("count %q", out)
-					}
-					return nil
-				}},
-			{Name: "parallel -S", Argv: []string{"parallel", "--will-cite", "-S", strings.Join(login, ","), "--ssh", "ssh -F " + c.SSHConfig, "-a", args, "echo", "{}"}, Check: countLines},
-			{Name: "parallel -S +ControlMaster", Argv: []string{"parallel", "--will-cite", "-S", strings.Join(login, ","), "--ssh", "ssh -F " + cm, "-a", args, "echo", "{}"}, Check: countLines,
-				Setup: func() error {
-					for _, n := range names {
-						if err := sh("ssh", "-F", cm, n, "true"); err != nil {
-							return err
-						}
-					}
-					return nil
-				}},
-			{Name: "floor (bare sessions)", Argv: []string{self, "floor", c.Dir, strconv.Itoa(jobs), strconv.Itoa(slots)}, Check: countLines},
-		}
-		res := benchutil.Run(ctx, tools, rounds, os.Stderr)
-		benchutil.Report(os.Stdout, fmt.Sprintf("1. %d tiny jobs on %d hosts, %d slots each", jobs, len(names), slots), "dsub run", res)
-		d, _ := benchutil.Fastest(res, "dsub run")
-		for _, r := range res[1:] {
-			if r.Err == nil && r.Skipped == "" && d.Median() > 0 {
-				fmt.Printf("   dsub throughput: %.1f jobs/s; %s: %.1f jobs/s; dsub is %.2fx its speed\n",
-					float64(jobs)/d.Median().Seconds(), r.Tool, float64(jobs)/r.Median().Seconds(), r.Median().Seconds()/d.Median().Seconds())
-			}
-		}
-		for _, n := range names {
-			_ = exec.Command("ssh", "-F", cm, "-O", "exit", n).Run()
-		}
+		b.tinyJobs(ctx)
 	}
-
 	if strings.Contains(only, "ship") {
-		big := filepath.Join(tmp, "big.sh")
-		writeBig(big)
-		fi, _ := os.Stat(big)
-		hostList := filepath.Join(tmp, "hosts.txt")
-		os.WriteFile(hostList, []byte(strings.Join(names, "\n")+"\n"), 0o600)
-		clear := func() error {
-			return sh(dsub, "exec", "--hosts", c.HostsFile, "--ssh-config", "none", "--", "rm -rf ~/.cache/dsub/bin ~/big.sh")
-		}
-		runArgs := []string{dsub, "run", "--hosts", c.HostsFile, "--ssh-config", "none", "--logs", logs, "--binary", big, "--shards", "4", "--reduce", "count"}
-		tools := []benchutil.Tool{
-			{Name: "dsub run (cold cache)", Argv: runArgs, Before: clear},
-			{Name: "dsub run (cached)", Argv: runArgs}, // right after a cold run
-			{Name: "parallel-scp -p 4", Argv: []string{"parallel-scp", "-p", "4", "-h", hostList, "-x", "-F " + c.SSHConfig, big, "big.sh"}, Before: clear},
-		}
-		res := benchutil.Run(ctx, tools, rounds, os.Stderr)
-		benchutil.Report(os.Stdout, fmt.Sprintf("2. ship a %.1f MB program to %d hosts", float64(fi.Size())/1e6, len(names)), "parallel-scp -p 4", res)
-		fmt.Printf("   bytes uploaded by the last cached run: %d\n", lastUploaded(logs))
+		b.ship(ctx)
 	}
-
 	if strings.Contains(only, "primes") {
-		u := strconv.Itoa(upto)
-		tools := []benchutil.Tool{
-			{Name: "local, 1 process", Argv: []string{primes, "count", "--shard", "0", "--of", "1", "--upto", u}},
-			{Name: "dsub run, 16 shards", Argv: []string{dsub, "run", "--hosts", c.HostsFile, "--ssh-config", "none", "--logs", logs,
-				"--binary", primes, "--shards", "16", "--reduce", "sum", "--", "count", "--shard", "{shard}", "--of", "{shards}", "--upto", u}},
-		}
-		res := benchutil.Run(ctx, tools, rounds, os.Stderr)
-		benchutil.Report(os.Stdout, fmt.Sprintf("3. count primes below %d: 16 shards over %d hosts vs one local process", upto, len(names)), "local, 1 process", res)
-		if len(res[0].Runs) > 0 && len(res[1].Runs) > 0 {
-			speedup := res[0].Median().Seconds() / res[1].Median().Seconds()
-			cores := runtime.NumCPU()
-			fmt.Printf("   speedup %.2fx on %d cores actually available (the hosts share this machine): efficiency %.0f%%\n", speedup, cores, 100*speedup/float64(cores))
-		}
+		b.primesCPU(ctx)
 	}
 	return nil
+}
+
+// tinyJobs: 1. many `echo N` jobs, dsub against GNU parallel and the floor.
+func (b *bench) tinyJobs(ctx context.Context) {
+	c, jobs, slots, tmp, logs, names, dsub, self := b.c, b.jobs, b.slots, b.tmp, b.logs, b.names, b.dsub, b.self
+	rounds, hostsSlots := b.rounds, b.hostsSlots
+	cmds := filepath.Join(tmp, "cmds.txt")
+	args := filepath.Join(tmp, "args.txt")
+	var cb, ab strings.Builder
+	for i := 1; i <= jobs; i++ {
+		fmt.Fprintf(&cb, "echo %d\n", i)
+		fmt.Fprintf(&ab, "%d\n", i)
+	}
+	os.WriteFile(cmds, []byte(cb.String()), 0o600)
+	os.WriteFile(args, []byte(ab.String()), 0o600)
+	cm := filepath.Join(tmp, "ssh_config_cm")
+	base, _ := os.ReadFile(c.SSHConfig)
+	os.WriteFile(cm, append(base, []byte(fmt.Sprintf("  ControlMaster auto\n  ControlPath %s/cm-%%C\n  ControlPersist 600\n", tmp))...), 0o600)
+	var login []string
+	for _, n := range names {
+		login = append(login, fmt.Sprintf("%d/%s", slots, n))
+	}
+	countLines := func(out string) error {
+		if n := strings.Count(out, "\n"); n != jobs {
+			return fmt.Errorf("%d output lines, want %d", n, jobs)
+		}
+		return nil
+	}
+	dsubRun := func(name, bin string, extra ...string) benchutil.Tool {
+		return benchutil.Tool{Name: name, Argv: append([]string{bin, "run", "--hosts", hostsSlots, "--ssh-config", "none", "--logs", logs, "--commands", cmds, "--reduce", "count"}, extra...),
+			Check: func(out string) error {
+				if strings.TrimSpace(out) != strconv.Itoa(jobs) {
+					return fmt.Errorf("count %q", out)
+				}
+				return nil
+			}}
+	}
+	tools := []benchutil.Tool{
+		dsubRun("dsub run", dsub, "--launch", "session"),
+		{Name: "parallel -S", Argv: []string{"parallel", "--will-cite", "-S", strings.Join(login, ","), "--ssh", "ssh -F " + c.SSHConfig, "-a", args, "echo", "{}"}, Check: countLines},
+		{Name: "parallel -S +ControlMaster", Argv: []string{"parallel", "--will-cite", "-S", strings.Join(login, ","), "--ssh", "ssh -F " + cm, "-a", args, "echo", "{}"}, Check: countLines,
+			Setup: func() error {
+				for _, n := range names {
+					if err := sh("ssh", "-F", cm, n, "true"); err != nil {
+						return err
+					}
+				}
+				return nil
+			}},
+		{Name: "floor (bare sessions)", Argv: []string{self, "floor", c.Dir, strconv.Itoa(jobs), strconv.Itoa(slots)}, Check: countLines},
+	}
+	tools = append(tools,
+		dsubRun("dsub run --launch agent", dsub, "--launch", "agent"),
+		// The spawn limit of this machine, where the hosts share its cores.
+		benchutil.Tool{Name: fmt.Sprintf("local xargs -P %d", len(names)*slots), Argv: []string{"sh", "-c",
+			fmt.Sprintf("xargs -P %d -I{} sh -c 'echo {}' < %s", len(names)*slots, args)}, Check: countLines})
+	if !b.peers {
+		tools = append([]benchutil.Tool{tools[0], tools[3]}, tools[4:]...)
+	}
+	if b.compare != "" {
+		tools = append(tools, dsubRun("dsub run ("+filepath.Base(b.compare)+")", b.compare))
+	}
+	res := benchutil.Run(ctx, tools, rounds, os.Stderr)
+	benchutil.Report(os.Stdout, fmt.Sprintf("1. %d tiny jobs on %d hosts, %d slots each", jobs, len(names), slots), "dsub run", res)
+	d, _ := benchutil.Fastest(res, "dsub run")
+	for _, r := range res[1:] {
+		if r.Err == nil && r.Skipped == "" && d.Median() > 0 {
+			fmt.Printf("   dsub throughput: %.1f jobs/s; %s: %.1f jobs/s; dsub is %.2fx its speed\n",
+				float64(jobs)/d.Median().Seconds(), r.Tool, float64(jobs)/r.Median().Seconds(), r.Median().Seconds()/d.Median().Seconds())
+		}
+	}
+	for _, n := range names {
+		_ = exec.Command("ssh", "-F", cm, "-O", "exit", n).Run()
+	}
+}
+
+// ship: 2. a big program to every host, cold and cached, against pscp.
+func (b *bench) ship(ctx context.Context) {
+	c, tmp, logs, names, dsub, rounds := b.c, b.tmp, b.logs, b.names, b.dsub, b.rounds
+	big := filepath.Join(tmp, "big.sh")
+	writeBig(big)
+	fi, _ := os.Stat(big)
+	hostList := filepath.Join(tmp, "hosts.txt")
+	os.WriteFile(hostList, []byte(strings.Join(names, "\n")+"\n"), 0o600)
+	clear := func() error {
+		return sh(dsub, "exec", "--hosts", c.HostsFile, "--ssh-config", "none", "--", "rm -rf ~/.cache/dsub/bin ~/big.sh")
+	}
+	runArgs := []string{dsub, "run", "--hosts", c.HostsFile, "--ssh-config", "none", "--logs", logs, "--binary", big, "--shards", "4", "--reduce", "count"}
+	tools := []benchutil.Tool{
+		{Name: "dsub run (cold cache)", Argv: runArgs, Before: clear},
+		{Name: "dsub run (cached)", Argv: runArgs}, // right after a cold run
+		{Name: "parallel-scp -p 4", Argv: []string{"parallel-scp", "-p", "4", "-h", hostList, "-x", "-F " + c.SSHConfig, big, "big.sh"}, Before: clear},
+	}
+	res := benchutil.Run(ctx, tools, rounds, os.Stderr)
+	benchutil.Report(os.Stdout, fmt.Sprintf("2. ship a %.1f MB program to %d hosts", float64(fi.Size())/1e6, len(names)), "parallel-scp -p 4", res)
+	fmt.Printf("   bytes uploaded by the last cached run: %d\n", lastUploaded(logs))
+}
+
+// primesCPU: 3. a CPU-bound job in 16 shards against one local process.
+func (b *bench) primesCPU(ctx context.Context) {
+	c, logs, dsub, primes, rounds, upto, names := b.c, b.logs, b.dsub, b.primes, b.rounds, b.upto, b.names
+	u := strconv.Itoa(upto)
+	tools := []benchutil.Tool{
+		{Name: "local, 1 process", Argv: []string{primes, "count", "--shard", "0", "--of", "1", "--upto", u}},
+		{Name: "dsub run, 16 shards", Argv: []string{dsub, "run", "--hosts", c.HostsFile, "--ssh-config", "none", "--logs", logs,
+			"--binary", primes, "--shards", "16", "--reduce", "sum", "--", "count", "--shard", "{shard}", "--of", "{shards}", "--upto", u}},
+	}
+	res := benchutil.Run(ctx, tools, rounds, os.Stderr)
+	benchutil.Report(os.Stdout, fmt.Sprintf("3. count primes below %d: 16 shards over %d hosts vs one local process", upto, len(names)), "local, 1 process", res)
+	if len(res[0].Runs) > 0 && len(res[1].Runs) > 0 {
+		speedup := res[0].Median().Seconds() / res[1].Median().Seconds()
+		cores := runtime.NumCPU()
+		fmt.Printf("   speedup %.2fx on %d cores actually available (the hosts share this machine): efficiency %.0f%%\n", speedup, cores, 100*speedup/float64(cores))
+	}
 }
 
 // writeBig writes a ~50 MB shell script: it runs `echo shipped; exit 0`
@@ -206,19 +250,16 @@ func writeBig(p string) {
 
 // lastUploaded sums bytes_uploaded in the newest run.json under logs.
 func lastUploaded(logs string) int64 {
-	dirs, _ := filepath.Glob(filepath.Join(logs, "*", "run.json"))
+	dirs, _ := filepath.Glob(filepath.Join(logs, "*"))
 	if len(dirs) == 0 {
 		return -1
 	}
-	b, _ := os.ReadFile(dirs[len(dirs)-1])
-	var rj struct {
-		Hosts []struct {
-			Sent int64 `json:"bytes_uploaded"`
-		} `json:"hosts"`
+	m, err := distributor.ReadManifest(distributor.RunDir(dirs[len(dirs)-1]))
+	if err != nil {
+		return -1
 	}
-	json.Unmarshal(b, &rj)
 	var n int64
-	for _, h := range rj.Hosts {
+	for _, h := range m.Hosts {
 		n += h.Sent
 	}
 	return n
