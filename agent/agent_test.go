@@ -300,3 +300,77 @@ func TestSlotsQueueJobs(t *testing.T) {
 		t.Error("the third job ran after it was killed in the queue")
 	}
 }
+
+// A kill that arrives while a job is between the queue and its process
+// (a slot just freed) is not lost: the job is killed as it starts. This is
+// what halting a run does to a host's window. The gap is widened here to
+// 300 ms; without the mechanism the job would run its 300 s.
+func TestKillWhileStarting(t *testing.T) {
+	leaving := make(chan struct{}, 4)
+	c, _ := pair(t, Options{Slots: 1, Grace: 300 * time.Millisecond, beforeLaunch: func() {
+		leaving <- struct{}{}
+		time.Sleep(300 * time.Millisecond)
+	}})
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { _, _, err := c.Run(ctx1, Job{Start: StartMsg{Shell: "sleep 300"}}); first <- err }()
+	<-leaving // the first took the slot
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	type res struct {
+		m   ExitMsg
+		pg  int
+		err error
+	}
+	second := make(chan res, 1)
+	go func() {
+		m, pg, err := c.Run(ctx2, Job{Start: StartMsg{Shell: "sleep 300.5"}})
+		second <- res{m, pg, err}
+	}()
+	time.Sleep(400 * time.Millisecond) // the first runs; the second waits in the queue
+	cancel1()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first: %v", err)
+	}
+	<-leaving // the freed slot took the second: it is starting
+	cancel2()
+	select {
+	case r := <-second:
+		if !errors.Is(r.err, context.Canceled) || r.m.Status == 0 {
+			t.Errorf("second: exit %+v, err %v; want killed", r.m, r.err)
+		}
+		waitGone(t, r.pg)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a job killed while it was starting kept running")
+	}
+}
+
+// A job that waits at the agent for a slot still gets all of its stdin.
+func TestStdinOfQueuedJob(t *testing.T) {
+	c, _ := pair(t, Options{Slots: 1})
+	dir := t.TempDir()
+	first := make(chan error, 1)
+	started := make(chan struct{})
+	go func() {
+		_, _, err := c.Run(context.Background(), Job{Start: StartMsg{Shell: "while [ ! -e go ]; do sleep 0.02; done", Dir: dir},
+			Started: func(int) { close(started) }})
+		first <- err
+	}()
+	<-started
+	var out syncBuffer
+	second := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a lost EOF would leave cat waiting
+	defer cancel()
+	go func() {
+		_, _, err := c.Run(ctx, Job{Start: StartMsg{Shell: "cat"}, Stdin: strings.NewReader("queued input"), Stdout: &out})
+		second <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // its stdin would be sent, and dropped, now
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600)
+	if err := errors.Join(<-first, <-second); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "queued input" {
+		t.Errorf("the queued job read %q", out.String())
+	}
+}

@@ -208,14 +208,16 @@ func (c *Client) Run(ctx context.Context, j Job) (ExitMsg, int, error) {
 		c.end(fmt.Errorf("%w: %v", ErrLost, err))
 		return ExitMsg{Status: -1}, 0, c.Err()
 	}
-	if j.Stdin != nil {
-		go c.sendStdin(h, j.Stdin)
-	}
 	pgid := 0
 	killed := false
 	for {
 		select {
 		case pgid = <-k.pgid:
+			// Stdin is sent once the process runs: a job waiting at the
+			// agent for a slot has nowhere to put it yet.
+			if j.Stdin != nil {
+				go c.sendStdin(h, j.Stdin)
+			}
 			if j.Started != nil {
 				j.Started(pgid)
 			}

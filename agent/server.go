@@ -33,6 +33,10 @@ type Options struct {
 	// master keeps a small window of them here, so no round trip sits
 	// between one job's exit and the next one's start.
 	Slots int
+
+	// beforeLaunch, for tests, runs as a job leaves the queue, before its
+	// process starts: it widens the window a kill must not fall into.
+	beforeLaunch func()
 }
 
 // Serve is the agent: it speaks the protocol on in and out until the
@@ -77,10 +81,13 @@ type server struct {
 	w       *Writer
 	opts    Options
 	mu      sync.Mutex
-	jobs    map[uint32]*job // running
+	jobs    map[uint32]*job // running, or starting
 	busy    int             // slots taken (running, or starting)
 	waiting []waitingJob    // started beyond Slots, in order
 	hello   bool
+	// launching counts jobs that took a slot and whose process may not
+	// have started yet: shutdown waits for them, so none starts after it.
+	launching sync.WaitGroup
 }
 
 type waitingJob struct {
@@ -88,12 +95,17 @@ type waitingJob struct {
 	m StartMsg
 }
 
-// job is a running process.
+// job is a job that took a slot: a process, or one about to start.
+// pgid and killed are guarded by server.mu.
 type job struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
-	pgid  int
-	done  chan struct{}
+	pgid  int // 0 until the process has started
+	// killed: the master killed it before its process started; it is
+	// killed the moment it starts. (Between leaving the queue and
+	// starting, a job is in neither; a kill then must not be lost.)
+	killed bool
+	done   chan struct{}
 }
 
 func (s *server) loop(ctx context.Context, frames <-chan Frame, readErr <-chan error) error {
@@ -144,6 +156,9 @@ func (s *server) handle(f Frame) error {
 	case TStdin, TStdinEOF:
 		s.mu.Lock()
 		j := s.jobs[f.Handle]
+		if j != nil && j.pgid == 0 {
+			j = nil // the master sends stdin only once it has started
+		}
 		s.mu.Unlock()
 		if j == nil || j.stdin == nil {
 			return nil // the job has ended, or reads no stdin
@@ -156,6 +171,9 @@ func (s *server) handle(f Frame) error {
 	case TKill:
 		s.mu.Lock()
 		j := s.jobs[f.Handle]
+		if j != nil && j.pgid == 0 {
+			j.killed, j = true, nil // starting: launch kills it
+		}
 		dropped := false
 		for i, w := range s.waiting {
 			if w.h == f.Handle {
@@ -189,9 +207,19 @@ func (s *server) start(h uint32, m StartMsg) {
 		s.mu.Unlock()
 		return
 	}
-	s.busy++
+	j := s.take(h)
 	s.mu.Unlock()
-	s.launch(h, m)
+	s.launch(h, m, j)
+}
+
+// take gives handle h a slot and a job, so that a kill finds it from now
+// on. s.mu is held.
+func (s *server) take(h uint32) *job {
+	s.busy++
+	j := &job{done: make(chan struct{})}
+	s.jobs[h] = j
+	s.launching.Add(1)
+	return j
 }
 
 // finished frees a slot and starts the next waiting job.
@@ -199,20 +227,42 @@ func (s *server) finished() {
 	s.mu.Lock()
 	s.busy--
 	var next *waitingJob
+	var j *job
 	if len(s.waiting) > 0 && (s.opts.Slots == 0 || s.busy < s.opts.Slots) {
 		next = &s.waiting[0]
 		s.waiting = s.waiting[1:]
-		s.busy++
+		j = s.take(next.h)
 	}
 	s.mu.Unlock()
 	if next != nil {
-		s.launch(next.h, next.m)
+		s.launch(next.h, next.m, j)
 	}
 }
 
 // launch starts a job's process; it reports Started or, if it could not
-// start, Exit.
-func (s *server) launch(h uint32, m StartMsg) {
+// start, Exit. A job killed while it was starting is killed at once.
+func (s *server) launch(h uint32, m StartMsg, j *job) {
+	stdout, stderr, killed, err := s.spawn(m, j)
+	s.launching.Done() // before any write: one may block on a silent master
+	if err != nil {
+		s.notStarted(h, err)
+		return
+	}
+	var pg [4]byte
+	binary.BigEndian.PutUint32(pg[:], uint32(j.pgid))
+	_ = s.w.Write(Frame{Type: TStarted, Handle: h, Payload: pg[:]})
+	go s.wait(h, j, stdout, stderr)
+	if killed {
+		go s.kill(j)
+	}
+}
+
+// spawn starts j's process; killed reports that the master killed it, or
+// the agent began shutting down, while it was starting.
+func (s *server) spawn(m StartMsg, j *job) (stdout, stderr io.Reader, killed bool, err error) {
+	if s.opts.beforeLaunch != nil {
+		s.opts.beforeLaunch()
+	}
 	var cmd *exec.Cmd
 	switch {
 	case m.Shell != "":
@@ -225,8 +275,7 @@ func (s *server) launch(h uint32, m StartMsg) {
 	case len(m.Argv) > 0:
 		cmd = exec.Command(m.Argv[0], m.Argv[1:]...)
 	default:
-		s.notStarted(h, errors.New("no command"))
-		return
+		return nil, nil, false, errors.New("no command")
 	}
 	cmd.Dir = m.Dir
 	cmd.Env = os.Environ()
@@ -234,7 +283,7 @@ func (s *server) launch(h uint32, m StartMsg) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	j := &job{cmd: cmd, done: make(chan struct{})}
+	j.cmd = cmd
 	stdout, err1 := cmd.StdoutPipe()
 	stderr, err2 := cmd.StderrPipe()
 	var err3 error
@@ -242,24 +291,21 @@ func (s *server) launch(h uint32, m StartMsg) {
 		j.stdin, err3 = cmd.StdinPipe()
 	}
 	if err := errors.Join(err1, err2, err3); err != nil {
-		s.notStarted(h, err)
-		return
+		return nil, nil, false, err
 	}
 	if err := cmd.Start(); err != nil {
-		s.notStarted(h, err)
-		return
+		return nil, nil, false, err
 	}
-	j.pgid = cmd.Process.Pid
 	s.mu.Lock()
-	s.jobs[h] = j
-	s.mu.Unlock()
-	var pg [4]byte
-	binary.BigEndian.PutUint32(pg[:], uint32(j.pgid))
-	_ = s.w.Write(Frame{Type: TStarted, Handle: h, Payload: pg[:]})
-	go s.wait(h, j, stdout, stderr)
+	defer s.mu.Unlock()
+	j.pgid = cmd.Process.Pid
+	return stdout, stderr, j.killed || s.opts.Slots < 0, nil
 }
 
 func (s *server) notStarted(h uint32, err error) {
+	s.mu.Lock()
+	delete(s.jobs, h)
+	s.mu.Unlock()
 	_ = s.w.WriteJSON(TExit, h, ExitMsg{Status: -1, Error: err.Error()})
 	s.finished()
 }
@@ -313,6 +359,9 @@ func exitMsg(ps *os.ProcessState) ExitMsg {
 // kill sends TERM to the job's process group, then KILL after Grace if
 // it has not ended.
 func (s *server) kill(j *job) {
+	if j.pgid <= 0 {
+		return // never: kill(-0) would signal the agent's own group
+	}
 	_ = syscall.Kill(-j.pgid, syscall.SIGTERM)
 	select {
 	case <-j.done:
@@ -325,12 +374,15 @@ func (s *server) kill(j *job) {
 // shutdown kills every job's group and removes RemoveDir.
 func (s *server) shutdown() {
 	s.mu.Lock()
+	s.waiting = nil
+	s.opts.Slots = -1 // nothing starts any more
+	s.mu.Unlock()
+	s.launching.Wait() // a job starting now is killed as it starts
+	s.mu.Lock()
 	var jobs []*job
 	for _, j := range s.jobs {
 		jobs = append(jobs, j)
 	}
-	s.waiting = nil
-	s.opts.Slots = -1 // nothing starts any more
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, j := range jobs {
