@@ -4,6 +4,7 @@
 //	testenv up -n 4            start 4 hosts; prints the state directory
 //	testenv status             list the hosts
 //	testenv kill|pause|unpause|partition|heal|restart HOST
+//	testenv delay HOST 50ms    a WAN host, while the command runs
 //	testenv down               remove hosts, network and state
 //
 // Every command takes --state DIR (default $DSUB_TESTENV_STATE, else
@@ -37,6 +38,9 @@ commands:
   heal HOST      undo partition
   restart HOST   bring the host back with the same host keys
   rekey HOST     bring the host back with NEW host keys (clients must refuse it)
+  delay HOST D   add D (e.g. 50ms) to every round trip to the host, through
+                 a proxy, for as long as this command runs (Ctrl-C ends it);
+                 hosts.toml, ssh_config and known_hosts point at the proxy
   down           remove hosts, network and the state directory
 
 flags (after the command):
@@ -120,6 +124,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
+	if cmd == "delay" {
+		return delay(ctx, c, pos, stderr)
+	}
 	faults := map[string]func(context.Context, string) error{
 		"kill": c.Kill, "pause": c.Pause, "unpause": c.Unpause,
 		"partition": c.Partition, "heal": c.Heal, "restart": c.Restart, "rekey": c.Rekey,
@@ -132,4 +139,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("testenv %s: name one HOST (%v): %w", cmd, c.Names(), errUsage)
 	}
 	return f(ctx, pos[0])
+}
+
+// delay keeps a host delayed until ctx ends (Ctrl-C), then points the
+// client files back at it.
+func delay(ctx context.Context, c *testenv.Cluster, pos []string, stderr io.Writer) error {
+	if len(pos) != 2 {
+		return fmt.Errorf("testenv delay: want HOST and a delay such as 50ms: %w", errUsage)
+	}
+	d, err := testenv.ParseDelay(pos[1])
+	if err != nil {
+		return fmt.Errorf("testenv delay %s %s: %v: %w", pos[0], pos[1], err, errUsage)
+	}
+	stop, err := c.Delay(ctx, pos[0], d)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "testenv: %s is %s further away through a proxy, until Ctrl-C; %s points at it\n", pos[0], d, c.HostsFile)
+	<-ctx.Done()
+	return stop()
 }
