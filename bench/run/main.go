@@ -6,6 +6,12 @@
 //     sessions on persistent connections (no queue, logs or reduce).
 //     Targets: >= 30x parallel, >= 6x parallel+ControlMaster, >= 0.7x floor.
 //
+//     1b. (wan) The same jobs with every host 50 ms RTT further away, through
+//     testenv's delay proxy: agent and session, and agent without delay.
+//     Targets: agent >= 5x session, and within 20% of its own speed
+//     without delay. Each dsub row reports the master's CPU per job
+//     (target <= 100 µs in agent mode).
+//
 //  2. A 50 MB program shipped to 4 hosts: dsub (cold cache) vs
 //     parallel-scp; target: no slower. Then a re-run ships 0 bytes.
 //
@@ -51,11 +57,12 @@ func main() {
 	rounds := flag.Int("rounds", 3, "timed rounds per tool")
 	upto := flag.Int("upto", 2000000000, "primes range for the CPU-bound benchmark")
 	slots := flag.Int("slots", 4, "slots per host for the tiny-jobs benchmark (all tools)")
-	only := flag.String("only", "jobs,ship,primes", "benchmarks to run")
+	only := flag.String("only", "jobs,wan,ship,primes", "benchmarks to run")
+	rtt := flag.Duration("rtt", 50*time.Millisecond, "the round trip the wan benchmark adds to every host")
 	compare := flag.String("compare", "", "another dsub binary (say, before a change) to time beside this one in the tiny-jobs benchmark")
 	peers := flag.Bool("peers", true, "time GNU parallel in the tiny-jobs benchmark (-peers=false: dsub and the floor only)")
 	flag.Parse()
-	b := &bench{jobs: *jobs, rounds: *rounds, upto: *upto, slots: *slots, compare: *compare, peers: *peers}
+	b := &bench{jobs: *jobs, rounds: *rounds, upto: *upto, slots: *slots, compare: *compare, peers: *peers, rtt: *rtt}
 	if err := b.run(*only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -76,6 +83,7 @@ type bench struct {
 	jobs, rounds, upto, slots int
 	compare                   string
 	peers                     bool
+	rtt                       time.Duration
 
 	c                  *testenv.Cluster
 	tmp, logs          string
@@ -116,6 +124,11 @@ func (b *bench) run(only string) error {
 	defer os.RemoveAll(b.logs)
 	if strings.Contains(only, "jobs") {
 		b.tinyJobs(ctx)
+	}
+	if strings.Contains(only, "wan") {
+		if err := b.wan(ctx, b.rtt); err != nil {
+			return fmt.Errorf("wan: %w", err)
+		}
 	}
 	if strings.Contains(only, "ship") {
 		b.ship(ctx)
@@ -195,9 +208,74 @@ func (b *bench) tinyJobs(ctx context.Context) {
 				float64(jobs)/d.Median().Seconds(), r.Tool, float64(jobs)/r.Median().Seconds(), r.Median().Seconds()/d.Median().Seconds())
 		}
 	}
+	cpuPerJob(res, jobs)
 	for _, n := range names {
 		_ = exec.Command("ssh", "-F", cm, "-O", "exit", n).Run()
 	}
+}
+
+// cpuPerJob prints the master's own CPU per job for each dsub row: dsub
+// runs no local child, so its process's CPU is the master's.
+func cpuPerJob(res []benchutil.Result, jobs int) {
+	for _, r := range res {
+		if strings.HasPrefix(r.Tool, "dsub") && r.MedianCPU() > 0 {
+			fmt.Printf("   %s: master CPU %.0f µs per job (%.2fs for %d jobs)\n", r.Tool, float64(r.MedianCPU().Microseconds())/float64(jobs), r.MedianCPU().Seconds(), jobs)
+		}
+	}
+}
+
+// wan: 1b. the tiny jobs again with every host rtt further away (through
+// testenv's delay proxy), agent against session, and agent without delay
+// in the same run for the fall in throughput.
+func (b *bench) wan(ctx context.Context, rtt time.Duration) error {
+	var stops []func() error
+	defer func() {
+		for _, stop := range stops {
+			_ = stop()
+		}
+	}()
+	for _, n := range b.names {
+		stop, err := b.c.Delay(ctx, n, rtt)
+		if err != nil {
+			return err
+		}
+		stops = append(stops, stop)
+	}
+	delayed, _ := os.ReadFile(b.c.HostsFile)
+	hostsWAN := filepath.Join(b.tmp, "hosts-wan.toml")
+	if err := os.WriteFile(hostsWAN, []byte(withSlots(string(delayed), b.slots)), 0o600); err != nil {
+		return err
+	}
+	cmds := filepath.Join(b.tmp, "cmds.txt")
+	var cb strings.Builder
+	for i := 1; i <= b.jobs; i++ {
+		fmt.Fprintf(&cb, "echo %d\n", i)
+	}
+	os.WriteFile(cmds, []byte(cb.String()), 0o600)
+	run := func(name, hosts, launch string) benchutil.Tool {
+		return benchutil.Tool{Name: name, Argv: []string{b.dsub, "run", "--hosts", hosts, "--ssh-config", "none", "--logs", b.logs, "--commands", cmds, "--reduce", "count", "--launch", launch},
+			Check: func(out string) error {
+				if strings.TrimSpace(out) != strconv.Itoa(b.jobs) {
+					return fmt.Errorf("count %q", out)
+				}
+				return nil
+			}}
+	}
+	tag := rtt.String() + " RTT"
+	tools := []benchutil.Tool{
+		run("dsub agent, "+tag, hostsWAN, "agent"),
+		run("dsub session, "+tag, hostsWAN, "session"),
+		run("dsub agent, no delay", b.hostsSlots, "agent"),
+	}
+	res := benchutil.Run(ctx, tools, b.rounds, os.Stderr)
+	benchutil.Report(os.Stdout, fmt.Sprintf("1b. %d tiny jobs on %d hosts %s further away, %d slots each", b.jobs, len(b.names), rtt, b.slots), tools[0].Name, res)
+	if res[0].Err == nil && res[1].Err == nil && res[2].Err == nil && len(res[0].Runs) > 0 {
+		a, s, a0 := res[0].Median().Seconds(), res[1].Median().Seconds(), res[2].Median().Seconds()
+		fmt.Printf("   with %s: agent %.1f jobs/s, session %.1f jobs/s: agent is %.2fx session; agent without delay %.1f jobs/s: the delay costs %.0f%% of its throughput\n",
+			tag, float64(b.jobs)/a, float64(b.jobs)/s, s/a, float64(b.jobs)/a0, 100*(1-a0/a))
+	}
+	cpuPerJob(res, b.jobs)
+	return nil
 }
 
 // ship: 2. a big program to every host, cold and cached, against pscp.

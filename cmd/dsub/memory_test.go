@@ -61,30 +61,34 @@ func runMeasuredIn(t *testing.T, bin string, stdin io.Reader, args ...string) (s
 
 // TestGigabyteOutputKeepsMemoryFlat: a job writing 1 GiB to stdout (as
 // one gigantic line, then its result) streams to its log file while dsub's
-// RSS stays under 100 MB.
+// RSS stays under 100 MB, through an agent and as a session.
 func TestGigabyteOutputKeepsMemoryFlat(t *testing.T) {
 	testenv.Require(t, cluster)
 	bin := buildDsub(t)
-	dir := t.TempDir()
-	cmds := filepath.Join(dir, "cmds.txt")
-	os.WriteFile(cmds, []byte("head -c 1073741824 /dev/zero; echo; echo 42\n"), 0o600)
-	logs := filepath.Join(dir, "logs")
-	out, stderr, rss := runMeasured(t, bin, "run", "--hosts", cluster.HostsFile, "--on", "h01", "--logs", logs, "--commands", cmds, "--reduce", "sum")
-	t.Logf("peak RSS %.1f MB for a 1 GiB job output", rss)
-	if strings.TrimSpace(out) != "42" {
-		t.Errorf("result %q; stderr:\n%s", out, stderr)
-	}
-	logsOut, _ := filepath.Glob(filepath.Join(logs, "*", "jobs", "1.out"))
-	if len(logsOut) != 1 {
-		t.Fatalf("log file: %v", logsOut)
-	}
-	fi, err := os.Stat(logsOut[0])
-	if err != nil || fi.Size() != 1<<30+4 {
-		t.Errorf("log size %v, %v; want %d", fi.Size(), err, 1<<30+4)
-	}
-	os.Remove(logsOut[0])
-	if rss >= 100 {
-		t.Errorf("peak RSS %.1f MB, want < 100 MB", rss)
+	for _, launch := range []string{"agent", "session"} {
+		t.Run(launch, func(t *testing.T) {
+			dir := t.TempDir()
+			cmds := filepath.Join(dir, "cmds.txt")
+			os.WriteFile(cmds, []byte("head -c 1073741824 /dev/zero; echo; echo 42\n"), 0o600)
+			logs := filepath.Join(dir, "logs")
+			out, stderr, rss := runMeasured(t, bin, "run", "--launch", launch, "--hosts", cluster.HostsFile, "--on", "h01", "--logs", logs, "--commands", cmds, "--reduce", "sum")
+			t.Logf("peak RSS %.1f MB for a 1 GiB job output", rss)
+			if strings.TrimSpace(out) != "42" {
+				t.Errorf("result %q; stderr:\n%s", out, stderr)
+			}
+			logsOut, _ := filepath.Glob(filepath.Join(logs, "*", "jobs", "1.out"))
+			if len(logsOut) != 1 {
+				t.Fatalf("log file: %v", logsOut)
+			}
+			fi, err := os.Stat(logsOut[0])
+			if err != nil || fi.Size() != 1<<30+4 {
+				t.Errorf("log size %v, %v; want %d", fi.Size(), err, 1<<30+4)
+			}
+			os.Remove(logsOut[0])
+			if rss >= 100 {
+				t.Errorf("peak RSS %.1f MB, want < 100 MB", rss)
+			}
+		})
 	}
 }
 

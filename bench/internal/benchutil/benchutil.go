@@ -30,17 +30,23 @@ type Tool struct {
 type Result struct {
 	Tool    string
 	Runs    []time.Duration
-	MaxRSS  int64 // KiB, the largest over runs
+	CPU     []time.Duration // user + system CPU of each run (the tool and the children it waited for)
+	MaxRSS  int64           // KiB, the largest over runs
 	Err     error
 	Skipped string
 }
 
 // Median of the runs.
-func (r Result) Median() time.Duration {
-	if len(r.Runs) == 0 {
+func (r Result) Median() time.Duration { return median(r.Runs) }
+
+// MedianCPU is the median of the runs' CPU times (0 where not measured).
+func (r Result) MedianCPU() time.Duration { return median(r.CPU) }
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
 		return 0
 	}
-	s := append([]time.Duration(nil), r.Runs...)
+	s := append([]time.Duration(nil), d...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
 }
@@ -72,20 +78,30 @@ func Run(ctx context.Context, tools []Tool, rounds int, log io.Writer) []Result 
 					continue
 				}
 			}
-			d, rss, err := timeOnce(ctx, t)
-			res[i].MaxRSS = max(res[i].MaxRSS, rss)
+			m, err := timeOnce(ctx, t)
+			res[i].MaxRSS = max(res[i].MaxRSS, m.rss)
 			if err != nil {
 				res[i].Err = err
 				continue
 			}
-			res[i].Runs = append(res[i].Runs, d)
+			res[i].Runs = append(res[i].Runs, m.wall)
+			if m.cpu > 0 {
+				res[i].CPU = append(res[i].CPU, m.cpu)
+			}
+			d := m.wall
 			fmt.Fprintf(log, "round %d %-28s %8.3fs\n", round+1, t.Name, d.Seconds())
 		}
 	}
 	return res
 }
 
-func timeOnce(ctx context.Context, t Tool) (time.Duration, int64, error) {
+// measure is one timed run.
+type measure struct {
+	wall, cpu time.Duration
+	rss       int64 // KiB
+}
+
+func timeOnce(ctx context.Context, t Tool) (measure, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	var out, errb bytes.Buffer
@@ -96,35 +112,40 @@ func timeOnce(ctx context.Context, t Tool) (time.Duration, int64, error) {
 	rssFile.Close()
 	defer os.Remove(rssFile.Name())
 	if _, err := os.Stat("/usr/bin/time"); err == nil {
-		argv = append([]string{"/usr/bin/time", "-f", "%M", "-o", rssFile.Name()}, argv...)
+		argv = append([]string{"/usr/bin/time", "-f", "%M %U %S", "-o", rssFile.Name()}, argv...)
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(cmd.Environ(), t.Env...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
 	err := cmd.Run()
-	d := time.Since(start)
-	var rss int64
+	m := measure{wall: time.Since(start)}
 	if b, err := os.ReadFile(rssFile.Name()); err == nil {
-		rss, _ = strconv.ParseInt(strings.TrimSpace(lastField(string(b))), 10, 64)
+		m.rss, m.cpu = parseTime(string(b))
 	}
 	if err != nil {
-		return d, rss, fmt.Errorf("%s: %v: %s", t.Name, err, tail(errb.String()))
+		return m, fmt.Errorf("%s: %v: %s", t.Name, err, tail(errb.String()))
 	}
 	if t.Check != nil {
 		if err := t.Check(out.String()); err != nil {
-			return d, rss, fmt.Errorf("%s: wrong output: %v", t.Name, err)
+			return m, fmt.Errorf("%s: wrong output: %v", t.Name, err)
 		}
 	}
-	return d, rss, nil
+	return m, nil
 }
 
-func lastField(s string) string {
-	f := strings.Fields(s)
-	if len(f) == 0 {
-		return ""
+// parseTime reads GNU time's "%M %U %S" line (the last: a first one may
+// say the command failed).
+func parseTime(s string) (rssKiB int64, cpu time.Duration) {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	f := strings.Fields(lines[len(lines)-1])
+	if len(f) != 3 {
+		return 0, 0
 	}
-	return f[len(f)-1]
+	rssKiB, _ = strconv.ParseInt(f[0], 10, 64)
+	u, _ := strconv.ParseFloat(f[1], 64)
+	sy, _ := strconv.ParseFloat(f[2], 64)
+	return rssKiB, time.Duration((u + sy) * float64(time.Second))
 }
 
 func tail(s string) string {
@@ -146,14 +167,14 @@ func Report(w io.Writer, title, ref string, res []Result) {
 	}
 	fmt.Fprintf(w, "\n%s\n", title)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "TOOL\tRUNS\tMEDIAN\tMIN\tMAX\tMAX RSS\tTIME vs %s\n", ref)
+	fmt.Fprintf(tw, "TOOL\tRUNS\tMEDIAN\tMIN\tMAX\tCPU\tMAX RSS\tTIME vs %s\n", ref)
 	for _, r := range res {
 		switch {
 		case r.Skipped != "":
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tskipped: %s\n", r.Tool, r.Skipped)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\tskipped: %s\n", r.Tool, r.Skipped)
 			continue
 		case r.Err != nil:
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tFAILED: %v\n", r.Tool, r.Err)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\tFAILED: %v\n", r.Tool, r.Err)
 			continue
 		}
 		mn, mx := r.Runs[0], r.Runs[0]
@@ -164,7 +185,7 @@ func Report(w io.Writer, title, ref string, res []Result) {
 		if refMed > 0 {
 			ratio = fmt.Sprintf("%.2fx", float64(r.Median())/float64(refMed))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.3fs\t%.3fs\t%.3fs\t%.1f MB\t%s\n", r.Tool, len(r.Runs), r.Median().Seconds(), mn.Seconds(), mx.Seconds(), float64(r.MaxRSS)/1024, ratio)
+		fmt.Fprintf(tw, "%s\t%d\t%.3fs\t%.3fs\t%.3fs\t%.2fs\t%.1f MB\t%s\n", r.Tool, len(r.Runs), r.Median().Seconds(), mn.Seconds(), mx.Seconds(), r.MedianCPU().Seconds(), float64(r.MaxRSS)/1024, ratio)
 	}
 	tw.Flush()
 }
