@@ -290,6 +290,8 @@ func partitionThenHeal(t *testing.T, o distributor.RunOptions) {
 	ctx := context.Background()
 	defer cluster.Heal(ctx, "h01")
 	var healed time.Time
+	var agentKill error // agent mode: the jobs behind the partition outlived it
+	injected := make(chan struct{})
 	// h01's first jobs hang (sleep 120) until killed; every other
 	// execution sleeps 0.6 s.
 	d := `$(if [ "$DSUB_HOST" = h01 ] && [ "$DSUB_ATTEMPT" = 1 ] && [ "$DSUB_JOB" -le 12 ]; then echo 120; else echo 0.6; fi)`
@@ -299,11 +301,20 @@ func partitionThenHeal(t *testing.T, o distributor.RunOptions) {
 			t.Fatal(err)
 		}
 		go func() {
-			time.Sleep(5 * time.Second)
+			defer close(injected)
+			if o.Launch == distributor.LaunchAgent {
+				agentKill = agentKillsBehindPartition(ctx, t)
+			} else {
+				time.Sleep(5 * time.Second)
+			}
 			healed = time.Now()
 			cluster.Heal(ctx, "h01")
 		}()
 	})
+	<-injected
+	if agentKill != nil {
+		t.Error(agentKill)
+	}
 	wantLossRecovered(t, res, warns, rows, n, "h01")
 	w := strings.Join(warns, "\n")
 	// In session mode the master kills what ran on behind the partition
@@ -326,6 +337,52 @@ func partitionThenHeal(t *testing.T, o distributor.RunOptions) {
 	t.Logf("h01 ran %d jobs after the heal", after)
 	noStrays(t, "sleep 120")
 	noStrays(t, stray(t))
+}
+
+// agentKillsBehindPartition proves, while h01 is still cut off, that its
+// agent kills the jobs it runs once its master has been silent for the
+// window (3 × keepalive, 3 s here): the master cannot reach h01, so only
+// the agent can have killed them. It first sees them running (a check of
+// nothing proves nothing), and records how long the kill took.
+func agentKillsBehindPartition(ctx context.Context, t *testing.T) error {
+	start := time.Now()
+	running := func() (bool, error) {
+		out, err := cluster.Exec(ctx, "h01", "pgrep", "-f", "sleep 120")
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == 1 {
+			return false, nil // pgrep: no such process
+		}
+		if err != nil {
+			return false, fmt.Errorf("pgrep on h01: %v: %s", err, out)
+		}
+		return true, nil
+	}
+	for {
+		up, err := running()
+		if err != nil {
+			return err
+		}
+		if up {
+			break
+		}
+		if time.Since(start) > 2*time.Second {
+			return fmt.Errorf("no job of h01 was running when it was cut off: the agent's kill cannot be checked")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for deadline := start.Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		up, err := running()
+		if err != nil {
+			return err
+		}
+		if !up {
+			t.Logf("partition: h01's agent killed its jobs %.1fs after it was cut off (window 3s)", time.Since(start).Seconds())
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("behind the partition, h01's agent did not kill its jobs within 15s (window 3s)")
+		}
+	}
 }
 
 // TestRestartedHostRejoinsOnlyWithItsKey: a host that dies and comes back
