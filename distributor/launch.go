@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/dsub-dev/dsub/agent"
@@ -52,14 +53,12 @@ func (r *Run) launch(ctx context.Context, h *runHost, wd string) error {
 // startAgent ships the agent (the dsub binary, content-addressed like the
 // program) and starts it; nil when h's jobs now go through it.
 func (r *Run) startAgent(ctx context.Context, h *runHost, wd string) error {
-	if r.agentArt.Path == "" {
-		return fmt.Errorf("no agent binary")
+	art, err := r.agentFor(ctx, h)
+	if err != nil {
+		return err
 	}
-	if bi := r.agentInfo; bi.GOOS != "" && h.rec.OS != "" && (bi.GOOS != h.rec.OS || bi.GOARCH != h.rec.Arch) {
-		return fmt.Errorf("the agent is built for %s/%s and the host is %s/%s", bi.GOOS, bi.GOARCH, h.rec.OS, h.rec.Arch)
-	}
-	bin := path.Join(wd, "bin", r.agentArt.SHA256)
-	n, err := ensureRemote(ctx, h.m.Host, r.agentArt, bin, 0o755)
+	bin := path.Join(wd, "bin", art.SHA256)
+	n, err := ensureRemote(ctx, h.m.Host, art, bin, 0o755)
 	if err != nil {
 		return fmt.Errorf("ship the agent: %w", err)
 	}
@@ -82,6 +81,68 @@ func (r *Run) startAgent(ctx context.Context, h *runHost, wd string) error {
 	}
 	h.jobs = ah
 	return nil
+}
+
+// agentFor returns the agent binary for h's platform: the run's own
+// agent, or one RunOptions.AgentFor provides for another platform.
+func (r *Run) agentFor(ctx context.Context, h *runHost) (artifact, error) {
+	if r.agentArt.Path == "" {
+		return artifact{}, fmt.Errorf("no agent binary")
+	}
+	bi := r.agentInfo
+	if bi.GOOS == "" || h.rec.OS == "" || bi.GOOS == h.rec.OS && bi.GOARCH == h.rec.Arch {
+		return r.agentArt, nil
+	}
+	if r.opts.AgentFor == nil {
+		return artifact{}, fmt.Errorf("the agent is built for %s/%s and the host is %s/%s", bi.GOOS, bi.GOARCH, h.rec.OS, h.rec.Arch)
+	}
+	return r.agentsFor.get(ctx, r.opts.AgentFor, h.rec.OS, h.rec.Arch)
+}
+
+// agentsFor holds the agents for other platforms, each asked for once
+// (a cross build takes a while; its hosts wait for the same one).
+type agentsFor struct {
+	mu     sync.Mutex
+	builds map[string]*agentBuild // "os/arch"; guarded by mu
+}
+
+type agentBuild struct {
+	once sync.Once
+	art  artifact
+	err  error
+}
+
+func (a *agentsFor) get(ctx context.Context, provide func(ctx context.Context, goos, goarch string) (string, error), goos, goarch string) (artifact, error) {
+	key := goos + "/" + goarch
+	a.mu.Lock()
+	if a.builds == nil {
+		a.builds = map[string]*agentBuild{}
+	}
+	b := a.builds[key]
+	if b == nil {
+		b = &agentBuild{}
+		a.builds[key] = b
+	}
+	a.mu.Unlock()
+	b.once.Do(func() {
+		p, err := provide(ctx, goos, goarch)
+		if err != nil {
+			b.err = fmt.Errorf("no agent for %s: %w", key, err)
+			return
+		}
+		// Trust what the file says, not what it is called.
+		bi, err := inspectBinary(p)
+		if err != nil {
+			b.err = fmt.Errorf("the agent for %s: %w", key, err)
+			return
+		}
+		if bi.GOOS != goos || bi.GOARCH != goarch {
+			b.err = fmt.Errorf("the agent for %s (%s) is built for %s/%s", key, p, bi.GOOS, bi.GOARCH)
+			return
+		}
+		b.art, b.err = hashFile(p)
+	})
+	return b.art, b.err
 }
 
 // queuer is a Host that holds back commands beyond its slots (an agent),

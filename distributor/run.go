@@ -67,6 +67,12 @@ type RunOptions struct {
 	// built for the hosts' platform (normally the running one).
 	Launch string
 	Agent  string
+	// AgentFor, if set, provides an agent for a host whose OS or
+	// architecture differs from Agent's: the path of a dsub built for
+	// goos/goarch (cross-built, or one found beside Agent). It is called
+	// once per platform; its error is why that platform's hosts run jobs
+	// as sessions.
+	AgentFor func(ctx context.Context, goos, goarch string) (string, error)
 
 	// testHook lets the package's tests adjust the dispatcher (its clock)
 	// before it starts.
@@ -128,6 +134,7 @@ type Run struct {
 	builder       *builder
 	agentArt      artifact   // the agent binary (Launch agent or auto)
 	agentInfo     binaryInfo // its platform
+	agentsFor     agentsFor  // agents for other platforms (RunOptions.AgentFor)
 	tmpDir        string
 	retryMin      time.Duration // first delay between a host's connection attempts
 

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -43,4 +49,62 @@ func agentBinary() string {
 		return ""
 	}
 	return p
+}
+
+// dsubCmd is the package a cross-built agent is built from.
+const dsubCmd = "github.com/dsub-dev/dsub/cmd/dsub"
+
+// agentFor provides dsub for a platform other than the running one's,
+// for hosts this binary cannot serve as their agent: dsub-GOOS-GOARCH
+// beside self (as a release ships them), else a cross build of dsub
+// (CGO_ENABLED=0) when Go is installed and the working directory is in
+// dsub's source tree or a module that requires it, into the user's cache
+// directory. Its error says how to provide one.
+func agentFor(self string) func(ctx context.Context, goos, goarch string) (string, error) {
+	return func(ctx context.Context, goos, goarch string) (string, error) {
+		name := "dsub-" + goos + "-" + goarch
+		beside := filepath.Join(filepath.Dir(self), name)
+		if fi, err := os.Stat(beside); err == nil && fi.Mode().IsRegular() {
+			return beside, nil
+		}
+		p, err := crossBuild(ctx, goos, goarch)
+		if err != nil {
+			return "", fmt.Errorf("no %s beside %s, and %w", name, self, err)
+		}
+		return p, nil
+	}
+}
+
+// crossBuild builds dsub for goos/goarch into the user's cache directory
+// (a temporary name, then renamed, so that runs building at once never
+// ship a half-written file) and returns its path.
+func crossBuild(ctx context.Context, goos, goarch string) (string, error) {
+	if _, err := exec.LookPath("go"); err != nil {
+		return "", errors.New("no Go toolchain (go) is installed to cross-build one")
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("cross-build: %w", err)
+	}
+	dir := filepath.Join(cache, "dsub", "agents")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("cross-build: %w", err)
+	}
+	out := filepath.Join(dir, "dsub-"+goos+"-"+goarch)
+	tmp, err := os.MkdirTemp(dir, ".build-*")
+	if err != nil {
+		return "", fmt.Errorf("cross-build: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	built := filepath.Join(tmp, "dsub")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", built, dsubCmd)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		first, _, _ := strings.Cut(strings.TrimSpace(string(msg)), "\n")
+		return "", fmt.Errorf("cross-building %s (run dsub from its source tree to build one) failed: %v: %s", dsubCmd, err, first)
+	}
+	if err := os.Rename(built, out); err != nil {
+		return "", fmt.Errorf("cross-build: %w", err)
+	}
+	return out, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"fmt"
 	"os"
 	"os/exec"
@@ -120,4 +121,60 @@ func TestAgentMasterKilledLeavesNoJobs(t *testing.T) {
 	if err := cluster.WaitNoProcesses(ctx, " agent --keepalive", 5*time.Second); err != nil {
 		t.Error(err)
 	}
+}
+
+// agentFor finds dsub-GOOS-GOARCH beside the running program, else
+// cross-builds dsub for the platform (here: in its own source tree) into
+// the user's cache directory, else says how to provide one.
+func TestAgentForOtherPlatform(t *testing.T) {
+	ctx := context.Background()
+	// The agents' cache moves to a temporary directory; Go's build cache,
+	// also under the user cache directory by default, stays where it is.
+	if gocache, err := exec.Command("go", "env", "GOCACHE").Output(); err == nil {
+		t.Setenv("GOCACHE", strings.TrimSpace(string(gocache)))
+	}
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	dir := t.TempDir()
+	self := filepath.Join(dir, "dsub")
+	beside := filepath.Join(dir, "dsub-linux-arm64")
+	os.WriteFile(self, []byte("self"), 0o755)
+	os.WriteFile(beside, []byte("arm64"), 0o755)
+	if got, err := agentFor(self)(ctx, "linux", "arm64"); err != nil || got != beside {
+		t.Errorf("with %s beside dsub: %q, %v", beside, got, err)
+	}
+
+	t.Run("no go", func(t *testing.T) {
+		t.Setenv("PATH", t.TempDir())
+		_, err := agentFor(self)(ctx, "linux", "riscv64")
+		if err == nil || !strings.Contains(err.Error(), "no dsub-linux-riscv64 beside "+self) || !strings.Contains(err.Error(), "no Go toolchain") {
+			t.Errorf("err = %v, want it to name the missing file and Go", err)
+		}
+	})
+
+	t.Run("cross-build", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("-short: cross-building dsub takes a while")
+		}
+		os.Remove(beside)
+		got, err := agentFor(self)(ctx, "linux", "arm64")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(got, os.Getenv("XDG_CACHE_HOME")) {
+			t.Errorf("built at %s, want it in the user's cache directory", got)
+		}
+		ef, err := elf.Open(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ef.Close()
+		if ef.Machine != elf.EM_AARCH64 {
+			t.Errorf("%s is built for %v, want arm64", got, ef.Machine)
+		}
+		for _, p := range ef.Progs {
+			if p.Type == elf.PT_INTERP {
+				t.Errorf("%s is dynamically linked: a host may not have its loader", got)
+			}
+		}
+	})
 }

@@ -48,7 +48,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 		Warn:   func(msg string) { fmt.Fprintln(se, "dsub: warning:", visible(msg)) },
 		Record: record, ResumeDir: f.resume, ResumeFailed: f.resumeFailed,
 		HaltAfter: haltAfter, HaltNow: haltNow, Speculate: f.speculate, SpeculateAfter: f.speculateAfter,
-		Launch: f.launch, Agent: agentBinary(),
+		Launch: f.launch, Agent: agentBinary(), AgentFor: agentFor(agentBinary()),
 	})
 	if err != nil {
 		return usageError{err}
