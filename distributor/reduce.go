@@ -46,44 +46,87 @@ func NewReducer(name string) (Reducer, error) {
 }
 
 // numReducer is exact: integers of any size with math/big, decimals as
-// rationals printed with as many places as the most precise input.
+// rationals printed with as many places as the most precise input. When
+// the results are JSON objects it folds per key, recursively (a keyed
+// reduce: each job maps, the master reduces by key), into one object with
+// sorted keys. Results must be all numbers or all objects.
 type numReducer struct {
-	op     string
-	acc    *big.Rat
-	places int
-	n      int
+	op       string
+	scalar   *numAcc  // the results are numbers
+	keyed    *keyNode // the results are objects
+	firstJob int      // the job whose result set which
 }
 
 func (r *numReducer) Add(job int, v json.RawMessage) error {
+	if t := bytes.TrimSpace(v); len(t) > 0 && t[0] == '{' {
+		if r.scalar != nil {
+			return fmt.Errorf("reduce %s: the result is a JSON object, but job %d's was a number: results must be all numbers or all objects", r.op, r.firstJob)
+		}
+		p, err := parseKeyed(t, "")
+		if err == nil && r.keyed != nil {
+			err = r.keyed.fits(p, "")
+		}
+		if err != nil {
+			return fmt.Errorf("reduce %s: %w", r.op, err)
+		}
+		if r.keyed == nil {
+			r.keyed, r.firstJob = &keyNode{}, job
+		}
+		r.keyed.fold(r.op, p)
+		return nil
+	}
 	x, places, err := parseNumber(v)
 	if err != nil {
 		return fmt.Errorf("reduce %s: result %s is not a number", r.op, truncate(string(v), 80))
 	}
-	r.n++
-	switch {
-	case r.acc == nil:
-		r.acc, r.places = x, places
-	case r.op == "sum":
-		r.acc.Add(r.acc, x)
-		r.places = max(r.places, places)
-	case r.op == "min" && x.Cmp(r.acc) < 0, r.op == "max" && x.Cmp(r.acc) > 0:
-		// min and max are one of the results: printed as it was.
-		r.acc, r.places = x, places
+	if r.keyed != nil {
+		return fmt.Errorf("reduce %s: the result is a number, but job %d's was a JSON object: results must be all numbers or all objects", r.op, r.firstJob)
 	}
+	if r.scalar == nil {
+		r.scalar, r.firstJob = &numAcc{}, job
+	}
+	r.scalar.fold(r.op, x, places)
 	return nil
 }
 
 func (r *numReducer) Result(context.Context) (string, error) {
-	if r.acc == nil {
-		if r.op == "sum" {
-			return "0", nil
-		}
-		return "", fmt.Errorf("reduce %s: no results", r.op)
+	switch {
+	case r.keyed != nil:
+		var b strings.Builder
+		r.keyed.write(&b)
+		return b.String(), nil
+	case r.scalar != nil:
+		return r.scalar.String(), nil
+	case r.op == "sum":
+		return "0", nil
 	}
-	if r.acc.IsInt() && r.places == 0 {
-		return r.acc.Num().String(), nil
+	return "", fmt.Errorf("reduce %s: no results", r.op)
+}
+
+// numAcc is one exact number being folded.
+type numAcc struct {
+	x      *big.Rat
+	places int
+}
+
+func (a *numAcc) fold(op string, x *big.Rat, places int) {
+	switch {
+	case a.x == nil:
+		a.x, a.places = x, places
+	case op == "sum":
+		a.x.Add(a.x, x)
+		a.places = max(a.places, places)
+	case op == "min" && x.Cmp(a.x) < 0, op == "max" && x.Cmp(a.x) > 0:
+		// min and max are one of the results: printed as it was.
+		a.x, a.places = x, places
 	}
-	return r.acc.FloatString(r.places), nil
+}
+
+func (a *numAcc) String() string {
+	if a.x.IsInt() && a.places == 0 {
+		return a.x.Num().String()
+	}
+	return a.x.FloatString(a.places)
 }
 
 // parseNumber accepts a JSON number, or a JSON string holding one, and

@@ -201,7 +201,7 @@ func registerRunFlags(c *cobra.Command, f *runFlags) {
 	fl.IntVar(&f.shards, "shards", 0, "number of jobs")
 	fl.StringVar(&f.argsFile, "args-file", "", "one job per line of this file (- = stdin)")
 	fl.StringArrayVar(&f.files, "file", nil, "extra input file shipped into the run directory (repeatable)")
-	fl.StringVar(&f.reduce, "reduce", "", "sum, min, max, count, concat, list or none (default none)")
+	fl.StringVar(&f.reduce, "reduce", "", "sum, min, max (per key when results are JSON objects), count, concat, list or none (default none)")
 	fl.StringVar(&f.reduceCmd, "reduce-cmd", "", "local command that reduces the results")
 	fl.BoolVar(&f.keepOrder, "keep-order", false, "with --reduce none: print the jobs' outputs in job order")
 	fl.StringVar(&f.logs, "logs", "dsub-runs", "directory for run records")
