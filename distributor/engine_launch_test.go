@@ -138,3 +138,41 @@ func TestEngineAgentForOtherPlatform(t *testing.T) {
 		}
 	}
 }
+
+// A job that waits in its host's window (an agent's queue) is timed from
+// when it starts there, not from when it was sent: otherwise job times,
+// CPU efficiency and the joblog count the wait, and a host's efficiency
+// passes 100%.
+func TestEngineWindowWaitIsNotJobTime(t *testing.T) {
+	ctx := testCtx(t)
+	h := fakehost.New("f01", fakehost.Options{Slots: 1, Job: func(ctx context.Context, p *fakehost.Proc) error {
+		if p.Job == 1 {
+			time.Sleep(400 * time.Millisecond) // job 2 waits behind it
+		}
+		return printJob(ctx, p)
+	}})
+	c, err := NewClusterOf([]*Member{{Inv: fakeInv("f01", 1), Host: h, Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var mu sync.Mutex
+	dur := map[int]time.Duration{}
+	run := startFake(ctx, t, c, RunOptions{OnResult: func(r Result) {
+		mu.Lock()
+		dur[r.Job] = r.Duration
+		mu.Unlock()
+	}})
+	if err := run.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run.submitShell(ctx, t, 2)
+	if _, res, err := run.Wait(); err != nil || res != "3" {
+		t.Fatalf("%q, %v", res, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if dur[1] < 400*time.Millisecond || dur[2] >= 400*time.Millisecond {
+		t.Errorf("job times %v, %v: want job 1 ≥ 400ms (it slept) and job 2 < 400ms (it only waited)", dur[1], dur[2])
+	}
+}

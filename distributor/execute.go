@@ -156,8 +156,18 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 	}
 	cmd := r.jobCmd(e, h, je.spec, o)
 	cmd.Usage = &c.usage
-	cmd.OnStart = func() { es.started.Store(true) }
+	var startedAt atomic.Pointer[time.Time]
+	cmd.OnStart = func() {
+		now := time.Now()
+		startedAt.Store(&now)
+		es.started.Store(true)
+	}
 	err = h.jobs.Run(jctx, cmd)
+	if t := startedAt.Load(); t != nil {
+		// It waited in its host's window: its time (joblog, statistics)
+		// runs from when it started there, not from when it was sent.
+		c.start = *t
+	}
 	c.dur = time.Since(c.start)
 	o.close()
 	c.recv = o.rw.bytes + o.sw.bytes
