@@ -138,10 +138,23 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindTransport, Err: err}
 	}
 	job := Job{Start: StartMsg{Argv: c.Argv, Shell: c.Shell, Env: c.Env, Dir: c.Dir}, Stdin: c.Stdin, Stdout: c.Stdout, Stderr: c.Stderr}
-	if c.OnStart != nil {
-		job.Started = func(int) { c.OnStart() }
+	// The job's time limit runs from when it starts at the agent, not
+	// while it waits in the agent's window.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var limit *time.Timer
+	job.Started = func(int) {
+		if c.Timeout > 0 {
+			limit = time.AfterFunc(c.Timeout, func() { cancel(errTimedOut) })
+		}
+		if c.OnStart != nil {
+			c.OnStart()
+		}
 	}
 	m, pgid, err := cl.Run(ctx, job)
+	if limit != nil {
+		limit.Stop()
+	}
 	if c.Usage != nil {
 		*c.Usage = remote.Usage{User: m.User, Sys: m.Sys, MaxRSS: m.MaxRSS}
 	}
@@ -150,10 +163,10 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindTransport, Err: err, PGID: pgid}
 	case err != nil && ctx.Err() != nil:
 		kind := remote.KindCanceled
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if cause := context.Cause(ctx); errors.Is(cause, context.DeadlineExceeded) || cause == errTimedOut {
 			kind = remote.KindTimeout
 		}
-		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: kind, Err: fmt.Errorf("command interrupted: %w", ctx.Err())}
+		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: kind, Err: fmt.Errorf("command interrupted: %w", context.Cause(ctx))}
 	case err != nil:
 		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindTransport, Err: err, PGID: pgid}
 	case m.Error != "":
@@ -167,5 +180,8 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 	}
 	return nil
 }
+
+// errTimedOut ends a job that ran past its Cmd.Timeout.
+var errTimedOut = fmt.Errorf("ran past its time limit: %w", context.DeadlineExceeded)
 
 var _ remote.Host = (*Host)(nil)

@@ -176,3 +176,52 @@ func TestEngineWindowWaitIsNotJobTime(t *testing.T) {
 		t.Errorf("job times %v, %v: want job 1 ≥ 400ms (it slept) and job 2 < 400ms (it only waited)", dur[1], dur[2])
 	}
 }
+
+// --timeout runs from a job's start on its host, not from when it was
+// sent: a job that waited in an agent's window behind another keeps its
+// whole limit. Here each job runs 0.7 of the limit, the second after
+// waiting 0.7 of it; a third never ends and is killed at the limit.
+func TestEngineTimeoutStartsWhenTheJobDoes(t *testing.T) {
+	ctx := testCtx(t)
+	const limit = 2 * time.Second
+	h := fakehost.New("f01", fakehost.Options{Slots: 1, Job: func(ctx context.Context, p *fakehost.Proc) error {
+		d := limit * 7 / 10
+		if p.Job == 3 {
+			d = time.Hour
+		}
+		select {
+		case <-time.After(d):
+			return printJob(ctx, p)
+		case <-ctx.Done():
+			return fakehost.Exit(143)
+		}
+	}})
+	c, err := NewClusterOf([]*Member{{Inv: fakeInv("f01", 1), Host: h, Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var mu sync.Mutex
+	failed := map[int]error{}
+	run := startFake(ctx, t, c, RunOptions{Timeout: limit, OnResult: func(r Result) {
+		mu.Lock()
+		failed[r.Job] = r.Err
+		mu.Unlock()
+	}})
+	if err := run.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run.submitShell(ctx, t, 3)
+	st, _, _ := run.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if failed[1] != nil || failed[2] != nil {
+		t.Errorf("job 1: %v; job 2 (it waited in the window first): %v; want both to succeed", failed[1], failed[2])
+	}
+	if failed[3] == nil || !strings.Contains(failed[3].Error(), "timed out after 2s") {
+		t.Errorf("job 3 (never ends): %v, want it timed out", failed[3])
+	}
+	if st.Succeeded != 2 || st.Failed != 1 {
+		t.Errorf("stats %+v, want 2 succeeded and 1 failed", st)
+	}
+}

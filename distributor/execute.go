@@ -148,13 +148,10 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 		c.local = recordsErr(e, err)
 		return c
 	}
-	jctx := ctx
-	if r.opts.Timeout > 0 {
-		var cancel context.CancelFunc
-		jctx, cancel = context.WithTimeout(ctx, r.opts.Timeout)
-		defer cancel()
-	}
 	cmd := r.jobCmd(e, h, je.spec, o)
+	// The host applies the limit from the job's start: a job waiting in
+	// an agent's window has not used any of it.
+	cmd.Timeout = r.opts.Timeout
 	cmd.Usage = &c.usage
 	var startedAt atomic.Pointer[time.Time]
 	cmd.OnStart = func() {
@@ -162,7 +159,7 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 		startedAt.Store(&now)
 		es.started.Store(true)
 	}
-	err = h.jobs.Run(jctx, cmd)
+	err = h.jobs.Run(ctx, cmd)
 	if t := startedAt.Load(); t != nil {
 		// It waited in its host's window: its time (joblog, statistics)
 		// runs from when it started there, not from when it was sent.

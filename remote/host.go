@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"io/fs"
+	"time"
 )
 
 // Host is one machine that runs commands for dsub. It is the seam between
@@ -110,6 +111,11 @@ type Cmd struct {
 	// NoProcessGroup skips the process-group report, for commands that
 	// are themselves the kill path.
 	NoProcessGroup bool
+
+	// Timeout, if positive, bounds how long the command runs once it has
+	// started (one held back in a host's window is not running yet): then
+	// its process group is killed and Run returns a KindTimeout error.
+	Timeout time.Duration
 
 	// OnStart, if set, is called when the command has started, by an
 	// implementation that may hold it back first (an agent whose slots are

@@ -348,6 +348,12 @@ func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 	if err != nil {
 		return &Error{Op: OpExec, Host: h.cfg.Name, Kind: KindConfig, Err: err}
 	}
+	if c.Timeout > 0 {
+		// A session starts its command at once: the limit runs from now.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
 	if err := ctx.Err(); err != nil {
 		return h.ctxErr(ctx, "exec", "before start")
 	}

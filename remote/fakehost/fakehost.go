@@ -312,6 +312,12 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 			c.OnStart()
 		}
 	}
+	if c.Timeout > 0 {
+		// From the start: a job held back for a slot was not running.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
 	p, job, lost, loseNow := h.start(c)
 	if loseNow {
 		h.Lose()
