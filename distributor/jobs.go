@@ -32,16 +32,23 @@ type JobSpec struct {
 //	{shard}     0-based shard index ({#} - 1)
 //	{shards}    number of jobs (when known)
 //	{}          the input line
-//	{1} ... {9} whitespace-separated fields of the input line
+//	{N}         the N-th whitespace-separated field of the input line (N ≥ 1)
+//
+// and, as in GNU parallel, on the line ({.}) or on a field ({N.}):
+//
+//	{.}  {N.}   without its extension (a/b.tar.gz → a/b.tar)
+//	{/}  {N/}   its base name (everything after the last "/")
+//	{//} {N//}  its directory, as Perl's dirname (b → ".", /b → "/")
+//	{/.} {N/.}  its base name without extension
 //
 // A literal brace pair that is none of these is left alone.
 type Template struct {
 	args      []string
-	usesInput bool // any of {} {1}..{9}
+	usesInput bool // any of {} {N} and their path forms
 	usesCount bool // {shards}
 }
 
-var placeholder = regexp.MustCompile(`\{(#|shard|shards|[1-9]|)\}`)
+var placeholder = regexp.MustCompile(`\{(#|shard|shards|([1-9][0-9]*)?(|\.|/|//|/\.))\}`)
 
 // NewTemplate parses argument templates.
 func NewTemplate(args []string) *Template {
@@ -69,29 +76,92 @@ func (t *Template) UsesCount() bool { return t.usesCount }
 // Expand fills the placeholders for job number job (1-based) of count
 // (0 if unknown) made from input line.
 func (t *Template) Expand(job, count int, line string) []string {
-	fields := strings.Fields(line)
+	var fields []string
 	out := make([]string, len(t.args))
 	for i, a := range t.args {
 		out[i] = placeholder.ReplaceAllStringFunc(a, func(m string) string {
-			switch k := m[1 : len(m)-1]; k {
+			sm := placeholder.FindStringSubmatch(m)
+			switch sm[1] {
 			case "#":
 				return strconv.Itoa(job)
 			case "shard":
 				return strconv.Itoa(job - 1)
 			case "shards":
 				return strconv.Itoa(count)
-			case "":
-				return line
-			default:
-				n := int(k[0] - '0')
-				if n <= len(fields) {
-					return fields[n-1]
-				}
-				return ""
 			}
+			v := line
+			if sm[2] != "" {
+				if fields == nil {
+					fields = strings.Fields(line)
+				}
+				n, err := strconv.Atoi(sm[2])
+				if err != nil || n > len(fields) {
+					return ""
+				}
+				v = fields[n-1]
+			}
+			return pathForm(v, sm[3])
 		})
 	}
 	return out
+}
+
+// pathForm applies a GNU parallel path modifier ("", ".", "/", "//",
+// "/.") to v, with parallel's own definitions: {.} is s:\.[^/.]*$::,
+// {/} is s:.*/::, {//} is File::Basename's dirname.
+func pathForm(v, form string) string {
+	switch form {
+	case ".":
+		return noExt(v)
+	case "/":
+		return v[strings.LastIndex(v, "/")+1:]
+	case "//":
+		return perlDirname(v)
+	case "/.":
+		return noExt(v[strings.LastIndex(v, "/")+1:])
+	}
+	return v
+}
+
+// noExt removes a final "." and what follows it, unless that holds a
+// "/" or another "." (s:\.[^/.]*$::).
+func noExt(v string) string {
+	if i := strings.LastIndexAny(v, "./"); i >= 0 && v[i] == '.' {
+		return v[:i]
+	}
+	return v
+}
+
+// perlDirname is Perl's File::Basename::dirname on Unix: the directory
+// part without trailing slashes; "." for a name without one; "/" for the
+// root; a trailing slash is ignored (a/b/ → a).
+func perlDirname(p string) string {
+	dir, base := fileparse(p)
+	dir = stripTrailingSep(dir)
+	if base == "" {
+		dir, _ = fileparse(dir)
+		dir = stripTrailingSep(dir)
+	}
+	return dir
+}
+
+// fileparse splits p after its last "/"; the directory of a name without
+// one is "./".
+func fileparse(p string) (dir, base string) {
+	i := strings.LastIndex(p, "/")
+	if i < 0 {
+		return "./", p
+	}
+	return p[:i+1], p[i+1:]
+}
+
+// stripTrailingSep is s{(.)/*\z}{$1}s: trailing slashes go, but a path of
+// slashes keeps one.
+func stripTrailingSep(s string) string {
+	if t := strings.TrimRight(s, "/"); t != "" || s == "" {
+		return t
+	}
+	return "/"
 }
 
 // LineReader streams input lines for jobs: one job per line, read lazily

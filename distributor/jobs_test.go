@@ -2,6 +2,11 @@ package distributor
 
 import (
 	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -18,6 +23,15 @@ func TestTemplateExpand(t *testing.T) {
 		{[]string{"{2}-{1}", "{3}", "{9}"}, 1, 0, "x y z", "y-x|z|"},
 		{[]string{"{unknown}", "{ }", "awk '{print}'"}, 1, 0, "l", "{unknown}|{ }|awk '{print}'"},
 		{[]string{"{#}{#}"}, 12, 0, "", "1212"},
+		// GNU parallel's path forms, on the line and on a field.
+		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, "dir.d/sub/file.tar.gz", "dir.d/sub/file.tar|file.tar.gz|dir.d/sub|file.tar"},
+		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, "noext", "noext|noext|.|noext"},
+		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, "/abs", "/abs|abs|/|abs"},
+		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, "a.d/", "a.d/||.|"},
+		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, ".hidden", "|.hidden|.|"},
+		{[]string{"{2.}", "{2/}", "{2//}", "{2/.}", "{12}"}, 1, 0, "x a/b.c", "a/b|b.c|a|b|"},
+		{[]string{"{10}"}, 1, 0, "1 2 3 4 5 6 7 8 9 ten", "ten"},
+		{[]string{"{0}", "{.x}", "{1..}"}, 1, 0, "l", "{0}|{.x}|{1..}"},
 	}
 	for _, tt := range tests {
 		got := strings.Join(NewTemplate(tt.args).Expand(tt.job, tt.count, tt.line), "|")
@@ -57,5 +71,56 @@ func TestLineReader(t *testing.T) {
 	}
 	if n, _ := CountLines(strings.NewReader("1\n\n2\n3"), "x"); n != 3 {
 		t.Errorf("CountLines = %d", n)
+	}
+}
+
+// The path forms match GNU parallel itself, run as the oracle on random
+// paths: spaces, dots, leading dashes, unicode, slashes at either end.
+func TestTemplateMatchesGNUParallel(t *testing.T) {
+	if _, err := exec.LookPath("parallel"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true: GNU parallel, the oracle, is missing (scripts/setup.sh installs it)")
+		}
+		t.Skip("GNU parallel, the oracle, is not installed")
+	}
+	rng := rand.New(rand.NewPCG(7, 11))
+	parts := []string{"a", "b c", ".", "..", "-x", "é", "f.txt", "g.tar.gz", ".h", "i.", "dir.d", " ", "j k.l"}
+	var lines []string
+	for len(lines) < 150 {
+		var b strings.Builder
+		if rng.IntN(4) == 0 {
+			b.WriteString("/")
+		}
+		for n := 1 + rng.IntN(4); n > 0; n-- {
+			b.WriteString(parts[rng.IntN(len(parts))])
+			if n > 1 || rng.IntN(5) == 0 {
+				b.WriteString([]string{"/", "/", "//"}[rng.IntN(3)])
+			}
+		}
+		l := b.String()
+		if strings.TrimSpace(l) == "" || strings.HasPrefix(strings.TrimSpace(l), "#") || l != strings.TrimSpace(l) {
+			continue // not a job line for dsub, or trimmed by it
+		}
+		lines = append(lines, l)
+	}
+	in := filepath.Join(t.TempDir(), "in")
+	os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+	forms := []string{"{}", "{.}", "{/}", "{//}", "{/.}"}
+	// Each job prints its arguments NUL-terminated, then a record end.
+	cmd := exec.Command("parallel", append([]string{"--will-cite", "-k", "-a", in, "printf", `%s\\0`}, append(forms, "--")...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("parallel: %v\n%s", err, out)
+	}
+	got := strings.Split(strings.TrimSuffix(string(out), "--\x00"), "--\x00")
+	if len(got) != len(lines) {
+		t.Fatalf("parallel ran %d jobs for %d lines", len(got), len(lines))
+	}
+	tp := NewTemplate(forms)
+	for i, l := range lines {
+		want := strings.Split(strings.TrimSuffix(got[i], "\x00"), "\x00")
+		if ours := tp.Expand(i+1, 0, l); !slices.Equal(ours, want) {
+			t.Errorf("%q: dsub %q, GNU parallel %q", l, ours, want)
+		}
 	}
 }

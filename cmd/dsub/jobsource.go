@@ -54,7 +54,7 @@ func openJobs(f *runFlags, tmpl *distributor.Template, stdin io.Reader) (*jobSou
 		return s, s.openArgs(f, tmpl, stdin)
 	default:
 		if tmpl.UsesInput() {
-			return nil, usagef("run: {} and {1}..{9} need --args-file")
+			return nil, usagef("run: {} and {1}, {.}, {/}... (the input line and its fields) need --args-file")
 		}
 		total := max(f.shards, 1)
 		n := 0

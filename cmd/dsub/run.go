@@ -150,7 +150,10 @@ Jobs:
   --shards N       N jobs
   --args-file F    one job per line of F ("-" reads stdin, streaming)
   Placeholders in ARGs: {#} job number (1-based), {shard} and {shards}
-  (0-based index, count), {} the input line, {1}..{9} its fields.
+  (0-based index, count), {} the input line, {1} {2} ... its fields;
+  as GNU parallel, {.} {/} {//} {/.} (also {1.} {1/} ...) strip the
+  extension, take the base name or directory, or the base name without
+  extension.
   Each job also gets DSUB_JOB, DSUB_SHARD, DSUB_SHARDS, DSUB_HOST,
   DSUB_ATTEMPT and DSUB_RUN (the run id, by which its processes are found).
 
