@@ -34,6 +34,7 @@ type runFlags struct {
 	speculate               bool
 	speculateAfter          time.Duration
 	launch                  string
+	dryRun                  bool
 }
 
 // parseHalt reads --halt: "never", or "now|soon,fail=N".
@@ -81,6 +82,8 @@ func (f *runFlags) validate(ctx context.Context, fl *pflag.FlagSet, args []strin
 		return usagef("run: --reduce and --reduce-cmd are alternatives")
 	case fl.Changed("reduce-cmd") && strings.TrimSpace(f.reduceCmd) == "":
 		return usagef("run: --reduce-cmd is empty")
+	case f.dryRun && f.resume != "":
+		return usagef("run: --dry-run and --resume are alternatives")
 	case f.keepOrder && f.reduce != "" && f.reduce != "none":
 		return usagef("run: --keep-order applies to --reduce none")
 	case f.retries < 0:
@@ -207,6 +210,7 @@ func registerRunFlags(c *cobra.Command, f *runFlags) {
 	fl.StringVar(&f.reduce, "reduce", "", "sum, min, max (per key when results are JSON objects), count, concat, list or none (default none)")
 	fl.StringVar(&f.reduceCmd, "reduce-cmd", "", "local command that reduces the results")
 	fl.BoolVar(&f.keepOrder, "keep-order", false, "with --reduce none: print the jobs' outputs in job order")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "print each job's command line, shell-quoted, and run nothing (no host is contacted)")
 	fl.StringVar(&f.logs, "logs", "dsub-runs", "directory for run records")
 	fl.BoolVar(&f.asJSON, "json", false, "print a JSON summary on stdout")
 	fl.IntVar(&f.retries, "retries", 0, "retry a failed job up to N times, on another host where possible")

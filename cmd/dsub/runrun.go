@@ -31,6 +31,9 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 		return err
 	}
 	defer src.close()
+	if f.dryRun {
+		return dryRun(src, f, stdout)
+	}
 
 	// One sink for every warning, the cluster's included: the progress
 	// display shows what is written to se above its bars.
