@@ -19,10 +19,15 @@ import (
 // a bracketed IPv6 address. Blank lines and lines starting with "#" are
 // skipped, and " #" starts a comment. Everything else comes from the
 // built-in defaults and the OpenSSH client config, as for hosts.toml.
+//
+// A host listed k times, each time alone on its line without N/ or a
+// range, has k slots, as in a PBS/Torque $PBS_NODEFILE (one line per
+// slot); listed once, it has the default.
 func ParseList(r io.Reader, name string, opts Options) ([]*Host, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	lb := newListBuilder(opts)
+	lb.repeatsAreSlots = true
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if i := strings.Index(line, " #"); i >= 0 {
@@ -62,11 +67,22 @@ type listBuilder struct {
 	all   []*hostState
 	where map[string]string
 	errs  Errors
+	// repeatsAreSlots: a host listed again without N/ gains a slot per
+	// line (PBS); else a repeat is an error.
+	repeatsAreSlots bool
+	repeats         map[string]*repeat
+}
+
+// repeat is how a host was listed so far, for repeatsAreSlots.
+type repeat struct {
+	h     *hostState
+	lines int
+	plain bool // its first line was one host without N/ or a range
 }
 
 func newListBuilder(opts Options) *listBuilder {
 	opts.fill()
-	return &listBuilder{base: builtinDefaults(opts), where: map[string]string{}}
+	return &listBuilder{base: builtinDefaults(opts), where: map[string]string{}, repeats: map[string]*repeat{}}
 }
 
 func (lb *listBuilder) fail(src, format string, args ...any) {
@@ -110,6 +126,8 @@ func (lb *listBuilder) add(entry, src string) {
 		lb.fail(src, "%q: %v", entry, err)
 		return
 	}
+	// plain: one host, no N/ and no range, as a $PBS_NODEFILE line.
+	plain := slots < 0 && len(addrs) == 1 && addrs[0] == rest
 	for _, a := range addrs {
 		host, port, err := splitAddress(a)
 		if err != nil {
@@ -129,10 +147,17 @@ func (lb *listBuilder) add(entry, src string) {
 			h.Slots = slots
 		}
 		if prev, dup := lb.where[h.Name]; dup {
-			lb.fail(src, "duplicate host name %q (also at %s)", h.Name, prev)
+			rp := lb.repeats[h.Name]
+			if !lb.repeatsAreSlots || !rp.plain || !plain || rp.h.User != h.User {
+				lb.fail(src, "duplicate host name %q (also at %s)", h.Name, prev)
+				continue
+			}
+			rp.lines++
+			rp.h.Slots = rp.lines
 			continue
 		}
 		lb.where[h.Name] = src
+		lb.repeats[h.Name] = &repeat{h: h, lines: 1, plain: plain}
 		lb.all = append(lb.all, h)
 	}
 }
@@ -142,4 +167,59 @@ func (lb *listBuilder) finish(opts Options) ([]*Host, error) {
 		return nil, lb.errs
 	}
 	return finish(lb.all, opts)
+}
+
+// FromSlurm makes hosts from a Slurm allocation, as getenv reports it:
+// $SLURM_JOB_NODELIST ("node[01-04,07],gpu[1-2]") names the hosts and
+// $SLURM_JOB_CPUS_PER_NODE ("4(x3),8": four CPUs on each of the first
+// three nodes, then eight) their slots, in the same order. Errors name
+// the variable.
+func FromSlurm(getenv func(string) string, opts Options) ([]*Host, error) {
+	list := getenv("SLURM_JOB_NODELIST")
+	if list == "" {
+		list = getenv("SLURM_NODELIST")
+	}
+	if list == "" {
+		return nil, &Error{File: "$SLURM_JOB_NODELIST", Msg: "not set: --hosts slurm works inside a Slurm allocation (salloc, sbatch)"}
+	}
+	hosts, err := FromList(list, opts)
+	if err != nil {
+		return nil, &Error{File: "$SLURM_JOB_NODELIST", Msg: err.Error()}
+	}
+	cpus := getenv("SLURM_JOB_CPUS_PER_NODE")
+	if cpus == "" {
+		return hosts, nil // slots: the defaults (each host's CPUs)
+	}
+	slots, err := parseCPUsPerNode(cpus)
+	if err != nil {
+		return nil, &Error{File: "$SLURM_JOB_CPUS_PER_NODE", Msg: fmt.Sprintf("%q: %v", cpus, err)}
+	}
+	if len(slots) != len(hosts) {
+		return nil, &Error{File: "$SLURM_JOB_CPUS_PER_NODE", Msg: fmt.Sprintf("%q gives %d nodes, $SLURM_JOB_NODELIST %d", cpus, len(slots), len(hosts))}
+	}
+	for i, h := range hosts {
+		h.Slots = slots[i]
+	}
+	return hosts, nil
+}
+
+// parseCPUsPerNode reads Slurm's compressed count list: "N" or "N(xK)"
+// items, comma-separated.
+func parseCPUsPerNode(s string) ([]int, error) {
+	var out []int
+	for _, item := range strings.Split(s, ",") {
+		n, rep := item, "1"
+		if i := strings.Index(item, "(x"); i >= 0 && strings.HasSuffix(item, ")") {
+			n, rep = item[:i], item[i+2:len(item)-1]
+		}
+		v, err1 := strconv.Atoi(n)
+		k, err2 := strconv.Atoi(rep)
+		if err1 != nil || err2 != nil || v < 1 || k < 1 || k > 1<<20 {
+			return nil, fmt.Errorf("item %q: want N or N(xK)", item)
+		}
+		for ; k > 0; k-- {
+			out = append(out, v)
+		}
+	}
+	return out, nil
 }

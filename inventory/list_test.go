@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -202,5 +203,81 @@ Host *
 	cfgOther, _ := hosts[1].Remote()
 	if j := cfgOther.ProxyJump[0]; j.Host != "10.7.7.7" || j.User != "ops" || j.Port != 22 {
 		t.Errorf("other's hop (user and port spelled out) = %+v", j)
+	}
+}
+
+// A host listed k times is k slots, as in a PBS/Torque $PBS_NODEFILE; a
+// repeat that gives N/ (or another user) is still an error, naming both
+// lines.
+func TestParseListPBSNodefile(t *testing.T) {
+	tests := []struct {
+		in, want, wantErr string
+	}{
+		{"n1\nn2\nn1\nn1\n", "n1=3 n2=0", ""},
+		{"n1\nn1\n", "n1=2", ""},
+		{"n1:2222\nn1:2222\nn1\n", "n1:2222=2 n1=0", ""},
+		{"4/n1\nn1\n", "", `hosts.txt:2: duplicate host name "n1" (also at hosts.txt:1)`},
+		{"n1\n2/n1\n", "", `hosts.txt:2: duplicate host name "n1" (also at hosts.txt:1)`},
+		{"n1\nroot@n1\n", "", `hosts.txt:2: duplicate host name "n1"`},
+		{"n[1-2]\nn1\n", "", `hosts.txt:2: duplicate host name "n1" (also at hosts.txt:1)`},
+	}
+	for _, tt := range tests {
+		hosts, err := ParseList(strings.NewReader(tt.in), "hosts.txt", testOpts)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%q: err = %v, want %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tt.in, err)
+			continue
+		}
+		var got []string
+		for _, h := range hosts {
+			got = append(got, fmt.Sprintf("%s=%d", h.Name, h.Slots))
+		}
+		if strings.Join(got, " ") != tt.want {
+			t.Errorf("%q: %s, want %s", tt.in, strings.Join(got, " "), tt.want)
+		}
+	}
+	// A -w list has no such meaning: a repeat is an error.
+	if _, err := FromList("n1,n1", testOpts); err == nil || !strings.Contains(err.Error(), "duplicate") {
+		t.Errorf("-w n1,n1: %v", err)
+	}
+}
+
+func TestFromSlurm(t *testing.T) {
+	tests := []struct {
+		list, cpus, want, wantErr string
+	}{
+		{"node[01-04,07],gpu[1-2]", "4(x3),8,2(x3)", "node01=4 node02=4 node03=4 node04=8 node07=2 gpu1=2 gpu2=2", ""},
+		{"n[1-2]", "", "n1=0 n2=0", ""},
+		{"n[1-2]", "4", "", `$SLURM_JOB_CPUS_PER_NODE: "4" gives 1 nodes, $SLURM_JOB_NODELIST 2`},
+		{"n[1-2]", "4(x2", "", `item "4(x2": want N or N(xK)`},
+		{"n[1-2]", "0(x2)", "", `item "0(x2)"`},
+		{"", "4", "", "$SLURM_JOB_NODELIST: not set"},
+		{"n[2-1]", "", "", "$SLURM_JOB_NODELIST: "},
+	}
+	for _, tt := range tests {
+		env := map[string]string{"SLURM_JOB_NODELIST": tt.list, "SLURM_JOB_CPUS_PER_NODE": tt.cpus}
+		hosts, err := FromSlurm(func(k string) string { return env[k] }, testOpts)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%q %q: err = %v, want %q", tt.list, tt.cpus, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q %q: %v", tt.list, tt.cpus, err)
+			continue
+		}
+		var got []string
+		for _, h := range hosts {
+			got = append(got, fmt.Sprintf("%s=%d", h.Name, h.Slots))
+		}
+		if strings.Join(got, " ") != tt.want {
+			t.Errorf("%q %q: %s, want %s", tt.list, tt.cpus, strings.Join(got, " "), tt.want)
+		}
 	}
 }

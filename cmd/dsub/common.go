@@ -32,7 +32,7 @@ type hostFlags struct {
 
 func (f *hostFlags) register(c *cobra.Command) {
 	fl := c.Flags()
-	fl.StringVar(&f.hostsFile, "hosts", "", "hosts file: hosts.toml, or one [user@]host[:port] per line (default $DSUB_HOSTS, then ./hosts.toml)")
+	fl.StringVar(&f.hostsFile, "hosts", "", "hosts file: hosts.toml, or one [N/][user@]host[:port] per line (a host listed k times: k slots, as $PBS_NODEFILE); \"slurm\": the Slurm allocation's nodes (default $DSUB_HOSTS, then ./hosts.toml)")
 	fl.StringVarP(&f.list, "hosts-list", "w", "", "hosts given on the command line, pdsh style: node[01-16],admin@gw:2222 (no hosts file needed)")
 	fl.StringVarP(&f.exclude, "exclude", "x", "", "leave out these hosts: names, ranges, globs (web*) or label:NAME, comma-separated")
 	fl.StringVar(&f.on, "on", "", "select hosts: names, ranges (node[01-04]), globs (web*) or label:NAME, comma-separated; !ITEM excludes")
@@ -68,6 +68,9 @@ func (f *hostFlags) hosts() ([]*inventory.Host, error) {
 		return nil, usagef("-w and --hosts are alternatives: to pick hosts of a hosts file, use --on")
 	case f.list != "":
 		hosts, err = inventory.FromList(f.list, opts)
+	case f.hostsFile == "slurm":
+		// The allocation's nodes (a file named slurm: --hosts ./slurm).
+		hosts, err = inventory.FromSlurm(os.Getenv, opts)
 	default:
 		path := f.hostsFile
 		if path == "" {
