@@ -44,7 +44,20 @@ type Host struct {
 	// as ssh does; nil: ProxyJump parsed as written.
 	Jumps  []remote.Jump
 	Labels []string
+	// Local: the master's own machine (address "local", or ":" in a host
+	// list as in GNU parallel): jobs run as local processes, no SSH.
+	Local  bool
 	Source string // "file:line" of the [[host]] entry
+	// Origin says where Address, User, Port and Slots came from.
+	Origin Origin
+}
+
+// Origin says where each of a host's main settings came from, as
+// `dsub hosts` shows it: "FILE:LINE" (its entry or line), "FILE
+// [defaults]", "-w ITEM", "$SLURM_JOB_NODELIST", "ssh_config" or
+// "built-in".
+type Origin struct {
+	Address, User, Port, Slots string
 }
 
 // Remote returns the connection settings of h for package remote.
@@ -150,6 +163,13 @@ type Options struct {
 	// BaseDir resolves relative local paths in the file (identity_files,
 	// known_hosts, ssh_config): Load sets it to the file's directory.
 	BaseDir string
+	// Format is the hosts file's format: "" (told from its content),
+	// "toml", "list" (a plain host list: pssh, GNU parallel's
+	// --sshloginfile, a PBS nodefile) or "ansible" (an INI inventory).
+	Format string
+	// Note, if set, is told what was read but not used (Ansible
+	// variables dsub ignores).
+	Note func(string)
 }
 
 // fill sets the defaults of unset options.
@@ -165,9 +185,10 @@ func (o *Options) fill() {
 	}
 }
 
-// Load reads and parses the hosts file at path: hosts.toml, or a plain
-// host list (see ParseList), told apart by IsTOML. Relative paths in the
-// file resolve against its directory.
+// Load reads and parses the hosts file at path: hosts.toml, a plain host
+// list (see ParseList) or an Ansible inventory (see ParseAnsible), told
+// apart by DetectFormat unless opts.Format says which. Relative paths in
+// the file resolve against its directory.
 func Load(path string, opts Options) ([]*Host, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -180,10 +201,19 @@ func Load(path string, opts Options) ([]*Host, error) {
 	if opts.BaseDir == "" {
 		opts.BaseDir = filepath.Dir(path)
 	}
-	if !IsTOML(path, b) {
-		return ParseList(bytes.NewReader(b), path, opts)
+	format := opts.Format
+	if format == "" {
+		format = DetectFormat(path, b)
 	}
-	return Parse(bytes.NewReader(b), path, opts)
+	switch format {
+	case "toml":
+		return Parse(bytes.NewReader(b), path, opts)
+	case "list":
+		return ParseList(bytes.NewReader(b), path, opts)
+	case "ansible":
+		return ParseAnsible(bytes.NewReader(b), path, opts)
+	}
+	return nil, &Error{File: path, Msg: fmt.Sprintf("unknown hosts file format %q: want toml, list or ansible", format)}
 }
 
 // DefaultPath is the hosts file used when no --hosts or -w is given:
@@ -198,22 +228,59 @@ func DefaultPath() string {
 	return ""
 }
 
-var tomlLine = regexp.MustCompile(`^\s*(\[\[?\s*(host|defaults)\s*\]|[A-Za-z_][A-Za-z0-9_-]*\s*=)`)
+// LocalAddress is the address of the master's own machine as a host.
+const LocalAddress = "local"
 
-// IsTOML tells a hosts.toml from a plain host list: a name ending in
-// ".toml", or any line that is a [[host]] or [defaults] header or a
-// "key = value" assignment.
-func IsTOML(name string, data []byte) bool {
-	if strings.HasSuffix(name, ".toml") {
-		return true
+// NewLocal is the master's own machine as a host named "local", with
+// slots (0: its CPUs), for --local.
+func NewLocal(slots int) *Host {
+	opts := Options{}
+	opts.fill()
+	h := builtinDefaults(opts)
+	h.Name, h.Address, h.Local, h.Slots = LocalAddress, LocalAddress, true, slots
+	h.Source, h.Origin.Address = "--local", "--local"
+	if slots > 0 {
+		h.Origin.Slots = "--local"
 	}
+	return &h.Host
+}
+
+// Formats are the hosts file formats, for --hosts-format.
+var Formats = []string{"toml", "list", "ansible"}
+
+var (
+	ansibleSection = regexp.MustCompile(`^\s*\[[A-Za-z0-9_.-]+(:(vars|children))?\]\s*$`)
+	ansibleVarLine = regexp.MustCompile(`(^|\s)ansible_[a-z_]+=`)
+)
+
+// DetectFormat tells a hosts file's format from its name and content:
+// "toml" for a name ending in .toml, or a [[host]] or [defaults] header,
+// or a key = value line; "ansible" for a name ending in .ini, an
+// [group] section that is not TOML's, or an ansible_*= variable; else
+// "list". Ansible is looked for first: its [g:vars] lines look like TOML.
+func DetectFormat(name string, data []byte) string {
+	switch {
+	case strings.HasSuffix(name, ".toml"):
+		return "toml"
+	case strings.HasSuffix(name, ".ini"):
+		return "ansible"
+	}
+	format := "list"
 	for _, l := range strings.Split(string(data), "\n") {
-		if tomlLine.MatchString(l) {
-			return true
+		switch {
+		case ansibleVarLine.MatchString(l) || ansibleSection.MatchString(l) && !tomlHeader.MatchString(l):
+			return "ansible"
+		case tomlLine.MatchString(l):
+			format = "toml" // unless a later line is Ansible's
 		}
 	}
-	return false
+	return format
 }
+
+var tomlHeader = regexp.MustCompile(`^\s*\[\[?\s*(host|defaults)\s*\]`)
+
+// tomlLine is a [[host]] or [defaults] header or a "key = value" line.
+var tomlLine = regexp.MustCompile(`^\s*(\[\[?\s*(host|defaults)\s*\]|[A-Za-z_][A-Za-z0-9_-]*\s*=)`)
 
 var tomlLineErr = regexp.MustCompile(`^toml: line (\d+) \(last key ("[^"]*")\): (.*)$`)
 
@@ -245,7 +312,7 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 	if err := validate(&f.Defaults, name+" [defaults]"); err != nil {
 		errs = append(errs, err)
 	}
-	base.apply(&f.Defaults, opts)
+	base.apply(&f.Defaults, name+" [defaults]", opts)
 	if f.Defaults.SSHConfig != nil && opts.SSHConfig == "" {
 		// --ssh-config wins over the file's.
 		opts.SSHConfig = resolve(*f.Defaults.SSHConfig, opts)
@@ -333,8 +400,11 @@ func expandEntry(e hostEntry, src string, base *hostState, opts Options, where m
 	var errs Errors
 	for j, a := range addrs {
 		h := base.clone()
-		h.apply(&e.settings, opts)
-		h.Source = src
+		h.apply(&e.settings, src, opts)
+		h.Source, h.Origin.Address = src, src
+		if a == LocalAddress {
+			h.Local = true
+		}
 		host, port, err := splitAddress(a)
 		if err != nil {
 			errs = append(errs, &Error{File: src, Msg: err.Error()})
@@ -346,7 +416,7 @@ func expandEntry(e hostEntry, src string, base *hostState, opts Options, where m
 				errs = append(errs, &Error{File: src, Msg: fmt.Sprintf("address %q has port %d but port = %d", a, port, *e.Port)})
 				continue
 			}
-			h.Port = port
+			h.Port, h.Origin.Port = port, src
 			h.set["port"] = true
 		}
 		h.Name = names[j]
@@ -491,6 +561,7 @@ func builtinDefaults(opts Options) *hostState {
 	h.Workdir = "~/.cache/dsub"
 	h.ConnectTimeout = 10 * time.Second
 	h.Keepalive = 5 * time.Second
+	h.Origin = Origin{User: "built-in (you)", Port: "built-in", Slots: "built-in (its CPUs)"}
 	return h
 }
 
@@ -523,12 +594,13 @@ func resolveAll(ps []string, opts Options) []string {
 	return out
 }
 
-func (h *hostState) apply(s *settings, opts Options) {
+// apply sets what s sets, found at src.
+func (h *hostState) apply(s *settings, src string, opts Options) {
 	if s.User != nil {
-		h.User, h.set["user"] = *s.User, true
+		h.User, h.set["user"], h.Origin.User = *s.User, true, src
 	}
 	if s.Port != nil {
-		h.Port, h.set["port"] = *s.Port, true
+		h.Port, h.set["port"], h.Origin.Port = *s.Port, true, src
 	}
 	if s.IdentityFiles != nil {
 		h.IdentityFiles, h.set["identity_files"] = resolveAll(*s.IdentityFiles, opts), true
@@ -540,7 +612,7 @@ func (h *hostState) apply(s *settings, opts Options) {
 		h.KnownHosts, h.set["known_hosts"] = resolveAll(*s.KnownHosts, opts), true
 	}
 	if s.Slots != nil {
-		h.Slots = *s.Slots
+		h.Slots, h.Origin.Slots = *s.Slots, src
 	}
 	if s.Workdir != nil {
 		h.Workdir = *s.Workdir

@@ -16,7 +16,8 @@ import (
 //	[N/][user@]host[:port]
 //
 // where N is the host's slots and host may be a range ("node[01-04]") or
-// a bracketed IPv6 address. Blank lines and lines starting with "#" are
+// a bracketed IPv6 address; "local" or ":" (GNU parallel's) is the
+// master's own machine. Blank lines and lines starting with "#" are
 // skipped, and " #" starts a comment. Everything else comes from the
 // built-in defaults and the OpenSSH client config, as for hosts.toml.
 //
@@ -110,8 +111,7 @@ func (lb *listBuilder) add(entry, src string) {
 		}
 	}
 	if rest == ":" {
-		lb.fail(src, "%q: ':' (the local machine, in GNU parallel) is not a host dsub can reach over SSH", entry)
-		return
+		rest = LocalAddress // the local machine, in GNU parallel
 	}
 	if strings.HasPrefix(rest, "-") {
 		lb.fail(src, "%q: a host name cannot start with '-'", entry)
@@ -136,15 +136,17 @@ func (lb *listBuilder) add(entry, src string) {
 		}
 		h := lb.base.clone()
 		h.Source, h.Address, h.Name = src, host, host
+		h.Origin.Address = src
+		h.Local = a == LocalAddress
 		if port != 0 {
-			h.Port, h.set["port"] = port, true
+			h.Port, h.set["port"], h.Origin.Port = port, true, src
 			h.Name = a
 		}
 		if user != "" {
-			h.User, h.set["user"] = user, true
+			h.User, h.set["user"], h.Origin.User = user, true, src
 		}
 		if slots > 0 {
-			h.Slots = slots
+			h.Slots, h.Origin.Slots = slots, src
 		}
 		if prev, dup := lb.where[h.Name]; dup {
 			rp := lb.repeats[h.Name]
@@ -154,6 +156,7 @@ func (lb *listBuilder) add(entry, src string) {
 			}
 			rp.lines++
 			rp.h.Slots = rp.lines
+			rp.h.Origin.Slots = fmt.Sprintf("%s (listed %d times)", rp.h.Source, rp.lines)
 			continue
 		}
 		lb.where[h.Name] = src
@@ -186,6 +189,9 @@ func FromSlurm(getenv func(string) string, opts Options) ([]*Host, error) {
 	if err != nil {
 		return nil, &Error{File: "$SLURM_JOB_NODELIST", Msg: err.Error()}
 	}
+	for _, h := range hosts {
+		h.Source, h.Origin.Address = "$SLURM_JOB_NODELIST", "$SLURM_JOB_NODELIST"
+	}
 	cpus := getenv("SLURM_JOB_CPUS_PER_NODE")
 	if cpus == "" {
 		return hosts, nil // slots: the defaults (each host's CPUs)
@@ -198,7 +204,7 @@ func FromSlurm(getenv func(string) string, opts Options) ([]*Host, error) {
 		return nil, &Error{File: "$SLURM_JOB_CPUS_PER_NODE", Msg: fmt.Sprintf("%q gives %d nodes, $SLURM_JOB_NODELIST %d", cpus, len(slots), len(hosts))}
 	}
 	for i, h := range hosts {
-		h.Slots = slots[i]
+		h.Slots, h.Origin.Slots = slots[i], "$SLURM_JOB_CPUS_PER_NODE"
 	}
 	return hosts, nil
 }

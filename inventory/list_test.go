@@ -51,7 +51,6 @@ func TestListErrors(t *testing.T) {
 		{"n[3-1]\n", "hosts.txt:1:"},
 		{"a:99999\n", "hosts.txt:1:"},
 		{"# only comments\n\n", "hosts.txt: no hosts"},
-		{"2/:\n", "the local machine"},
 	}
 	for _, tt := range tests {
 		_, err := ParseList(strings.NewReader(tt.text), "hosts.txt", testOpts)
@@ -80,7 +79,8 @@ func TestFromList(t *testing.T) {
 	}
 }
 
-func TestIsTOML(t *testing.T) {
+// A hosts.toml is told from a plain host list by its name or content.
+func TestDetectTOMLOrList(t *testing.T) {
 	for _, tt := range []struct {
 		name, text string
 		want       bool
@@ -91,8 +91,8 @@ func TestIsTOML(t *testing.T) {
 		{"hosts", "# x = y\nnode[01-04]\nuser@h:22\n", false},
 		{"hosts", "[::1]:22\n", false},
 	} {
-		if got := IsTOML(tt.name, []byte(tt.text)); got != tt.want {
-			t.Errorf("IsTOML(%q, %q) = %v", tt.name, tt.text, got)
+		if got := DetectFormat(tt.name, []byte(tt.text)) == "toml"; got != tt.want {
+			t.Errorf("DetectFormat(%q, %q) is toml: %v", tt.name, tt.text, got)
 		}
 	}
 }
@@ -279,5 +279,21 @@ func TestFromSlurm(t *testing.T) {
 		if strings.Join(got, " ") != tt.want {
 			t.Errorf("%q %q: %s, want %s", tt.list, tt.cpus, strings.Join(got, " "), tt.want)
 		}
+	}
+}
+
+// GNU parallel's ":" (and "local") is the master's own machine: no SSH
+// settings apply to it.
+func TestParseListLocal(t *testing.T) {
+	hosts, err := ParseList(strings.NewReader("4/:\nn1\n"), "logins", Options{SSHConfig: "none", Home: "/h", LocalUser: "me"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hosts) != 2 || !hosts[0].Local || hosts[0].Name != "local" || hosts[0].Slots != 4 || hosts[1].Local {
+		t.Fatalf("hosts = %+v %+v", *hosts[0], *hosts[1])
+	}
+	// Listed twice, as a PBS nodefile lists a host: two slots.
+	if hs, err := ParseList(strings.NewReader(":\nlocal\n"), "logins", Options{SSHConfig: "none"}); err != nil || len(hs) != 1 || hs[0].Slots != 2 || !hs[0].Local {
+		t.Errorf("the local machine on two lines: %v, %v; want one local host with 2 slots", hs, err)
 	}
 }

@@ -25,7 +25,13 @@ import (
 // Match blocks, Include, tokens and first-match-wins exactly as ssh would,
 // which no Go parser does completely. It runs only when the config file
 // exists, once per distinct address.
-func applySSHConfig(hosts []*hostState, opts Options) error {
+func applySSHConfig(all []*hostState, opts Options) error {
+	var hosts []*hostState // the local machine takes no SSH settings
+	for _, h := range all {
+		if !h.Local {
+			hosts = append(hosts, h)
+		}
+	}
 	path := opts.SSHConfig
 	if path == "none" {
 		return nil
@@ -74,15 +80,15 @@ func applySSHConfig(hosts []*hostState, opts Options) error {
 	}
 	for _, h := range hosts {
 		kv := cache[h.Address]
-		if v := first(kv, "hostname"); v != "" {
-			h.Address = v
+		if v := first(kv, "hostname"); v != "" && v != h.Address {
+			h.Address, h.Origin.Address = v, "ssh_config"
 		}
-		if v := first(kv, "user"); v != "" && !h.set["user"] {
-			h.User = v
+		if v := first(kv, "user"); v != "" && !h.set["user"] && v != h.User {
+			h.User, h.Origin.User = v, "ssh_config"
 		}
 		if v := first(kv, "port"); v != "" && !h.set["port"] {
-			if n, err := strconv.Atoi(v); err == nil {
-				h.Port = n
+			if n, err := strconv.Atoi(v); err == nil && n != h.Port {
+				h.Port, h.Origin.Port = n, "ssh_config"
 			}
 		}
 		if v := kv["identityfile"]; len(v) > 0 && !h.set["identity_files"] {

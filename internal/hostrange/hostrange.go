@@ -6,7 +6,6 @@ package hostrange
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -171,101 +170,4 @@ func parseNum(s string) (uint64, error) {
 		return 0, fmt.Errorf("number %q too large", s)
 	}
 	return n, nil
-}
-
-// Fold is the inverse of ExpandList: it groups names that differ only in
-// their last run of digits (with the same zero-padding width) into bracket
-// ranges. The result is sorted and expands back to exactly the input set.
-func Fold(names []string) string {
-	type key struct {
-		prefix, suffix string
-		width          int // 0: not zero-padded
-	}
-	groups := map[key][]uint64{}
-	var plain []string
-	seen := map[string]bool{}
-	for _, n := range names {
-		if seen[n] {
-			continue
-		}
-		seen[n] = true
-		i, j := lastDigits(n)
-		if i < 0 || j-i > 9 || strings.ContainsAny(n, "[],") {
-			plain = append(plain, n)
-			continue
-		}
-		num, _ := strconv.ParseUint(n[i:j], 10, 64)
-		width := 0
-		if j-i > 1 && n[i] == '0' || len(strconv.FormatUint(num, 10)) < j-i {
-			width = j - i
-		}
-		k := key{n[:i], n[j:], width}
-		groups[k] = append(groups[k], num)
-	}
-	// Unpadded numbers may join a padded group of the same width.
-	for k, nums := range groups {
-		if k.width != 0 {
-			continue
-		}
-		for k2 := range groups {
-			if k2.width == 0 || k2.prefix != k.prefix || k2.suffix != k.suffix {
-				continue
-			}
-			var keep []uint64
-			for _, v := range nums {
-				if len(strconv.FormatUint(v, 10)) == k2.width {
-					groups[k2] = append(groups[k2], v)
-				} else {
-					keep = append(keep, v)
-				}
-			}
-			nums = keep
-		}
-		if len(nums) == 0 {
-			delete(groups, k)
-		} else {
-			groups[k] = nums
-		}
-	}
-	var parts []string
-	for k, nums := range groups {
-		sort.Slice(nums, func(a, b int) bool { return nums[a] < nums[b] })
-		if len(nums) == 1 {
-			parts = append(parts, fmt.Sprintf("%s%0*d%s", k.prefix, k.width, nums[0], k.suffix))
-			continue
-		}
-		var rs []string
-		for i := 0; i < len(nums); {
-			j := i
-			for j+1 < len(nums) && nums[j+1] == nums[j]+1 {
-				j++
-			}
-			if i == j {
-				rs = append(rs, fmt.Sprintf("%0*d", k.width, nums[i]))
-			} else {
-				rs = append(rs, fmt.Sprintf("%0*d-%0*d", k.width, nums[i], k.width, nums[j]))
-			}
-			i = j + 1
-		}
-		parts = append(parts, k.prefix+"["+strings.Join(rs, ",")+"]"+k.suffix)
-	}
-	parts = append(parts, plain...)
-	sort.Strings(parts)
-	return strings.Join(parts, ",")
-}
-
-// lastDigits returns the bounds of the last run of ASCII digits in s, or -1.
-func lastDigits(s string) (int, int) {
-	j := len(s)
-	for j > 0 && (s[j-1] < '0' || s[j-1] > '9') {
-		j--
-	}
-	if j == 0 {
-		return -1, -1
-	}
-	i := j
-	for i > 0 && s[i-1] >= '0' && s[i-1] <= '9' {
-		i--
-	}
-	return i, j
 }

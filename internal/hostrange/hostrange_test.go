@@ -74,7 +74,11 @@ func TestFold(t *testing.T) {
 		{"h05", "h05"},
 		{"h1,h1,h2", "h[1-2]"},
 		{"r1n1,r1n2,r2n1", "r1n[1-2],r2n1"},
-		{"h9,h10,h09", "h9,h[09-10]"},
+		{"r1n1,r1n2,r2n1,r2n2", "r[1-2]n[1-2]"},
+		{"h9,h10,h09", "h[9,09-10]"},
+		{"a1b3,a1b4,a2b3,a2b4", "a[1-2]b[3-4]"},
+		{"n01,n1,n2,n003", "n[1-2,01,003]"},
+		{"x-1.lab,x-2.lab", "x-[1-2].lab"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
