@@ -33,12 +33,16 @@ const (
 
 // Operations of a run or an admin command (package distributor).
 const (
-	OpPing    Op = "ping"
-	OpGet     Op = "get"
-	OpPrepare Op = "prepare"
-	OpShip    Op = "ship"
-	OpResume  Op = "resume"
-	OpRecord  Op = "record"
+	OpPing     Op = "ping"
+	OpGet      Op = "get"
+	OpPrepare  Op = "prepare"
+	OpShip     Op = "ship"
+	OpResume   Op = "resume"
+	OpRecord   Op = "record"
+	OpSetup    Op = "setup"
+	OpTeardown Op = "teardown"
+	OpTransfer Op = "transfer"
+	OpReturn   Op = "return"
 )
 
 // Kind classifies an error for the caller's decisions.
@@ -133,4 +137,13 @@ func KindOf(err error) Kind {
 		return KindTimeout
 	}
 	return KindOther
+}
+
+// OpOf is the operation of err's first *Error, or "".
+func OpOf(err error) Op {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Op
+	}
+	return ""
 }

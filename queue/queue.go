@@ -18,7 +18,7 @@ type Exec struct {
 	Seq     int // execution number, unique in the queue, from 1
 	Job     *Job
 	Host    string
-	Attempt int // this is the job's Attempt-th execution, from 1
+	Attempt int // this is the job's Attempt-th execution, from 1 (one taken back before it started does not count)
 }
 
 // Outcome is how an execution ended.
@@ -425,8 +425,10 @@ func (q *Queue) Finish(e Exec, o Outcome) Disposition {
 		}
 		return Requeued
 	case Returned:
-		// It never ran: no retry used, nothing against the host; it goes
-		// first to another host.
+		// It never ran: no retry used, nothing against the host, and not
+		// an attempt (the next execution has its number); it goes first
+		// to another host.
+		js.execs--
 		return q.again(js, e.Host)
 	}
 	// Canceled: leave it unfinished and unqueued.

@@ -468,7 +468,8 @@ func TestBackupSurvivesTheOriginalsLoss(t *testing.T) {
 }
 
 // A job taken back from a host's window before it started is requeued at
-// the front, costs no retry (Retries is 0), and goes to another host.
+// the front, costs no retry (Retries is 0), is not an attempt, and goes
+// to another host.
 func TestReturnedJobGoesElsewhere(t *testing.T) {
 	q := New(Options{Retries: 0})
 	q.AddHost("a", 2)
@@ -503,8 +504,10 @@ func TestReturnedJobGoesElsewhere(t *testing.T) {
 		t.Fatal(d)
 	}
 	es := q.Assign()
-	if len(es) != 1 || es[0].Host != "b" || es[0].Job.ID != onA[1].Job.ID || es[0].Attempt != 2 {
-		t.Fatalf("then assigned %+v, want job %d on b", es, onA[1].Job.ID)
+	// It is still its first attempt: the one taken back never ran
+	// (a job that reads DSUB_ATTEMPT must see 1).
+	if len(es) != 1 || es[0].Host != "b" || es[0].Job.ID != onA[1].Job.ID || es[0].Attempt != 1 {
+		t.Fatalf("then assigned %+v, want job %d on b, attempt 1", es, onA[1].Job.ID)
 	}
 	if d := q.Finish(es[0], Succeeded); d != Recorded {
 		t.Fatal(d)

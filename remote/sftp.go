@@ -50,10 +50,7 @@ func (h *SSHHost) sftpClient(ctx context.Context) (*sftp.Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		cl, err := sftp.NewClient(c.client,
-			sftp.UseConcurrentWrites(true),
-			sftp.UseConcurrentReads(true),
-			sftp.MaxConcurrentRequestsPerFile(64))
+		cl, err := newSFTPClient(c.client)
 		if err != nil {
 			var oce *ssh.OpenChannelError
 			if errors.As(err, &oce) && attempt < 20 {
@@ -75,6 +72,28 @@ func (h *SSHHost) sftpClient(ctx context.Context) (*sftp.Client, error) {
 		}()
 		return cl, nil
 	}
+}
+
+// bigPacket is the data an SFTP read or write carries when the server
+// says it takes that much: OpenSSH's sftp-server reports 261120 bytes in
+// its limits@openssh.com extension (since 8.6). Eight times the protocol's
+// floor of 32 KiB: fewer packets per file, less work at both ends.
+const bigPacket = 261120
+
+// newSFTPClient starts an SFTP client on cl, with big packets when the
+// server announces the limits that allow them, else the protocol's
+// default (asking costs one more channel, only on such servers).
+func newSFTPClient(cl *ssh.Client) (*sftp.Client, error) {
+	opts := []sftp.ClientOption{sftp.UseConcurrentWrites(true), sftp.UseConcurrentReads(true), sftp.MaxConcurrentRequestsPerFile(64)}
+	c, err := sftp.NewClient(cl, append(opts, sftp.MaxPacketUnchecked(bigPacket))...)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := c.HasExtension("limits@openssh.com"); ok {
+		return c, nil
+	}
+	c.Close()
+	return sftp.NewClient(cl, opts...)
 }
 
 // fsErr wraps a file operation's error, classifying a lost connection as a

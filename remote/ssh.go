@@ -256,11 +256,17 @@ func (h *SSHHost) watch(c *conn) {
 }
 
 func (h *SSHHost) ctxErr(ctx context.Context, op Op, what string) error {
+	return ctxError(ctx, op, h.cfg.Name, what)
+}
+
+// ctxError is the error of an operation on host that ctx ended: a timeout
+// if its deadline passed, else a cancellation.
+func ctxError(ctx context.Context, op Op, host, what string) error {
 	kind := KindCanceled
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		kind = KindTimeout
 	}
-	return &Error{Op: op, Host: h.cfg.Name, Kind: kind, Err: fmt.Errorf("%s: %w", what, ctx.Err())}
+	return &Error{Op: op, Host: host, Kind: kind, Err: fmt.Errorf("%s: %w", what, ctx.Err())}
 }
 
 // session opens a session, treating a refused channel open as
@@ -421,7 +427,7 @@ func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 // KillGroup sends SIGTERM to the remote process group pgid, then SIGKILL
 // to whatever remains after up to two seconds.
 func (h *SSHHost) KillGroup(ctx context.Context, pgid int) error {
-	_, err := h.killGroup(ctx, pgid, Marker{})
+	_, err := killGroup(ctx, h, pgid, Marker{})
 	return err
 }
 
@@ -470,10 +476,16 @@ func (m Marker) script() string {
 // must carry the marker (Linux). A group whose leader has exited keeps its
 // number from being reused, so it is still the command's.
 func (h *SSHHost) KillOrphan(ctx context.Context, pgid int, m Marker) (found bool, err error) {
+	return killOrphan(ctx, h, pgid, m)
+}
+
+// killOrphan is KillOrphan through r, whose commands run as session
+// leaders (as sshd starts them).
+func killOrphan(ctx context.Context, r Runner, pgid int, m Marker) (bool, error) {
 	if err := m.valid(); err != nil {
-		return false, &Error{Op: OpKill, Host: h.cfg.Name, Kind: KindConfig, Err: err}
+		return false, &Error{Op: OpKill, Host: r.Name(), Kind: KindConfig, Err: err}
 	}
-	return h.killGroup(ctx, pgid, m)
+	return killGroup(ctx, r, pgid, m)
 }
 
 // KillMarked kills, on the host, the process group of every process of
@@ -486,17 +498,23 @@ func (h *SSHHost) KillOrphan(ctx context.Context, pgid int, m Marker) (found boo
 // the commands carrying the marker should be running. The scan reads
 // /proc (Linux); elsewhere it finds nothing.
 func (h *SSHHost) KillMarked(ctx context.Context, m Marker) (int, error) {
+	return killMarked(ctx, h, m)
+}
+
+// killMarked is KillMarked through r, whose commands run as session
+// leaders (as sshd starts them).
+func killMarked(ctx context.Context, r Runner, m Marker) (int, error) {
 	if err := m.valid(); err != nil {
-		return 0, &Error{Op: OpKill, Host: h.cfg.Name, Kind: KindConfig, Err: err}
+		return 0, &Error{Op: OpKill, Host: r.Name(), Kind: KindConfig, Err: err}
 	}
 	out, errb := NewCappedBuffer(4<<10), NewCappedBuffer(4<<10)
-	err := h.Run(ctx, &Cmd{Shell: KillMarkedScript(m), NoProcessGroup: true, Stdout: out, Stderr: errb})
+	err := r.Run(ctx, &Cmd{Shell: KillMarkedScript(m), NoProcessGroup: true, Stdout: out, Stderr: errb})
 	if err != nil {
 		return 0, err
 	}
 	n, ok := KilledCount(out.String())
 	if !ok {
-		return 0, &Error{Op: OpKill, Host: h.cfg.Name, Kind: KindOther, Err: fmt.Errorf("unexpected answer %q (stderr %q)", out.String(), errb.String())}
+		return 0, &Error{Op: OpKill, Host: r.Name(), Kind: KindOther, Err: fmt.Errorf("unexpected answer %q (stderr %q)", out.String(), errb.String())}
 	}
 	return n, nil
 }
@@ -528,10 +546,20 @@ func KillMarkedScript(m Marker) string {
 		`for g in $gs; do kill -s KILL -- "-$g" 2>/dev/null; done; echo "killed $n"`
 }
 
-func (h *SSHHost) killGroup(ctx context.Context, pgid int, m Marker) (bool, error) {
+// killGroup kills process group pgid through r (see killGroupScript).
+func killGroup(ctx context.Context, r Runner, pgid int, m Marker) (bool, error) {
 	if pgid <= 1 {
-		return false, &Error{Op: OpKill, Host: h.cfg.Name, Kind: KindConfig, Err: fmt.Errorf("bad process group %d", pgid)}
+		return false, &Error{Op: OpKill, Host: r.Name(), Kind: KindConfig, Err: fmt.Errorf("bad process group %d", pgid)}
 	}
+	out, errb := NewCappedBuffer(4<<10), NewCappedBuffer(4<<10) // two buffers: stdout and stderr are copied concurrently
+	err := r.Run(ctx, &Cmd{Shell: killGroupScript(pgid, m), NoProcessGroup: true, Stdout: out, Stderr: errb})
+	return strings.TrimSpace(out.String()) == "killed", err
+}
+
+// killGroupScript kills process group pgid (TERM, then KILL after up to
+// two seconds) if its leader, while it lives, carries m (unless m is
+// empty), and prints "killed", "none" or "other".
+func killGroupScript(pgid int, m Marker) string {
 	p := strconv.Itoa(pgid)
 	var b strings.Builder
 	if m != (Marker{}) {
@@ -540,9 +568,7 @@ func (h *SSHHost) killGroup(ctx context.Context, pgid int, m Marker) (bool, erro
 		b.WriteString(`d=/proc/` + p + `; if [ -e "$d" ]; then ` + m.script() + ` || { echo other; exit 0; }; fi; `)
 	}
 	b.WriteString(`kill -s TERM -- -` + p + ` 2>/dev/null || { echo none; exit 0; }; i=0; while kill -s 0 -- -` + p + ` 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; kill -s KILL -- -` + p + ` 2>/dev/null; echo killed; exit 0`)
-	out, errb := NewCappedBuffer(4<<10), NewCappedBuffer(4<<10) // two buffers: stdout and stderr are copied concurrently
-	err := h.Run(ctx, &Cmd{Shell: b.String(), NoProcessGroup: true, Stdout: out, Stderr: errb})
-	return strings.TrimSpace(out.String()) == "killed", err
+	return b.String()
 }
 
 func (h *SSHHost) exitErr(err error, cn *conn, pg *pgidWriter) error {

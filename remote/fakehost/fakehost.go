@@ -495,7 +495,11 @@ func (h *Host) lookup(op remote.Op, p string, follow bool) (*file, error) {
 		if f.link == "" || !follow {
 			return f, nil
 		}
-		a = h.abs(path.Join(path.Dir(a), f.link))
+		if path.IsAbs(f.link) {
+			a = path.Clean(f.link)
+		} else {
+			a = h.abs(path.Join(path.Dir(a), f.link))
+		}
 	}
 	return nil, h.fsErr(op, p, errors.New("too many links"))
 }
