@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -163,14 +164,20 @@ func TestMasterGoneKillsJobs(t *testing.T) {
 			}()
 			w, r := NewWriter(toAgentW), NewReader(toMasterR)
 			var started atomic.Int64
+			exits := make(chan ExitMsg, 1)
 			go func() {
 				for {
 					f, err := r.Read()
 					if err != nil {
 						return
 					}
-					if f.Type == TStarted {
+					switch f.Type {
+					case TStarted:
 						started.CompareAndSwap(0, int64(binary.BigEndian.Uint32(f.Payload)))
+					case TExit:
+						var m ExitMsg
+						json.Unmarshal(f.Payload, &m)
+						exits <- m
 					}
 				}
 			}()
@@ -202,6 +209,18 @@ func TestMasterGoneKillsJobs(t *testing.T) {
 					t.Fatalf("job group %d alive 5 s after the agent exited", pg)
 				}
 				time.Sleep(10 * time.Millisecond)
+			}
+			if how == "silence" {
+				// Should the connection come back (a partition healed),
+				// the exit says the host failed, not the job.
+				select {
+				case m := <-exits:
+					if !m.Abandoned {
+						t.Errorf("exit %+v: want it marked abandoned", m)
+					}
+				case <-time.After(5 * time.Second):
+					t.Error("no exit frame for the killed job")
+				}
 			}
 		})
 	}
@@ -372,5 +391,37 @@ func TestStdinOfQueuedJob(t *testing.T) {
 	}
 	if out.String() != "queued input" {
 		t.Errorf("the queued job read %q", out.String())
+	}
+}
+
+// An exit the agent marks abandoned (it killed the job after losing its
+// master, and the connection came back) is the host's failure: Run
+// returns ErrLost, so the job is requeued, not failed.
+func TestAbandonedExitIsLost(t *testing.T) {
+	toAgentR, toAgentW := io.Pipe()
+	toMasterR, toMasterW := io.Pipe()
+	go func() { // a fake agent
+		w, r := NewWriter(toMasterW), NewReader(toAgentR)
+		w.WriteJSON(THello, 0, HelloMsg{Version: Version})
+		for {
+			f, err := r.Read()
+			if err != nil {
+				return
+			}
+			if f.Type == TStart {
+				w.Write(Frame{Type: TStarted, Handle: f.Handle, Payload: []byte{0, 0, 0, 42}})
+				w.WriteJSON(TExit, f.Handle, ExitMsg{Status: -1, Signal: "TERM", Abandoned: true})
+			}
+		}
+	}()
+	ctx := context.Background()
+	c, err := NewClient(ctx, toMasterR, toAgentW, toAgentW.Close, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, pgid, err := c.Run(ctx, Job{Start: StartMsg{Shell: "sleep 1"}})
+	if !errors.Is(err, ErrLost) || pgid != 42 {
+		t.Errorf("Run = pgid %d, %v; want ErrLost with the group", pgid, err)
 	}
 }

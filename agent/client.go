@@ -221,9 +221,23 @@ func (c *Client) Run(ctx context.Context, j Job) (ExitMsg, int, error) {
 			if j.Started != nil {
 				j.Started(pgid)
 			}
-		case m := <-k.exit:
 			if killed {
+				// Killed before it started: the agent should have killed
+				// it as it started, but under load one was seen to run on
+				// (halt.txtar: 341 s). Kill what now runs, again.
+				if err := c.w.Write(Frame{Type: TKill, Handle: h}); err != nil {
+					c.end(fmt.Errorf("%w: %v", ErrLost, err))
+				}
+			}
+		case m := <-k.exit:
+			switch {
+			case killed:
 				return m, pgid, ctx.Err()
+			case m.Abandoned:
+				// Killed by an agent that had lost us (a partition
+				// that healed before we noticed): the host failed,
+				// not the job.
+				return m, pgid, fmt.Errorf("%w: the agent lost its master and killed the job", ErrLost)
 			}
 			return m, pgid, nil
 		case <-c.dead:

@@ -101,10 +101,14 @@ type ExitMsg struct {
 	Signal string `json:"signal,omitempty"` // without "SIG"
 	Error  string `json:"error,omitempty"`  // why it could not start
 	// NotStarted: killed while it waited for a slot; it never ran.
-	NotStarted bool    `json:"not_started,omitempty"`
-	User       float64 `json:"user_s"` // CPU seconds, from wait4
-	Sys        float64 `json:"sys_s"`
-	MaxRSS     int64   `json:"max_rss_kb"`
+	NotStarted bool `json:"not_started,omitempty"`
+	// Abandoned: the agent killed it as it shut down, its master gone
+	// (silent, or its session ended): the host's failure, not the job's.
+	// Such an exit reaches a master only if the connection comes back.
+	Abandoned bool    `json:"abandoned,omitempty"`
+	User      float64 `json:"user_s"` // CPU seconds, from wait4
+	Sys       float64 `json:"sys_s"`
+	MaxRSS    int64   `json:"max_rss_kb"`
 }
 
 // ErrFrameTooLong is a length field beyond MaxFrame.

@@ -105,7 +105,9 @@ type job struct {
 	// killed the moment it starts. (Between leaving the queue and
 	// starting, a job is in neither; a kill then must not be lost.)
 	killed bool
-	done   chan struct{}
+	// abandoned: killed by shutdown, the master gone (ExitMsg.Abandoned).
+	abandoned bool
+	done      chan struct{}
 }
 
 func (s *server) loop(ctx context.Context, frames <-chan Frame, readErr <-chan error) error {
@@ -321,9 +323,11 @@ func (s *server) wait(h uint32, j *job, stdout, stderr io.Reader) {
 	_ = j.cmd.Wait()
 	s.mu.Lock()
 	delete(s.jobs, h)
+	m := exitMsg(j.cmd.ProcessState)
+	m.Abandoned = j.abandoned
 	s.mu.Unlock()
 	close(j.done)
-	_ = s.w.WriteJSON(TExit, h, exitMsg(j.cmd.ProcessState))
+	_ = s.w.WriteJSON(TExit, h, m)
 	s.finished()
 }
 
@@ -381,6 +385,7 @@ func (s *server) shutdown() {
 	s.mu.Lock()
 	var jobs []*job
 	for _, j := range s.jobs {
+		j.abandoned = true
 		jobs = append(jobs, j)
 	}
 	s.mu.Unlock()
