@@ -106,7 +106,8 @@ type CleanResult struct {
 const WorkdirSentinel = ".dsub-workdir"
 
 // Clean removes dsub's files from every host: the binary cache
-// (<workdir>/bin) and, with runs, leftover run directories
+// (<workdir>/bin), the cache of transferred inputs (<workdir>/files, kept
+// whole while any run is live) and, with runs, leftover run directories
 // (<workdir>/runs, kept by --keep-remote or by an interrupted cleanup),
 // and the temporary files of uploads cut off with their connection. It
 // works only in a workdir marked with WorkdirSentinel, and removes only
@@ -155,7 +156,7 @@ const staleUploads = `for m in "$wd/puts"/*; do [ -f "$m" ] || continue; ` +
 // runIDGlob is the shell pattern of a run id (see runIDPattern).
 const runIDGlob = `[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9][0-9][0-9][0-9][0-9][0-9]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]`
 
-// cleanScript removes dsub's entries of <workdir>/bin (and runs) one by
+// cleanScript removes dsub's entries of <workdir>/bin, files (and runs) one by
 // one, keeping and reporting ("in use: PATH") those a process's cwd,
 // executable or command line (a script's interpreter runs it) names, and
 // those a live run names: a run directory whose liveFile is fresh
@@ -164,7 +165,7 @@ const runIDGlob = `[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9][0-9][0-9][0-9]
 // Then it removes the directories themselves if empty. A workdir without
 // the sentinel is refused (exit 3); a missing one has nothing to clean.
 func cleanScript(workdir string, runs bool) string {
-	dirs := "bin"
+	dirs := "bin files"
 	if runs {
 		dirs += " runs"
 	}
@@ -178,10 +179,12 @@ func cleanScript(workdir string, runs bool) string {
 		`for sub in ` + dirs + `; do ` +
 		`for e in "$wd/$sub"/* "$wd/$sub"/.[!.]*; do [ -e "$e" ] || [ -L "$e" ] || continue; ` +
 		`n=${e##*/}; ours=; ` +
-		`case $sub in bin) case $n in .*` + remote.TempMarker + `*) n=${n#.}; n=${n%%` + remote.TempMarker + `*} ;; esac; ` +
+		`case $sub in bin|files) case $n in .*` + remote.TempMarker + `*) n=${n#.}; n=${n%%` + remote.TempMarker + `*} ;; esac; ` +
 		`[ ${#n} -eq 64 ] && case $n in *[!0-9a-f]*) ;; *) [ -f "$e" ] && ! [ -L "$e" ] && ours=1 ;; esac ;; ` +
 		`runs) case $n in ` + runIDGlob + `) [ -d "$e" ] && ! [ -L "$e" ] && ours=1 ;; esac ;; esac; ` +
 		`[ -n "$ours" ] || { echo "not dsub's: $e"; continue; }; ` +
+		// Transferred inputs are linked from live runs' job directories.
+		`[ $sub = files ] && [ -n "$live" ] && { echo "in use: $e"; continue; }; ` +
 		`case "$busy" in *"$e"*) echo "in use: $e" ;; *) rm -rf -- "$e" || st=1 ;; esac; done; ` +
 		`rmdir -- "$wd/$sub" 2>/dev/null; done; exit $st`
 }

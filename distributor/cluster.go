@@ -49,6 +49,10 @@ func NewCluster(hosts []*inventory.Host, opts ClusterOptions) (*Cluster, error) 
 	d := &remote.Dialer{Fanout: opts.Fanout, AcceptNew: opts.AcceptNew, Warn: opts.Warn}
 	c := &Cluster{dialer: d}
 	for _, h := range hosts {
+		if h.Local {
+			c.members = append(c.members, &Member{Inv: h, Host: remote.NewLocalHost(h.Name), Timeout: 10 * time.Second})
+			continue
+		}
 		cfg, err := h.Remote()
 		if err != nil {
 			return nil, err

@@ -664,8 +664,15 @@ func TestEngineWindowTakeBack(t *testing.T) {
 	})
 	var tookOver sync.Once
 	tookOverCh := make(chan struct{})
+	var onF02 atomic.Int64
+	var notFirst atomic.Int64 // a job taken back never ran: its next run is still attempt 1
 	run := startFake(ctx, t, c, RunOptions{Retries: 0, OnResult: func(r Result) {
-		if r.Host == "f02" && r.Attempt == 2 {
+		if r.Attempt != 1 {
+			notFirst.Store(int64(r.Job))
+		}
+		// f02 runs its 3 (2 slots and a window of 1), then the 2 more;
+		// a 6th can only be one taken back from f01's window.
+		if r.Host == "f02" && onF02.Add(1) == 6 {
 			tookOver.Do(func() { close(tookOverCh) })
 		}
 	}})
@@ -687,6 +694,9 @@ func TestEngineWindowTakeBack(t *testing.T) {
 	wantSum(t, res, n)
 	if st.Failed != 0 || slowKilled.Load() {
 		t.Errorf("%d failed; a running slow job killed: %v", st.Failed, slowKilled.Load())
+	}
+	if j := notFirst.Load(); j != 0 {
+		t.Errorf("job %d succeeded as a later attempt: the execution taken back counted as one (DSUB_ATTEMPT)", j)
 	}
 	if got := outcomesOf(t, run.dir, "f01")["returned"]; got != 1 {
 		t.Errorf("joblog on f01: %v, want one returned", outcomesOf(t, run.dir, "f01"))

@@ -149,6 +149,12 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 		return c
 	}
 	cmd := r.jobCmd(e, h, je.spec, o)
+	if r.opts.SlotNumbers {
+		n := h.takeSlot()
+		defer h.freeSlot(n)
+		putSlot(cmd, n)
+		cmd.Env["DSUB_SLOT"] = strconv.Itoa(n)
+	}
 	// The host applies the limit from the job's start: a job waiting in
 	// an agent's window has not used any of it.
 	cmd.Timeout = r.opts.Timeout
@@ -159,7 +165,20 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 		startedAt.Store(&now)
 		es.started.Store(true)
 	}
-	err = h.jobs.Run(ctx, cmd)
+	dir := ""
+	if r.opts.JobDirs {
+		dir = jobDir(h, e.Job.ID, e.Seq)
+		cmd.Dir, cmd.Env["DSUB_RUN_DIR"] = dir, h.runDir
+		if r.opts.Cleanup {
+			defer r.removeJobDir(ctx, h, dir)
+		}
+		_, err = r.stage(ctx, h, e.Job.ID, dir, je.spec.Transfer)
+	}
+	if err == nil {
+		err = h.jobs.Run(ctx, cmd)
+	} else {
+		fileFailure(ctx, &c, err)
+	}
 	if t := startedAt.Load(); t != nil {
 		// It waited in its host's window: its time (joblog, statistics)
 		// runs from when it started there, not from when it was sent.
@@ -169,7 +188,17 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 	o.close()
 	c.recv = o.rw.bytes + o.sw.bytes
 	c.tail = o.sw.Tail()
+	if c.err != nil {
+		return c // staging failed: the job never ran
+	}
 	r.classify(ctx, &c, err, o)
+	if dir != "" && c.outcome == queue.Succeeded {
+		// It succeeds once what it returns is safely on disk.
+		n, err := r.fetch(ctx, h, e.Job.ID, dir, je.spec.Return)
+		if c.recv += n; err != nil {
+			fileFailure(ctx, &c, err)
+		}
+	}
 	return c
 }
 

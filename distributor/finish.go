@@ -34,6 +34,8 @@ func (d *dispatcher) teardown() {
 	d.waitPreparations()
 	d.orphanWG.Wait()
 	d.liveWG.Wait() // no beat may recreate a file after the cleanup below
+	r.cleanups.Wait()
+	d.teardownHosts() // before the agents go: each removes its run directory
 	for _, h := range d.hosts {
 		h.closeAgent() // it kills what still runs there, and exits
 	}

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/dsub-dev/dsub/remote"
 )
 
 // JobSpec is one job to run. With a binary (RunOptions.Binary or Build),
@@ -24,31 +26,51 @@ type JobSpec struct {
 	Shards int
 	// Input is the input line the job was made from, if any (recorded).
 	Input string
+	// Transfer are local files uploaded into the job's own directory on
+	// its host before it starts, each under its base name; Return are
+	// files (relative to that directory) fetched once it has succeeded.
+	// Either gives the job its own directory (RunOptions.JobDirs).
+	Transfer, Return []string
 }
 
-// Template expands placeholders in argument templates:
+// Template expands placeholders in argument templates, with GNU
+// parallel's meanings. A job is made from its columns: an input line (one
+// column, or several split by --colsep), or one value from each input
+// source given with ::: or ::::.
 //
 //	{#}         job number, 1-based
+//	{%}         the job's slot on its host, 1 to its slots (known only
+//	            when the job starts: SlotMark stands for it until then)
 //	{shard}     0-based shard index ({#} - 1)
 //	{shards}    number of jobs (when known)
-//	{}          the input line
-//	{N}         the N-th whitespace-separated field of the input line (N ≥ 1)
+//	{}          the columns, each its own word (one column: the line)
+//	{N}         the N-th column (N ≥ 1); "" beyond the last
 //
-// and, as in GNU parallel, on the line ({.}) or on a field ({N.}):
+// and, as in GNU parallel, on {} (each column) or on a column ({N.}):
 //
 //	{.}  {N.}   without its extension (a/b.tar.gz → a/b.tar)
 //	{/}  {N/}   its base name (everything after the last "/")
 //	{//} {N//}  its directory, as Perl's dirname (b → ".", /b → "/")
 //	{/.} {N/.}  its base name without extension
 //
-// A literal brace pair that is none of these is left alone.
+// A brace pair that is none of these ({foo}, {1x}) is left as it is, as
+// GNU parallel leaves it.
 type Template struct {
 	args      []string
 	usesInput bool // any of {} {N} and their path forms
 	usesCount bool // {shards}
+	usesSlot  bool // {%}
 }
 
-var placeholder = regexp.MustCompile(`\{(#|shard|shards|([1-9][0-9]*)?(|\.|/|//|/\.))\}`)
+var placeholder = regexp.MustCompile(`\{(#|%|shard|shards|([1-9][0-9]*)?(|\.|/|//|/\.))\}`)
+
+// SlotMark stands for {%} in an expanded job until it starts on a host,
+// where the executor puts in its slot number (RunOptions.SlotNumbers).
+// The record separator byte keeps it from any value a user could give.
+const SlotMark = "\x1edsub-slot\x1e"
+
+// ShowSlot spells SlotMark back as {%}, for display (joblog, dry runs).
+func ShowSlot(s string) string { return strings.ReplaceAll(s, SlotMark, "{%}") }
 
 // NewTemplate parses argument templates.
 func NewTemplate(args []string) *Template {
@@ -58,6 +80,8 @@ func NewTemplate(args []string) *Template {
 			switch m[1] {
 			case "shards":
 				t.usesCount = true
+			case "%":
+				t.usesSlot = true
 			case "#", "shard":
 			default:
 				t.usesInput = true
@@ -67,43 +91,114 @@ func NewTemplate(args []string) *Template {
 	return t
 }
 
-// UsesInput reports whether the template refers to the input line.
+// UsesInput reports whether the template refers to the input.
 func (t *Template) UsesInput() bool { return t.usesInput }
 
 // UsesCount reports whether the template uses {shards}.
 func (t *Template) UsesCount() bool { return t.usesCount }
 
+// UsesSlot reports whether the template uses {%}.
+func (t *Template) UsesSlot() bool { return t.usesSlot }
+
 // Expand fills the placeholders for job number job (1-based) of count
-// (0 if unknown) made from input line.
-func (t *Template) Expand(job, count int, line string) []string {
-	var fields []string
-	out := make([]string, len(t.args))
-	for i, a := range t.args {
-		out[i] = placeholder.ReplaceAllStringFunc(a, func(m string) string {
-			sm := placeholder.FindStringSubmatch(m)
-			switch sm[1] {
-			case "#":
-				return strconv.Itoa(job)
-			case "shard":
-				return strconv.Itoa(job - 1)
-			case "shards":
-				return strconv.Itoa(count)
+// (0 if unknown) made from cols, as an argv: {} of several columns is
+// several words, as GNU parallel's shell would split it ("x{}y" of a, b
+// is "xa", "by").
+func (t *Template) Expand(job, count int, cols []string) []string {
+	var out []string
+	for _, a := range t.args {
+		words := []string{""}
+		t.each(a, job, count, cols, func(lit string, vals []string) {
+			if vals == nil {
+				words[len(words)-1] += lit
+				return
 			}
-			v := line
-			if sm[2] != "" {
-				if fields == nil {
-					fields = strings.Fields(line)
+			for i, v := range vals {
+				if i == 0 {
+					words[len(words)-1] += v
+				} else {
+					words = append(words, v)
 				}
-				n, err := strconv.Atoi(sm[2])
-				if err != nil || n > len(fields) {
-					return ""
-				}
-				v = fields[n-1]
 			}
-			return pathForm(v, sm[3])
 		})
+		out = append(out, words...)
 	}
 	return out
+}
+
+// ExpandShell is Expand for a command line run by the shell, as GNU
+// parallel runs its command: the arguments joined by spaces, and each
+// value put in shell-quoted (” when empty; a column beyond the last puts
+// in nothing).
+func (t *Template) ExpandShell(job, count int, cols []string) string {
+	var b strings.Builder
+	for i, a := range t.args {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		t.each(a, job, count, cols, func(lit string, vals []string) {
+			if vals == nil {
+				b.WriteString(lit)
+				return
+			}
+			for i, v := range vals {
+				if i > 0 {
+					b.WriteByte(' ')
+				}
+				b.WriteString(remote.Quote(v))
+			}
+		})
+	}
+	return b.String()
+}
+
+// each calls emit for the pieces of template argument a in order: literal
+// text (vals nil) and each placeholder's values (none, not nil, for a
+// column beyond the last).
+func (t *Template) each(a string, job, count int, cols []string, emit func(lit string, vals []string)) {
+	last := 0
+	for _, m := range placeholder.FindAllStringSubmatchIndex(a, -1) {
+		emit(a[last:m[0]], nil)
+		last = m[1]
+		switch key := a[m[2]:m[3]]; key {
+		case "#":
+			emit("", []string{strconv.Itoa(job)})
+			continue
+		case "shard":
+			emit("", []string{strconv.Itoa(job - 1)})
+			continue
+		case "shards":
+			emit("", []string{strconv.Itoa(count)})
+			continue
+		case "%":
+			emit(SlotMark, nil) // as is: not a value to quote
+			continue
+		}
+		form := a[m[6]:m[7]]
+		if m[4] < 0 { // {} and its forms: every column
+			vals := make([]string, len(cols))
+			for i, c := range cols {
+				vals[i] = pathForm(c, form)
+			}
+			emit("", vals)
+			continue
+		}
+		if n, err := strconv.Atoi(a[m[4]:m[5]]); err == nil && n <= len(cols) {
+			emit("", []string{pathForm(cols[n-1], form)})
+		} else {
+			emit("", []string{})
+		}
+	}
+	emit(a[last:], nil)
+}
+
+// Columns splits an input line into its columns: the line itself, or
+// split where colsep matches (GNU parallel's --colsep).
+func Columns(line string, colsep *regexp.Regexp) []string {
+	if colsep == nil {
+		return []string{line}
+	}
+	return colsep.Split(line, -1)
 }
 
 // pathForm applies a GNU parallel path modifier ("", ".", "/", "//",

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -15,28 +16,32 @@ func TestTemplateExpand(t *testing.T) {
 	tests := []struct {
 		args       []string
 		job, count int
-		line       string
+		cols       []string
 		want       string
 	}{
-		{[]string{"--shard", "{shard}", "--of", "{shards}"}, 3, 16, "", "--shard|2|--of|16"},
-		{[]string{"n={#}", "{}"}, 7, 0, "a b  c", "n=7|a b  c"},
-		{[]string{"{2}-{1}", "{3}", "{9}"}, 1, 0, "x y z", "y-x|z|"},
-		{[]string{"{unknown}", "{ }", "awk '{print}'"}, 1, 0, "l", "{unknown}|{ }|awk '{print}'"},
-		{[]string{"{#}{#}"}, 12, 0, "", "1212"},
-		// GNU parallel's path forms, on the line and on a field.
-		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, "dir.d/sub/file.tar.gz", "dir.d/sub/file.tar|file.tar.gz|dir.d/sub|file.tar"},
-		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, "noext", "noext|noext|.|noext"},
-		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, "/abs", "/abs|abs|/|abs"},
-		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, "a.d/", "a.d/||.|"},
-		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, ".hidden", "|.hidden|.|"},
-		{[]string{"{2.}", "{2/}", "{2//}", "{2/.}", "{12}"}, 1, 0, "x a/b.c", "a/b|b.c|a|b|"},
-		{[]string{"{10}"}, 1, 0, "1 2 3 4 5 6 7 8 9 ten", "ten"},
-		{[]string{"{0}", "{.x}", "{1..}"}, 1, 0, "l", "{0}|{.x}|{1..}"},
+		{[]string{"--shard", "{shard}", "--of", "{shards}"}, 3, 16, nil, "--shard|2|--of|16"},
+		{[]string{"n={#}", "{}"}, 7, 0, []string{"a b  c"}, "n=7|a b  c"},
+		{[]string{"{2}-{1}", "{3}", "{9}"}, 1, 0, []string{"x", "y", "z"}, "y-x|z|"},
+		{[]string{"{unknown}", "{ }", "awk '{print}'"}, 1, 0, []string{"l"}, "{unknown}|{ }|awk '{print}'"},
+		{[]string{"{#}{#}"}, 12, 0, nil, "1212"},
+		// {} of several columns is several words; text around it sticks
+		// to the first and the last, as a shell would split it.
+		{[]string{"x{}y", "{}"}, 1, 0, []string{"a b", "c", "d"}, "xa b|c|dy|a b|c|d"},
+		{[]string{"{/}"}, 1, 0, []string{"p/a.x", "q/b.y"}, "a.x|b.y"},
+		// GNU parallel's path forms, on the line and on a column.
+		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, []string{"dir.d/sub/file.tar.gz"}, "dir.d/sub/file.tar|file.tar.gz|dir.d/sub|file.tar"},
+		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, []string{"noext"}, "noext|noext|.|noext"},
+		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, []string{"/abs"}, "/abs|abs|/|abs"},
+		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, []string{"a.d/"}, "a.d/||.|"},
+		{[]string{"{.}", "{/}", "{//}", "{/.}"}, 1, 0, []string{".hidden"}, "|.hidden|.|"},
+		{[]string{"{2.}", "{2/}", "{2//}", "{2/.}", "{12}"}, 1, 0, []string{"x", "a/b.c"}, "a/b|b.c|a|b|"},
+		{[]string{"{10}"}, 1, 0, strings.Fields("1 2 3 4 5 6 7 8 9 ten"), "ten"},
+		{[]string{"{0}", "{.x}", "{1..}"}, 1, 0, []string{"l"}, "{0}|{.x}|{1..}"},
 	}
 	for _, tt := range tests {
-		got := strings.Join(NewTemplate(tt.args).Expand(tt.job, tt.count, tt.line), "|")
+		got := strings.Join(NewTemplate(tt.args).Expand(tt.job, tt.count, tt.cols), "|")
 		if got != tt.want {
-			t.Errorf("Expand(%q, %d, %d, %q) = %q, want %q", tt.args, tt.job, tt.count, tt.line, got, tt.want)
+			t.Errorf("Expand(%q, %d, %d, %q) = %q, want %q", tt.args, tt.job, tt.count, tt.cols, got, tt.want)
 		}
 	}
 	if tp := NewTemplate([]string{"{1}"}); !tp.UsesInput() || tp.UsesCount() {
@@ -44,6 +49,19 @@ func TestTemplateExpand(t *testing.T) {
 	}
 	if tp := NewTemplate([]string{"{shards}"}); tp.UsesInput() || !tp.UsesCount() {
 		t.Error("UsesInput/UsesCount wrong for {shards}")
+	}
+}
+
+// ExpandShell joins the arguments as a command line and quotes each value.
+func TestTemplateExpandShell(t *testing.T) {
+	tp := NewTemplate([]string{"gzip -9 <{1}", ">", "{1.}.gz;", "echo", "{#}", "{2}", "{3}", "{}"})
+	got := tp.ExpandShell(4, 0, []string{"it's a.txt", "b"})
+	want := `gzip -9 <'it'\''s a.txt' > 'it'\''s a'.gz; echo 4 b  'it'\''s a.txt' b`
+	if got != want {
+		t.Errorf("ExpandShell = %q, want %q", got, want)
+	}
+	if c := Columns("a\tb\t\tc", regexp.MustCompile(`\t+`)); !slices.Equal(c, []string{"a", "b", "c"}) {
+		t.Errorf("Columns = %q", c)
 	}
 }
 
@@ -119,7 +137,7 @@ func TestTemplateMatchesGNUParallel(t *testing.T) {
 	tp := NewTemplate(forms)
 	for i, l := range lines {
 		want := strings.Split(strings.TrimSuffix(got[i], "\x00"), "\x00")
-		if ours := tp.Expand(i+1, 0, l); !slices.Equal(ours, want) {
+		if ours := tp.Expand(i+1, 0, []string{l}); !slices.Equal(ours, want) {
 			t.Errorf("%q: dsub %q, GNU parallel %q", l, ours, want)
 		}
 	}

@@ -37,6 +37,9 @@ func (r *Run) launch(ctx context.Context, h *runHost, wd string) error {
 	if r.opts.Launch == "" || r.opts.Launch == LaunchSession {
 		return nil
 	}
+	if h.m.Inv.Local && r.opts.Launch == LaunchAuto {
+		return nil // a local process starts as fast as an agent could start it
+	}
 	why := r.startAgent(ctx, h, wd)
 	if why == nil {
 		h.rec.Launcher = LaunchAgent
@@ -153,6 +156,9 @@ type queuer interface{ Queues() bool }
 // frees starts the next job without a round trip to the master: none for
 // a host that starts what it is sent at once.
 func (h *runHost) window() int {
+	if h.noWindow {
+		return 0
+	}
 	if q, ok := h.jobs.(queuer); ok && q.Queues() {
 		return max(1, h.slots/2)
 	}

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+
+	"github.com/dsub-dev/dsub/inventory"
 )
 
 // RunDir is a run's local directory. It owns every path in it: nothing
@@ -15,6 +18,8 @@ import (
 //	joblog.tsv      one row per execution (GNU parallel's --joblog)
 //	jobs/N.out|err  job N's output; jobs/N.tryA.* an earlier attempt's
 //	input           the jobs read from stdin (input.part until EOF)
+//	hosts/H/setup.out|err, teardown.out|err
+//	                host H's --setup and --teardown output
 type RunDir string
 
 func (d RunDir) path(name ...string) string {
@@ -50,6 +55,16 @@ func (d RunDir) tempLogs(job, seq int) (stdout, stderr string) {
 
 // Input is the saved copy of jobs read from stdin; InputPart is it while
 // still being read.
+// Returned is where job's returned files go (RunOptions.ReturnDir
+// aside).
+func (d RunDir) Returned(job int) string { return d.path("out", strconv.Itoa(job)) }
+
+// HookLogs are where host's output of hook ("setup", "teardown") goes.
+func (d RunDir) HookLogs(host, hook string) (stdout, stderr string) {
+	dir := d.path("hosts", inventory.DirName(host))
+	return filepath.Join(dir, hook+".out"), filepath.Join(dir, hook+".err")
+}
+
 func (d RunDir) Input() string     { return d.path("input") }
 func (d RunDir) InputPart() string { return d.path("input.part") }
 
@@ -99,6 +114,18 @@ type HostRecord struct {
 	Launcher   string `json:"launcher,omitempty"`
 	LaunchNote string `json:"launch_note,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// Setup and Teardown are how the host's last --setup and its
+	// --teardown ran.
+	Setup    *HookRecord `json:"setup,omitempty"`
+	Teardown *HookRecord `json:"teardown,omitempty"`
+}
+
+// HookRecord is how a --setup or --teardown ran on a host.
+type HookRecord struct {
+	Exit    int     `json:"exit"` // -1: killed, or it never ran to an exit
+	Signal  string  `json:"signal,omitempty"`
+	Seconds float64 `json:"seconds"`
+	Error   string  `json:"error,omitempty"`
 }
 
 // ReadManifest reads dir's run.json.

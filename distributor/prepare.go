@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dsub-dev/dsub/errs"
@@ -22,6 +23,12 @@ type runHost struct {
 	binSHA  string
 	runDir  string // absolute remote run directory
 	rec     HostRecord
+
+	noWindow bool // RunOptions.SlotNumbers
+
+	mu     sync.Mutex      // guards inSlot and files
+	inSlot []bool          // {%}: which of the host's slots run a job (slots.go)
+	files  map[string]bool // transferred contents this run put in its cache (jobfiles.go)
 }
 
 // liveFile, in a run directory on a host, says the run is alive: the
@@ -99,9 +106,16 @@ func (r *Run) prepare(ctx context.Context, m *Member) {
 			return
 		}
 		if k := remote.KindOf(err); ctx.Err() != nil || (k != remote.KindTransport && k != remote.KindTimeout) {
+			pe := &prepError{host: m.Name(), err: err}
 			select {
-			case r.prepFail <- &prepError{host: m.Name(), err: err}:
+			case r.prepFail <- pe:
 			case <-r.loopDone:
+				// The run ended first (its other hosts did every job):
+				// still say why this one was left out.
+				if ctx.Err() == nil {
+					r.opts.Warn(pe.Error())
+					r.setHostRecord(pe.host, func(rec *HostRecord) { rec.Error = pe.Error() })
+				}
 			}
 			return
 		}
@@ -135,7 +149,7 @@ func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
 		return nil, err
 	}
 	wd := absWorkdir(m.Inv.Workdir, info.Home)
-	h := &runHost{m: m, slots: m.Inv.Slots, runDir: path.Join(wd, "runs", r.id)}
+	h := &runHost{m: m, slots: m.Inv.Slots, runDir: path.Join(wd, "runs", r.id), noWindow: r.opts.SlotNumbers}
 	if r.opts.ResumeDir != "" {
 		// The crashed or interrupted master's jobs may still run in the
 		// run directory, which a resumed run shares: their results would
@@ -188,6 +202,9 @@ func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
 		}
 		h.rec.Sent += n
 	}
+	if err := r.setup(ctx, h); err != nil {
+		return nil, err
+	}
 	if err := r.launch(ctx, h, wd); err != nil {
 		return nil, err
 	}
@@ -220,8 +237,15 @@ func (r *Run) reconnect(ctx context.Context, h *runHost) {
 			err = h.jobs.Connect(cctx)
 			cancel()
 			if err == nil {
-				r.offer(h)
-				return
+				// It may have lost what setup made (a reboot): again.
+				if err = r.setup(ctx, h); err == nil {
+					r.offer(h)
+					return
+				}
+				if k := remote.KindOf(err); k != remote.KindTransport && k != remote.KindTimeout {
+					r.opts.Warn(fmt.Sprintf("host %s will not re-join: %v", h.m.Name(), err))
+					return
+				}
 			}
 		}
 		if remote.KindOf(err) == remote.KindHostKey {

@@ -73,6 +73,28 @@ type RunOptions struct {
 	// once per platform; its error is why that platform's hosts run jobs
 	// as sessions.
 	AgentFor func(ctx context.Context, goos, goarch string) (string, error)
+	// SlotNumbers puts each job's slot on its host (1 to its slots) in
+	// for SlotMark ({%}) as the job starts. Hosts then hold no window of
+	// jobs waiting for a slot: a job's slot is known when it is sent.
+	SlotNumbers bool
+	// Setup, a shell command line, runs on each host in its run
+	// directory before its first job, after the program and Files are in
+	// place, and again whenever it re-joins. A host whose setup fails
+	// takes no jobs. Teardown runs on each prepared host once the run
+	// ends, however it ends, bounded by TeardownTimeout (default 1 min).
+	Setup, Teardown string
+	TeardownTimeout time.Duration
+	// JobDirs runs each job in its own directory on its host,
+	// <run dir>/jobs/<job>.<execution>, where its Transfer files are and
+	// where it writes its Return files ($DSUB_RUN_DIR is the run
+	// directory). Transfers are cached by content in <workdir>/files
+	// unless Cleanup, which removes the job's directory (transfers and
+	// returns) once it has ended. Returned files go to ReturnDir, else to
+	// <run dir>/out/<job>/, each written to a temporary name, synced and
+	// renamed before the job counts as succeeded; none is written outside.
+	JobDirs   bool
+	Cleanup   bool
+	ReturnDir string
 
 	// testHook lets the package's tests adjust the dispatcher (its clock)
 	// before it starts.
@@ -139,10 +161,13 @@ type Run struct {
 	retryMin      time.Duration // first delay between a host's connection attempts
 
 	mu        sync.Mutex
-	snap      Snapshot     // guarded by mu
-	hostsRec  []HostRecord // guarded by mu
-	stats     *Stats       // set when done
-	result    string       // reduced result
+	snap      Snapshot            // guarded by mu
+	hostsRec  []HostRecord        // guarded by mu
+	setUp     map[string]*runHost // hosts whose --setup succeeded, for --teardown; guarded by mu
+	inputs    inputs              // hashes of transferred files
+	cleanups  sync.WaitGroup      // removals of job directories (Cleanup) under way
+	stats     *Stats              // set when done
+	result    string              // reduced result
 	err       error
 	submitted atomic.Int64
 }
@@ -463,7 +488,7 @@ func jobIdentity(base string, spec JobSpec) string {
 
 func displayCommand(r *Run, spec JobSpec) string {
 	if spec.Shell != "" {
-		return spec.Shell
+		return ShowSlot(spec.Shell)
 	}
 	name := "binary"
 	switch {
@@ -472,5 +497,5 @@ func displayCommand(r *Run, spec JobSpec) string {
 	case r.opts.Build != "":
 		name = path.Base(r.opts.Build)
 	}
-	return remote.QuoteArgv(append([]string{name}, spec.Args...))
+	return ShowSlot(remote.QuoteArgv(append([]string{name}, spec.Args...)))
 }
