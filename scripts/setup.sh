@@ -5,14 +5,17 @@
 #   - openssh-client/server: the ssh CLI for tests; sshd for the process backend
 #   - iptables: testenv's partition fault
 #   - time: GNU time, to measure peak RSS in tests and benchmarks
-#   - parallel: GNU parallel, the oracle the replacement-string tests run
+#   - parallel: GNU parallel, the oracle the replacement-string and input
+#     source tests run
+#   - clustershell: nodeset, the oracle the host-range tests run
 #   - staticcheck: `make lint`
 set -euo pipefail
 
 need=()
 for pair in debootstrap:debootstrap ssh:openssh-client sshd:openssh-server \
 	/usr/lib/openssh/sftp-server:openssh-sftp-server iptables:iptables pgrep:procps \
-	/usr/bin/time:time unshare:util-linux parallel:parallel; do
+	/usr/bin/time:time unshare:util-linux parallel:parallel \
+	nodeset:clustershell; do
 	bin=${pair%%:*} pkg=${pair#*:}
 	if [[ $bin == /* ]]; then [ -e "$bin" ] || need+=("$pkg"); else command -v "$bin" >/dev/null || [ -x "/usr/sbin/$bin" ] || need+=("$pkg"); fi
 done
