@@ -6,6 +6,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/dsub-dev/dsub/distributor"
 	"github.com/dsub-dev/dsub/remote"
 )
 
@@ -13,7 +14,8 @@ import (
 // read it (arguments quoted), and runs nothing: no host is contacted and
 // no process started, as GNU parallel's --dry-run. A program shipped with
 // --binary is named as given; one built with --build by its package's
-// last element.
+// last element. {%} stays {%}: a job's slot is known only when it
+// starts on a host.
 func dryRun(src *jobSource, f *runFlags, stdout io.Writer) error {
 	w := bufio.NewWriter(stdout)
 	prog := f.binary
@@ -30,9 +32,9 @@ func dryRun(src *jobSource, f *runFlags, stdout io.Writer) error {
 			return w.Flush()
 		}
 		if spec.Shell != "" {
-			w.WriteString(spec.Shell)
+			w.WriteString(distributor.ShowSlot(spec.Shell))
 		} else {
-			w.WriteString(remote.QuoteArgv(append([]string{prog}, spec.Args...)))
+			w.WriteString(distributor.ShowSlot(remote.QuoteArgv(append([]string{prog}, spec.Args...))))
 		}
 		w.WriteByte('\n')
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/dsub-dev/dsub/distributor"
 )
@@ -12,8 +14,12 @@ import (
 // jobSource yields the jobs that the flags describe, one at a time, so
 // that a huge input is never held in memory.
 type jobSource struct {
-	next    func() (distributor.JobSpec, bool, error)
-	closers []func() error
+	next     func() (distributor.JobSpec, bool, error)
+	tmpl     *distributor.Template
+	shell    bool // the template is a command line for the remote shell
+	transfer bool // --transfer: the columns are local files to upload
+	returns  *distributor.Template
+	closers  []func() error
 	// save, for jobs read from stdin, keeps a copy of the input in the
 	// run directory as it streams (see saveStdin).
 	save *inputCopy
@@ -22,7 +28,10 @@ type jobSource struct {
 // openJobs opens the jobs that f describes. It is called before anything
 // touches a host, so bad input is a usage error with nothing run.
 func openJobs(f *runFlags, tmpl *distributor.Template, stdin io.Reader) (*jobSource, error) {
-	s := &jobSource{}
+	s := &jobSource{tmpl: tmpl, shell: f.binary == "" && f.build == "" && f.commands == "", transfer: f.transfer}
+	if len(f.returns) > 0 {
+		s.returns = distributor.NewTemplate(f.returns)
+	}
 	switch {
 	case f.commands != "":
 		fh, err := os.Open(f.commands)
@@ -50,11 +59,13 @@ func openJobs(f *runFlags, tmpl *distributor.Template, stdin io.Reader) (*jobSou
 			n++
 			return distributor.JobSpec{Shell: line, Shard: n - 1, Input: line}, err == nil, err
 		}
+	case len(f.sources) > 0:
+		return s, s.openSources(f, stdin)
 	case f.argsFile != "":
 		return s, s.openArgs(f, tmpl, stdin)
 	default:
 		if tmpl.UsesInput() {
-			return nil, usagef("run: {} and {1}, {.}, {/}... (the input line and its fields) need --args-file")
+			return nil, usagef("run: {} and {1}, {.}, {/}... (the input and its columns) need --args-file, ::: or ::::")
 		}
 		total := max(f.shards, 1)
 		n := 0
@@ -63,7 +74,7 @@ func openJobs(f *runFlags, tmpl *distributor.Template, stdin io.Reader) (*jobSou
 				return distributor.JobSpec{}, false, nil
 			}
 			n++
-			return distributor.JobSpec{Args: tmpl.Expand(n, total, ""), Shard: n - 1, Shards: total}, true, nil
+			return s.spec(n, total, nil, ""), true, nil
 		}
 	}
 	return s, nil
@@ -109,9 +120,55 @@ func (s *jobSource) openArgs(f *runFlags, tmpl *distributor.Template, stdin io.R
 			return distributor.JobSpec{}, false, err
 		}
 		n++
-		return distributor.JobSpec{Args: tmpl.Expand(n, count, line), Shard: n - 1, Shards: count, Input: line}, true, nil
+		return s.spec(n, count, distributor.Columns(line, f.colsepRE), line), true, nil
 	}
 	return nil
+}
+
+// openSources makes the jobs of the input sources given with ::: and
+// ::::, every combination in GNU parallel's order.
+func (s *jobSource) openSources(f *runFlags, stdin io.Reader) error {
+	if err := readSources(f.sources, stdin); err != nil {
+		return err
+	}
+	c, err := newCombinations(f.sources)
+	if err != nil {
+		return err
+	}
+	n := 0
+	s.next = func() (distributor.JobSpec, bool, error) {
+		if n == c.total {
+			return distributor.JobSpec{}, false, nil
+		}
+		n++
+		vals := c.values(n - 1)
+		return s.spec(n, c.total, columns(vals, f.colsepRE), strings.Join(vals, " ")), true, nil
+	}
+	return nil
+}
+
+// spec is job n of count (0: unknown), made from cols; input is what is
+// recorded as its input.
+func (s *jobSource) spec(n, count int, cols []string, input string) distributor.JobSpec {
+	js := distributor.JobSpec{Shard: n - 1, Shards: count, Input: input}
+	if s.transfer {
+		// Each column is a local file, put in the job's directory under
+		// its base name, which the template then sees.
+		js.Transfer = cols
+		cols = make([]string, len(js.Transfer))
+		for i, p := range js.Transfer {
+			cols[i] = filepath.Base(p)
+		}
+	}
+	if s.returns != nil {
+		js.Return = s.returns.Expand(n, count, cols)
+	}
+	if s.shell {
+		js.Shell = s.tmpl.ExpandShell(n, count, cols)
+	} else {
+		js.Args = s.tmpl.Expand(n, count, cols)
+	}
+	return js
 }
 
 func (s *jobSource) close() {
