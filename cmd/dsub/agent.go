@@ -7,8 +7,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,7 +33,14 @@ func newAgentCmd(stdin io.Reader, stdout io.Writer) *cobra.Command {
 			if opts.Keepalive <= 0 || opts.Grace <= 0 {
 				return usagef("agent: --keepalive and --grace must be positive")
 			}
-			return agent.Serve(cmd.Context(), stdin, stdout, opts)
+			// A write to a master that can no longer hear must fail
+			// (EPIPE) and end the agent through its shutdown, which
+			// kills the jobs; the default SIGPIPE would kill the agent
+			// alone and leave them. A hangup ends it the same way.
+			signal.Ignore(syscall.SIGPIPE)
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGHUP)
+			defer stop()
+			return agent.Serve(ctx, stdin, stdout, opts)
 		},
 	}
 	cmd.Flags().DurationVar(&opts.Keepalive, "keepalive", 15*time.Second, "the master is gone after this long without a frame")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsub-dev/dsub/agent"
 	"github.com/dsub-dev/dsub/distributor"
 	"github.com/dsub-dev/dsub/testenv"
 )
@@ -177,4 +179,63 @@ func TestAgentForOtherPlatform(t *testing.T) {
 			}
 		}
 	})
+}
+
+// An agent whose way back to its master breaks (the session torn down,
+// its stdout a broken pipe) while its stdin stays open must still kill
+// its jobs: a write to the broken pipe would otherwise kill the agent
+// itself (SIGPIPE), before its shutdown, and leave its jobs running.
+func TestAgentBrokenPipeKillsJobs(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "agent", "--keepalive", "3s", "--grace", "1s")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	w, r := agent.NewWriter(stdin), agent.NewReader(stdout)
+	w.WriteJSON(agent.THello, 0, agent.HelloMsg{Version: agent.Version})
+	w.WriteJSON(agent.TStart, 1, agent.StartMsg{Shell: "sleep 371 & sleep 372; wait"})
+	pgid := 0
+	for pgid == 0 {
+		f, err := r.Read()
+		if err != nil {
+			t.Fatalf("reading the agent: %v", err)
+		}
+		if f.Type == agent.TStarted {
+			pgid = int(binary.BigEndian.Uint32(f.Payload))
+		}
+	}
+	defer syscall.Kill(-pgid, syscall.SIGKILL)
+	// The master keeps talking (no silence, no EOF), but can no longer
+	// hear: the agent's next ping, a second away, meets a broken pipe.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+				w.Write(agent.Frame{Type: agent.TPing})
+			}
+		}
+	}()
+	stdout.Close()
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the agent did not stop when its master could no longer hear it")
+	}
+	for i := 0; syscall.Kill(-pgid, 0) == nil; i++ {
+		if i > 500 {
+			t.Fatalf("the job's group %d is alive 5 s after its agent stopped", pgid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

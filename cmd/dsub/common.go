@@ -8,6 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -25,14 +28,20 @@ type hostFlags struct {
 	sshConfig string
 	acceptNew bool
 	fanout    int
+	format    string // --hosts-format
+	local     string // --local N|auto
 	// dir, when set, is where a relative default ./hosts.toml is looked
 	// up instead of the working directory (a resumed run's directory).
 	dir string
+	cmd *cobra.Command // for its stderr: notes while loading
 }
 
 func (f *hostFlags) register(c *cobra.Command) {
+	f.cmd = c
 	fl := c.Flags()
-	fl.StringVar(&f.hostsFile, "hosts", "", "hosts file: hosts.toml, or one [N/][user@]host[:port] per line (a host listed k times: k slots, as $PBS_NODEFILE); \"slurm\": the Slurm allocation's nodes (default $DSUB_HOSTS, then ./hosts.toml)")
+	fl.StringVar(&f.hostsFile, "hosts", "", "hosts file: hosts.toml, an Ansible INI inventory, or one [N/][user@]host[:port] per line (pssh, GNU parallel's --sshloginfile; a host listed k times: k slots, as $PBS_NODEFILE); \"slurm\": the Slurm allocation's nodes (default $DSUB_HOSTS, then ./hosts.toml)")
+	fl.StringVar(&f.local, "local", "", "also use this machine as a host, with N slots (auto: its CPUs), as GNU parallel's -S N/: (no hosts file needed)")
+	fl.StringVar(&f.format, "hosts-format", "", "the hosts file's format: toml, list or ansible (default: told from its content)")
 	fl.StringVarP(&f.list, "hosts-list", "w", "", "hosts given on the command line, pdsh style: node[01-16],admin@gw:2222 (no hosts file needed)")
 	fl.StringVarP(&f.exclude, "exclude", "x", "", "leave out these hosts: names, ranges, globs (web*) or label:NAME, comma-separated")
 	fl.StringVar(&f.on, "on", "", "select hosts: names, ranges (node[01-04]), globs (web*) or label:NAME, comma-separated; !ITEM excludes")
@@ -60,10 +69,26 @@ func (f *hostFlags) hosts() ([]*inventory.Host, error) {
 			return nil, usagef("--ssh-config %s: is a directory", f.sshConfig)
 		}
 	}
-	opts := inventory.Options{SSHConfig: f.sshConfig}
+	if f.format != "" && !slices.Contains(inventory.Formats, f.format) {
+		return nil, usagef("--hosts-format %q: want one of %s", f.format, strings.Join(inventory.Formats, ", "))
+	}
+	if f.format != "" && (f.list != "" || f.hostsFile == "slurm" || f.hostsFile == "" && os.Getenv("DSUB_HOSTS") == "") {
+		return nil, usagef("--hosts-format goes with --hosts FILE or $DSUB_HOSTS")
+	}
+	opts := inventory.Options{SSHConfig: f.sshConfig, Format: f.format}
+	if f.cmd != nil {
+		w := f.cmd.ErrOrStderr()
+		opts.Note = func(msg string) { fmt.Fprintln(w, "dsub: note:", visible(msg)) }
+	}
 	var hosts []*inventory.Host
 	var err error
+	local, err := f.localHost()
+	if err != nil {
+		return nil, err
+	}
 	switch {
+	case local != nil && f.list == "" && f.hostsFile == "" && os.Getenv("DSUB_HOSTS") == "":
+		// --local alone: this machine is the cluster.
 	case f.list != "" && f.hostsFile != "":
 		return nil, usagef("-w and --hosts are alternatives: to pick hosts of a hosts file, use --on")
 	case f.list != "":
@@ -87,6 +112,14 @@ func (f *hostFlags) hosts() ([]*inventory.Host, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
+	if local != nil {
+		for _, h := range hosts {
+			if h.Local || h.Name == local.Name {
+				return nil, usagef("--local: the hosts given already have %s (%s)", h.Name, h.Source)
+			}
+		}
+		hosts = append(hosts, local)
+	}
 	if hosts, err = inventory.Select(hosts, f.on); err != nil {
 		return nil, usageError{err}
 	}
@@ -94,6 +127,21 @@ func (f *hostFlags) hosts() ([]*inventory.Host, error) {
 		return nil, usageError{err}
 	}
 	return hosts, nil
+}
+
+// localHost is the host --local asks for, or nil.
+func (f *hostFlags) localHost() (*inventory.Host, error) {
+	switch f.local {
+	case "":
+		return nil, nil
+	case "auto":
+		return inventory.NewLocal(0), nil
+	}
+	n, err := strconv.Atoi(f.local)
+	if err != nil || n < 1 {
+		return nil, usagef("--local %q: want a number of slots, or auto (one per CPU)", f.local)
+	}
+	return inventory.NewLocal(n), nil
 }
 
 func (f *hostFlags) defaultPath() string {

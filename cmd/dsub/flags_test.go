@@ -34,6 +34,8 @@ func TestEveryFlagRejectsBadValues(t *testing.T) {
 		"hosts-list=0", "hosts-list=garbage", // host names
 		"timeout=0", "retries=0", // no limit, no retries
 		"reduce-cmd=0", "reduce-cmd=-1", "reduce-cmd=garbage", // shell command lines
+		"setup=0", "setup=-1", "setup=garbage", "teardown=0", "teardown=-1", "teardown=garbage",
+		"return=0", "return=-1", "return=garbage", // file names in the job's directory
 		"logs=0", "logs=-1", "logs=garbage", "out=0", "out=-1", "out=garbage", // directory names
 		"halt=garbage", // checked below: this one must be refused
 	} {

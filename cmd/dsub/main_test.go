@@ -155,3 +155,29 @@ func TestExitCodes(t *testing.T) {
 		t.Errorf("interrupted: exit %d, want 130", code)
 	}
 }
+
+// TestOfflineScripts runs testdata/offline/*.txtar: commands that reach
+// no host (dsub hosts, run --dry-run), so they run with -short and no
+// Docker. HOME is the script's directory: no ~/.ssh/config applies.
+func TestOfflineScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/offline",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("HOME", env.WorkDir)
+			env.Setenv("PATH", os.Getenv("PATH"))
+			env.Setenv("DSUB_HOSTS", "")
+			return nil
+		},
+		Condition: func(cond string) (bool, error) {
+			// [have:PROG]: PROG is on PATH (the oracles).
+			if prog, ok := strings.CutPrefix(cond, "have:"); ok {
+				_, err := exec.LookPath(prog)
+				if err != nil && os.Getenv("CI") == "true" {
+					return false, fmt.Errorf("CI=true: %s is missing (scripts/setup.sh installs it)", prog)
+				}
+				return err == nil, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
+	})
+}

@@ -16,9 +16,14 @@ import (
 	"github.com/dsub-dev/dsub/testenv"
 )
 
-// The README's MapReduce: examples/wordcount maps over files on the hosts
-// and the keyed `--reduce sum` adds the counts per word on the master.
-// The total is checked against counts computed here, another way.
+// The README's MapReduce, as it is written there:
+//
+//	ls corpus/*.txt | dsub run --build ./examples/wordcount --transfer --args-file - --reduce sum -- '{}'
+//
+// --transfer puts each file in its job's directory on its host,
+// examples/wordcount maps over it there, and the keyed `--reduce sum` adds
+// the counts per word on the master. The total is checked against counts
+// computed here, another way.
 func TestWordCountMapReduce(t *testing.T) {
 	testenv.Require(t, cluster)
 	bin := buildDsub(t)
@@ -26,25 +31,24 @@ func TestWordCountMapReduce(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	vocab := []string{"the", "cat", "Hat", "sat", "on", "a", "mat", "façade", "42", "x"}
 	want := map[string]int64{}
-	var names []string
-	args := []string{"run", "--hosts", cluster.HostsFile, "--logs", filepath.Join(dir, "logs"), "--build", "../../examples/wordcount"}
+	wordcount, _ := filepath.Abs("../../examples/wordcount")
+	os.Mkdir(filepath.Join(dir, "corpus"), 0o700)
 	for i := 1; i <= 12; i++ {
 		var b strings.Builder
 		for w := 0; w < 200+rng.IntN(300); w++ {
 			b.WriteString(vocab[rng.IntN(len(vocab))])
 			b.WriteString([]string{" ", "\n", ", ", ". ", "-"}[rng.IntN(5)])
 		}
-		name := fmt.Sprintf("part%02d.txt", i)
+		name := fmt.Sprintf("corpus/part%02d.txt", i)
 		os.WriteFile(filepath.Join(dir, name), []byte(b.String()), 0o600)
-		names = append(names, name)
-		args = append(args, "--file", filepath.Join(dir, name))
 		// Counted another way: split on anything not a letter or digit.
 		for _, w := range strings.FieldsFunc(b.String(), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
 			want[strings.ToLower(w)]++
 		}
 	}
-	cmd := exec.Command(bin, append(args, "--args-file", "-", "--reduce", "sum", "--", "{}")...)
-	cmd.Stdin = strings.NewReader(strings.Join(names, "\n") + "\n")
+	cmd := exec.Command("sh", "-c", "ls corpus/*.txt | \"$DSUB\" run --hosts \"$HOSTS\" --build \"$WORDCOUNT\" --transfer --args-file - --reduce sum -- '{}'")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "DSUB="+bin, "HOSTS="+cluster.HostsFile, "WORDCOUNT="+wordcount)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	out, err := cmd.Output()

@@ -55,6 +55,7 @@ func resumeRun(cmd *cobra.Command, hf *hostFlags, f *runFlags, args []string, st
 	abs(&rf.binary)
 	abs(&rf.commands)
 	abs(&rf.argsFile)
+	abs(&rf.returnDir)
 	if rf.build != "" && distributor.IsLocalPackage(rf.build) {
 		abs(&rf.build)
 	}
@@ -78,10 +79,11 @@ func resumeRun(cmd *cobra.Command, hf *hostFlags, f *runFlags, args []string, st
 		}
 		rf.argsFile = saved
 	}
-	if err := rf.validate(cmd.Context(), replay.Flags(), replay.Flags().Args()); err != nil {
+	args = absSourceFiles(replay.Flags().Args(), rec.Cwd)
+	if err := rf.validate(cmd.Context(), replay.Flags(), args); err != nil {
 		return err
 	}
-	return runRun(cmd.Context(), &rhf, &rf, replay.Flags().Args(), rec, stdin, stdout, stderr)
+	return runRun(cmd.Context(), &rhf, &rf, args, rec, stdin, stdout, stderr)
 }
 
 // savedInput returns the saved stdin of the run in dir and whether it is

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +37,18 @@ type runFlags struct {
 	speculateAfter          time.Duration
 	launch                  string
 	dryRun                  bool
+	colsep                  string
+	setup, teardown         string
+	teardownTimeout         time.Duration
+	transfer, cleanup       bool
+	returns                 []string
+	returnDir               string
+
+	// Set by validate: the command template (ARGs before any :::), the
+	// input sources after it, and --colsep compiled.
+	template []string
+	sources  []inputSource
+	colsepRE *regexp.Regexp
 }
 
 // parseHalt reads --halt: "never", or "now|soon,fail=N".
@@ -63,6 +77,44 @@ type runRecord struct {
 // validate checks the flags before anything runs. Every error names its
 // flag; the caller turns it into exit status 2.
 func (f *runFlags) validate(ctx context.Context, fl *pflag.FlagSet, args []string) error {
+	if err := f.validateInputs(fl, args); err != nil {
+		return err
+	}
+	if err := f.validateFlags(fl); err != nil {
+		return err
+	}
+	if err := f.validateJobFiles(fl); err != nil {
+		return err
+	}
+	return f.validateFiles(ctx)
+}
+
+// validateInputs splits ARGs into the template and the input sources and
+// checks how the inputs are given.
+func (f *runFlags) validateInputs(fl *pflag.FlagSet, args []string) error {
+	var err error
+	if f.template, f.sources, err = splitSources(args); err != nil {
+		return err
+	}
+	if fl.Changed("colsep") {
+		if f.colsep == "" {
+			return usagef("run: --colsep is empty")
+		}
+		if f.colsepRE, err = regexp.Compile(f.colsep); err != nil {
+			return usagef("run: --colsep %q: %v", f.colsep, err)
+		}
+	}
+	if len(f.sources) > 0 && (f.argsFile != "" || f.shards != 0 || f.commands != "") {
+		return usagef("run: input sources (::: and ::::) take the place of --args-file, --shards and --commands")
+	}
+	if f.colsepRE != nil && f.argsFile == "" && len(f.sources) == 0 {
+		return usagef("run: --colsep splits input lines: it goes with --args-file, ::: or ::::")
+	}
+	return nil
+}
+
+// validateFlags checks the flags' values and combinations.
+func (f *runFlags) validateFlags(fl *pflag.FlagSet) error {
 	modes := 0
 	for _, s := range []string{f.binary, f.build, f.commands} {
 		if s != "" {
@@ -70,13 +122,15 @@ func (f *runFlags) validate(ctx context.Context, fl *pflag.FlagSet, args []strin
 		}
 	}
 	switch {
-	case modes != 1:
-		return usagef("run: give exactly one of --binary, --build and --commands")
+	case modes > 1:
+		return usagef("run: give one of --binary, --build and --commands, or a command line as ARGs")
+	case modes == 0 && len(f.template) == 0:
+		return usagef("run: what runs? give --binary, --build or --commands, or a command line: dsub run -- CMD {} ::: A B")
 	case f.shards != 0 && f.argsFile != "":
 		return usagef("run: --shards and --args-file are alternatives")
 	case fl.Changed("shards") && f.shards < 1:
 		return usagef("run: --shards %d: must be at least 1", f.shards)
-	case f.commands != "" && (len(args) > 0 || f.shards != 0 || f.argsFile != ""):
+	case f.commands != "" && (len(f.template) > 0 || f.shards != 0 || f.argsFile != ""):
 		return usagef("run: --commands takes no ARGs, --shards or --args-file: each line is a job")
 	case f.reduce != "" && f.reduceCmd != "":
 		return usagef("run: --reduce and --reduce-cmd are alternatives")
@@ -92,6 +146,10 @@ func (f *runFlags) validate(ctx context.Context, fl *pflag.FlagSet, args []strin
 		return usagef("run: --timeout %s: must be positive (0: no limit)", f.timeout)
 	case f.progressEvery <= 0:
 		return usagef("run: --progress-interval %s: must be positive", f.progressEvery)
+	case fl.Changed("setup") && strings.TrimSpace(f.setup) == "", fl.Changed("teardown") && strings.TrimSpace(f.teardown) == "":
+		return usagef("run: --setup and --teardown need a command line")
+	case f.teardownTimeout <= 0:
+		return usagef("run: --teardown-timeout %s: must be positive", f.teardownTimeout)
 	case f.speculateAfter <= 0:
 		return usagef("run: --speculate-after %s: must be positive", f.speculateAfter)
 	case !distributor.ValidLaunch(f.launch) || f.launch == "":
@@ -103,6 +161,33 @@ func (f *runFlags) validate(ctx context.Context, fl *pflag.FlagSet, args []strin
 	case f.resumeFailed && f.resume == "":
 		return usagef("run: --resume-failed goes with --resume DIR")
 	}
+	return nil
+}
+
+// validateJobFiles checks --transfer, --return, --return-dir and
+// --cleanup.
+func (f *runFlags) validateJobFiles(fl *pflag.FlagSet) error {
+	switch {
+	case f.transfer && f.argsFile == "" && len(f.sources) == 0:
+		return usagef("run: --transfer uploads each job's input file: it goes with --args-file, ::: or ::::")
+	case f.cleanup && !f.transfer && len(f.returns) == 0:
+		return usagef("run: --cleanup removes what --transfer and --return move: give one of them")
+	case fl.Changed("return-dir") && len(f.returns) == 0:
+		return usagef("run: --return-dir goes with --return")
+	case fl.Changed("return-dir") && strings.TrimSpace(f.returnDir) == "":
+		return usagef("run: --return-dir is empty")
+	}
+	for _, r := range f.returns {
+		if !filepath.IsLocal(r) {
+			return usagef("run: --return %q: want a path inside the job's directory (relative, without ..)", r)
+		}
+	}
+	return nil
+}
+
+// validateFiles checks the local files the flags name, and what must be
+// resolved before anything runs (--halt, --reduce, --build).
+func (f *runFlags) validateFiles(ctx context.Context) error {
 	for _, file := range f.files {
 		if fi, err := os.Stat(file); err != nil {
 			return usagef("run: --file %v", err)
@@ -137,7 +222,7 @@ func newRunCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	var hf hostFlags
 	var f runFlags
 	c := &cobra.Command{
-		Use:   "run (--binary PATH | --build PKG | --commands FILE) [flags] [-- ARG...]",
+		Use:   "run (--binary PATH | --build PKG | --commands FILE) [flags] [-- ARG...] [::: VALUE... | :::: FILE...]...",
 		Short: "Ship a program to every host, shard the work over them, and reduce the results",
 		Long: `Ship a compute program to every selected host and run jobs across their
 slots, balancing load dynamically: a free slot takes the next job.
@@ -148,20 +233,41 @@ What runs (one of):
   --build PKG      a Go package, built with CGO_ENABLED=0 for each distinct
                    remote GOOS/GOARCH
   --commands FILE  one shell command line per line, one job each; no binary
+  -- CMD ARG...    a command line template for the remote shell, as GNU
+                   parallel's: each value put in is shell-quoted
 
 Jobs:
   --shards N       N jobs
   --args-file F    one job per line of F ("-" reads stdin, streaming)
-  Placeholders in ARGs: {#} job number (1-based), {shard} and {shards}
-  (0-based index, count), {} the input line, {1} {2} ... its fields;
-  as GNU parallel, {.} {/} {//} {/.} (also {1.} {1/} ...) strip the
-  extension, take the base name or directory, or the base name without
-  extension.
+  ::: A B C        input sources, as GNU parallel's: the values given;
+  :::: FILE        the lines of FILE; several sources give every
+                   combination (the last varies fastest); :::+ and ::::+
+                   pair a source with the one before it, value by value
+  --colsep REGEX   split input lines into columns
+  Placeholders in ARGs, as GNU parallel's: {#} job number (1-based), {%}
+  the job's slot on its host (1 to its slots; also $DSUB_SLOT), {}
+  the input (each column a word), {1} {2} ... its columns (the input
+  sources' values, or a line split by --colsep; without --colsep a line
+  is one column); {shard} and {shards} (0-based index, count). {.} {/}
+  {//} {/.} (also {1.} {1/} ...) strip the extension, take the base name
+  or directory, or the base name without extension. Any other {...} is
+  left as it is.
   Each job also gets DSUB_JOB, DSUB_SHARD, DSUB_SHARDS, DSUB_HOST,
   DSUB_ATTEMPT and DSUB_RUN (the run id, by which its processes are found).
 
   In --commands and --args-file, blank lines and lines starting with #
   are not jobs ({#} counts only jobs).
+
+Per host: --setup CMD runs once on each host before its first job (again
+when a lost host re-joins, and on resume); --teardown CMD once after its
+last job. Their output: <logs>/<run-id>/hosts/<host>/setup.out|err and
+teardown.out|err; run.json records how they ended.
+
+Per job, as GNU parallel's --transfer, --return and --cleanup: each job
+runs in its own directory on its host; --transfer puts its input files
+there, --return fetches what it wrote, into <logs>/<run-id>/out/<job>/ or
+--return-dir (a job succeeds once they are safely on disk); $DSUB_RUN_DIR
+is the run directory, where --file puts its files.
 
 Results: a job succeeds when it exits 0, as with GNU parallel. Its result
 is the last non-empty line of its stdout (JSON when valid, else a string);
@@ -222,6 +328,14 @@ func registerRunFlags(c *cobra.Command, f *runFlags) {
 	fl.StringVar(&f.halt, "halt", "never", "stop early: soon,fail=N (start no new jobs after N failed) or now,fail=N (also kill running ones)")
 	fl.BoolVar(&f.speculate, "speculate", false, "when slots are idle and no job waits, run stragglers again on another host: the first result wins, the other is killed")
 	fl.DurationVar(&f.speculateAfter, "speculate-after", time.Second, "with --speculate: a straggler has run at least this long and twice the median job time")
+	fl.StringVar(&f.setup, "setup", "", "shell command run once on each host, in the run directory, before its first job (after the program and --file are in place); a host whose setup fails takes no jobs")
+	fl.StringVar(&f.teardown, "teardown", "", "shell command run once on each host after its last job, however the run ends (best effort, bounded by --teardown-timeout)")
+	fl.DurationVar(&f.teardownTimeout, "teardown-timeout", time.Minute, "time limit of --teardown on each host")
+	fl.BoolVar(&f.transfer, "transfer", false, "upload each job's input file ({}) into its own directory on its host before it starts (cached by content); {} is then its name there")
+	fl.StringArrayVar(&f.returns, "return", nil, "fetch this file, written by the job in its directory, once it succeeds (placeholders expand: '{/.}.out'; repeatable)")
+	fl.StringVar(&f.returnDir, "return-dir", "", "where returned files go (default <logs>/<run-id>/out/<job>/)")
+	fl.BoolVar(&f.cleanup, "cleanup", false, "remove the job's transferred and returned files from its host once it has ended")
+	fl.StringVar(&f.colsep, "colsep", "", "split each input line into columns {1} {2}... where this regular expression matches (GNU parallel's --colsep)")
 	fl.StringVar(&f.launch, "launch", distributor.LaunchAuto, "how jobs reach each host: auto (an agent where one can run, else sessions, saying why), agent (one dsub agent per host, over one session; a host where none can run is left out) or session (one SSH session per job)")
 }
 

@@ -25,7 +25,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 	if err != nil {
 		return err
 	}
-	tmpl := distributor.NewTemplate(args)
+	tmpl := distributor.NewTemplate(f.template)
 	src, err := openJobs(f, tmpl, stdin)
 	if err != nil {
 		return err
@@ -52,6 +52,8 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 		Record: record, ResumeDir: f.resume, ResumeFailed: f.resumeFailed,
 		HaltAfter: haltAfter, HaltNow: haltNow, Speculate: f.speculate, SpeculateAfter: f.speculateAfter,
 		Launch: f.launch, Agent: agentBinary(), AgentFor: agentFor(agentBinary()),
+		SlotNumbers: tmpl.UsesSlot(), Setup: f.setup, Teardown: f.teardown, TeardownTimeout: f.teardownTimeout,
+		JobDirs: f.transfer || len(f.returns) > 0, Cleanup: f.cleanup, ReturnDir: f.returnDir,
 	})
 	if err != nil {
 		return usageError{err}

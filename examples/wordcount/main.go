@@ -2,9 +2,10 @@
 // the files it is given and prints one JSON object, word → count, as the
 // last line of stdout. dsub's keyed reduce sums such objects per key:
 //
-//	ls corpus > names.txt
-//	dsub run --build ./examples/wordcount $(sed 's|^|--file corpus/|' names.txt) \
-//	    --args-file names.txt --reduce sum -- '{}'
+//	ls corpus/*.txt | dsub run --build ./examples/wordcount --transfer \
+//	    --args-file - --reduce sum -- '{}'
+//
+// --transfer puts each file in its job's directory on its host.
 //
 // A word is a maximal run of letters and digits, lowercased.
 package main
