@@ -18,6 +18,10 @@
 //  3. CPU-bound sharded primes on the hosts against one local run:
 //     speedup and efficiency relative to the cores actually available.
 //
+//  4. (files) 1,000 jobs, each with a 1 MB input file transferred in and a
+//     1 MB file returned (--transfer --return --cleanup), against the
+//     same jobs without files. Target: >= 0.5x their throughput.
+//
 //     go run ./bench/run [-jobs 1000] [-rounds 3] [-upto 200000000]
 package main
 
@@ -57,12 +61,14 @@ func main() {
 	rounds := flag.Int("rounds", 3, "timed rounds per tool")
 	upto := flag.Int("upto", 2000000000, "primes range for the CPU-bound benchmark")
 	slots := flag.Int("slots", 4, "slots per host for the tiny-jobs benchmark (all tools)")
-	only := flag.String("only", "jobs,wan,ship,primes", "benchmarks to run")
+	only := flag.String("only", "jobs,wan,ship,primes,files", "benchmarks to run")
+	fileJobs := flag.Int("file-jobs", 1000, "jobs of the files benchmark")
+	fileSize := flag.Int("file-size", 1<<20, "bytes in and out per job in the files benchmark")
 	rtt := flag.Duration("rtt", 50*time.Millisecond, "the round trip the wan benchmark adds to every host")
 	compare := flag.String("compare", "", "another dsub binary (say, before a change) to time beside this one in the tiny-jobs benchmark")
 	peers := flag.Bool("peers", true, "time GNU parallel in the tiny-jobs benchmark (-peers=false: dsub and the floor only)")
 	flag.Parse()
-	b := &bench{jobs: *jobs, rounds: *rounds, upto: *upto, slots: *slots, compare: *compare, peers: *peers, rtt: *rtt}
+	b := &bench{jobs: *jobs, rounds: *rounds, upto: *upto, slots: *slots, compare: *compare, peers: *peers, rtt: *rtt, fileJobs: *fileJobs, fileSize: *fileSize}
 	if err := b.run(*only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -84,6 +90,7 @@ type bench struct {
 	compare                   string
 	peers                     bool
 	rtt                       time.Duration
+	fileJobs, fileSize        int
 
 	c                  *testenv.Cluster
 	tmp, logs          string
@@ -135,6 +142,11 @@ func (b *bench) run(only string) error {
 	}
 	if strings.Contains(only, "primes") {
 		b.primesCPU(ctx)
+	}
+	if strings.Contains(only, "files") {
+		if err := b.files(ctx); err != nil {
+			return fmt.Errorf("files: %w", err)
+		}
 	}
 	return nil
 }
@@ -345,6 +357,60 @@ func (b *bench) primesCPU(ctx context.Context) {
 		cores := runtime.NumCPU()
 		fmt.Printf("   speedup %.2fx on %d cores actually available (the hosts share this machine): efficiency %.0f%%\n", speedup, cores, 100*speedup/float64(cores))
 	}
+}
+
+// files: 4. jobs with a file in and a file out, against the same jobs
+// without files. The inputs (random, so no cache helps) live under the
+// work tree, where creating files is fast.
+func (b *bench) files(ctx context.Context) error {
+	dir := filepath.Join(b.logs, "inputs")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	var list strings.Builder
+	buf := make([]byte, b.fileSize)
+	for i := 1; i <= b.fileJobs; i++ {
+		rand.Read(buf)
+		p := filepath.Join(dir, fmt.Sprintf("in%05d.dat", i))
+		if err := os.WriteFile(p, buf, 0o600); err != nil {
+			return err
+		}
+		list.WriteString(p + "\n")
+	}
+	inputs := filepath.Join(b.tmp, "inputs.txt")
+	os.WriteFile(inputs, []byte(list.String()), 0o600)
+	out := filepath.Join(b.logs, "returned")
+	clear := func() error { return os.RemoveAll(out) }
+	count := func(stdout string) error {
+		if strings.TrimSpace(stdout) != strconv.Itoa(b.fileJobs) {
+			return fmt.Errorf("count %q", stdout)
+		}
+		return nil
+	}
+	base := []string{b.dsub, "run", "--hosts", b.hostsSlots, "--ssh-config", "none", "--logs", b.logs, "--args-file", inputs, "--reduce", "count"}
+	withFiles := append(append([]string(nil), base...), "--transfer", "--return", "{/.}.out", "--return-dir", out, "--cleanup", "--",
+		"cp {} {/.}.out")
+	tools := []benchutil.Tool{
+		{Name: "dsub run, no files", Argv: append(append([]string(nil), base...), "--", "true {/}"), Check: count},
+		{Name: "dsub run --transfer --return --cleanup", Argv: withFiles, Before: clear, Check: func(stdout string) error {
+			if err := count(stdout); err != nil {
+				return err
+			}
+			got, _ := filepath.Glob(filepath.Join(out, "*.out"))
+			if len(got) != b.fileJobs {
+				return fmt.Errorf("%d files returned, want %d", len(got), b.fileJobs)
+			}
+			return nil
+		}},
+	}
+	res := benchutil.Run(ctx, tools, b.rounds, os.Stderr)
+	benchutil.Report(os.Stdout, fmt.Sprintf("4. %d jobs with %.1f MB in and out each, on %d hosts, %d slots each", b.fileJobs, float64(b.fileSize)/1e6, len(b.names), b.slots), "dsub run, no files", res)
+	if len(res[0].Runs) > 0 && len(res[1].Runs) > 0 {
+		ratio := res[0].Median().Seconds() / res[1].Median().Seconds()
+		mb := float64(2*b.fileSize*b.fileJobs) / 1e6 / res[1].Median().Seconds()
+		fmt.Printf("   with files: %.2fx the throughput without (target >= 0.5x); %.0f MB/s moved\n", ratio, mb)
+	}
+	return nil
 }
 
 // writeBig writes a ~50 MB shell script: it runs `echo shipped; exit 0`
