@@ -178,6 +178,9 @@ type Job struct {
 	// Started, if set, is called when the process has started (a job may
 	// first wait at the agent for a slot).
 	Started func(pgid int)
+	// Sent, if set, is called once the start frame is written: jobs sent
+	// after this one reach the agent after it.
+	Sent func()
 }
 
 // Run runs a job to completion. Cancelling ctx kills the job's process
@@ -208,6 +211,9 @@ func (c *Client) Run(ctx context.Context, j Job) (ExitMsg, int, error) {
 		c.end(fmt.Errorf("%w: %v", ErrLost, err))
 		return ExitMsg{Status: -1}, 0, c.Err()
 	}
+	if j.Sent != nil {
+		j.Sent()
+	}
 	pgid := 0
 	killed := false
 	for {
@@ -220,14 +226,6 @@ func (c *Client) Run(ctx context.Context, j Job) (ExitMsg, int, error) {
 			}
 			if j.Started != nil {
 				j.Started(pgid)
-			}
-			if killed {
-				// Killed before it started: the agent should have killed
-				// it as it started, but under load one was seen to run on
-				// (halt.txtar: 341 s). Kill what now runs, again.
-				if err := c.w.Write(Frame{Type: TKill, Handle: h}); err != nil {
-					c.end(fmt.Errorf("%w: %v", ErrLost, err))
-				}
 			}
 		case m := <-k.exit:
 			switch {

@@ -137,7 +137,7 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 		}
 		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindTransport, Err: err}
 	}
-	job := Job{Start: StartMsg{Argv: c.Argv, Shell: c.Shell, Env: c.Env, Dir: c.Dir}, Stdin: c.Stdin, Stdout: c.Stdout, Stderr: c.Stderr}
+	job := Job{Start: StartMsg{Argv: c.Argv, Shell: c.Shell, Env: c.Env, Dir: c.Dir}, Stdin: c.Stdin, Stdout: c.Stdout, Stderr: c.Stderr, Sent: c.OnQueued}
 	// The job's time limit runs from when it starts at the agent, not
 	// while it waits in the agent's window.
 	ctx, cancel := context.WithCancelCause(ctx)

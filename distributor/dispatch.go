@@ -349,11 +349,13 @@ func (d *dispatcher) launch(e queue.Exec, backup bool) {
 	je := e.Job.Payload.(*jobEntry)
 	ectx, cancel := context.WithCancel(d.runCtx)
 	es := &execState{host: e.Host, job: e.Job.ID, start: d.now(), backup: backup, cancel: cancel}
-	if d.hosts[e.Host].window() == 0 {
+	h := d.hosts[e.Host] // read here: the map belongs to this goroutine
+	if h.window() == 0 {
 		es.started.Store(true) // it starts at once
+	} else {
+		es.ticket, es.ordered = h.order.ticket(), true
 	}
 	d.running[e.Seq] = es
-	h := d.hosts[e.Host] // read here: the map belongs to this goroutine
 	go func() { d.r.finished <- d.r.execute(ectx, e, h, je, es) }()
 }
 

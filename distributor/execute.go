@@ -35,6 +35,10 @@ type execState struct {
 	// takenBack: cancelled while waiting there, to run elsewhere.
 	started   atomic.Bool
 	takenBack bool
+	// ticket is its place in its host's sendOrder (ordered), for a
+	// host with a window.
+	ticket  uint64
+	ordered bool
 }
 
 // completion is how an execution ended, as execute reports it to the
@@ -173,6 +177,13 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 			defer r.removeJobDir(ctx, h, dir)
 		}
 		_, err = r.stage(ctx, h, e.Job.ID, dir, je.spec.Transfer)
+	}
+	if es.ordered {
+		defer h.order.done(es.ticket) // if it was never sent
+		cmd.OnQueued = func() { h.order.done(es.ticket) }
+		if err == nil {
+			err = h.order.wait(ctx, es.ticket)
+		}
 	}
 	if err == nil {
 		err = h.jobs.Run(ctx, cmd)

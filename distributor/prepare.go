@@ -24,7 +24,8 @@ type runHost struct {
 	runDir  string // absolute remote run directory
 	rec     HostRecord
 
-	noWindow bool // RunOptions.SlotNumbers
+	noWindow bool      // RunOptions.SlotNumbers
+	order    sendOrder // with a window: jobs reach the host as assigned
 
 	mu     sync.Mutex      // guards inSlot and files
 	inSlot []bool          // {%}: which of the host's slots run a job (slots.go)

@@ -122,6 +122,12 @@ type Cmd struct {
 	// full queues it). Others start commands at once and need not call it.
 	OnStart func()
 
+	// OnQueued, if set, is called once the host holds the command, by an
+	// implementation that queues (when an agent's start frame is written,
+	// so that it reaches the agent before any sent later). Others need
+	// not call it.
+	OnQueued func()
+
 	// Usage, if set, receives the command's resource usage when the
 	// implementation can measure it (an agent can, from wait4; an SSH
 	// session cannot, and leaves it zero).

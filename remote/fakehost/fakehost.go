@@ -89,9 +89,13 @@ type Options struct {
 	// LoseAtJob drops the connection when the host starts its n-th job
 	// (1-based; 0: never). The job's process keeps running.
 	LoseAtJob int
-	// Slots, if positive, bounds the jobs running at once: more wait,
-	// as at an agent, and Cmd.OnStart is called when each starts.
+	// Slots, if positive, bounds the jobs running at once: more wait in
+	// the order they reach the host, as at an agent. Cmd.OnQueued is
+	// called when a job reaches the host, and Cmd.OnStart when it starts.
 	Slots int
+	// Transit, if set, is how long job n takes to reach a host with Slots
+	// once Run is called (an agent's start frame on its way).
+	Transit func(job int) time.Duration
 }
 
 // Host is a fake host. The zero value is not usable: call New.
@@ -111,7 +115,8 @@ type Host struct {
 	started  int // jobs started
 	admin    []string
 	connects int
-	slots    chan struct{} // Options.Slots tokens
+	busy     int             // jobs holding one of Options.Slots
+	waiting  []chan struct{} // jobs waiting for a slot, first first
 }
 
 // New makes a fake host named name.
@@ -128,11 +133,7 @@ func New(name string, opts Options) *Host {
 	if opts.HangDetect == 0 {
 		opts.HangDetect = 100 * time.Millisecond
 	}
-	var slots chan struct{}
-	if opts.Slots > 0 {
-		slots = make(chan struct{}, opts.Slots)
-	}
-	return &Host{name: name, opts: opts, slots: slots, files: map[string]*file{"/": {dir: true, mode: fs.ModeDir | 0o755}, "/home": {dir: true, mode: fs.ModeDir | 0o755}, opts.Info.Home: {dir: true, mode: fs.ModeDir | 0o700}},
+	return &Host{name: name, opts: opts, files: map[string]*file{"/": {dir: true, mode: fs.ModeDir | 0o755}, "/home": {dir: true, mode: fs.ModeDir | 0o755}, opts.Info.Home: {dir: true, mode: fs.ModeDir | 0o700}},
 		lost: make(chan struct{}), nextPG: 1000, live: map[int]*Proc{}}
 }
 
@@ -151,7 +152,64 @@ func (h *Host) SetAdmin(f func(ctx context.Context, c *remote.Cmd) error) {
 }
 
 // Queues reports whether the host holds jobs back beyond Options.Slots.
-func (h *Host) Queues() bool { return h.slots != nil }
+func (h *Host) Queues() bool { return h.opts.Slots > 0 }
+
+// takeSlot waits, after the job's transit, for one of the host's slots,
+// in the order jobs arrive.
+func (h *Host) takeSlot(ctx context.Context, c *remote.Cmd) error {
+	if h.opts.Transit != nil {
+		n, _ := strconv.Atoi(c.Env["DSUB_JOB"])
+		select {
+		case <-time.After(h.opts.Transit(n)):
+		case <-ctx.Done():
+			return h.err("exec", remote.KindCanceled, fmt.Errorf("not sent: %w", ctx.Err()))
+		}
+	}
+	h.mu.Lock()
+	var wait chan struct{}
+	if h.busy < h.opts.Slots {
+		h.busy++
+	} else {
+		wait = make(chan struct{})
+		h.waiting = append(h.waiting, wait)
+	}
+	h.mu.Unlock()
+	if c.OnQueued != nil {
+		c.OnQueued()
+	}
+	if wait != nil {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			h.mu.Lock()
+			i := slices.Index(h.waiting, wait)
+			if i >= 0 {
+				h.waiting = slices.Delete(h.waiting, i, i+1)
+			}
+			h.mu.Unlock()
+			if i < 0 {
+				h.freeSlot() // given to it as it gave up
+			}
+			return h.err("exec", remote.KindCanceled, fmt.Errorf("not started: %w", ctx.Err()))
+		}
+	}
+	if c.OnStart != nil {
+		c.OnStart()
+	}
+	return nil
+}
+
+// freeSlot hands a slot to the first job waiting, or frees it.
+func (h *Host) freeSlot() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.waiting) > 0 {
+		close(h.waiting[0])
+		h.waiting = h.waiting[1:]
+		return
+	}
+	h.busy--
+}
 
 // Lose drops the connection: commands in flight fail with a transport
 // error and their processes keep running; new ones fail until Restore.
@@ -301,16 +359,11 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 		}
 		return nil
 	}
-	if h.slots != nil {
-		select {
-		case h.slots <- struct{}{}:
-			defer func() { <-h.slots }()
-		case <-ctx.Done():
-			return h.err("exec", remote.KindCanceled, fmt.Errorf("not started: %w", ctx.Err()))
+	if h.opts.Slots > 0 {
+		if err := h.takeSlot(ctx, c); err != nil {
+			return err
 		}
-		if c.OnStart != nil {
-			c.OnStart()
-		}
+		defer h.freeSlot()
 	}
 	if c.Timeout > 0 {
 		// From the start: a job held back for a slot was not running.
