@@ -352,8 +352,10 @@ func (d *dispatcher) launch(e queue.Exec, backup bool) {
 	h := d.hosts[e.Host] // read here: the map belongs to this goroutine
 	if h.window() == 0 {
 		es.started.Store(true) // it starts at once
+		d.r.event(startEvent(Started, e, je, es, es.start))
 	} else {
 		es.ticket, es.ordered = h.order.ticket(), true
+		d.r.event(startEvent(Sent, e, je, es, es.start))
 	}
 	d.running[e.Seq] = es
 	go func() { d.r.finished <- d.r.execute(ectx, e, h, je, es) }()
@@ -523,10 +525,14 @@ func (d *dispatcher) publish() {
 	for _, es := range d.running {
 		prog[es.host] = append(prog[es.host], bitsFloat(es.progress.Load()))
 	}
+	if c, ok := r.opts.Reducer.(interface{ current() string }); ok {
+		r.snap.Reduced = c.current()
+	}
 	r.snap.Hosts = r.snap.Hosts[:0]
 	for _, name := range d.order {
 		t := d.tally[name]
-		hs := HostSnapshot{Name: name, State: t.state, Done: t.done, Failed: t.fails, Running: len(prog[name])}
+		hs := HostSnapshot{Name: name, State: t.state, Done: t.done, Failed: t.fails, Running: len(prog[name]),
+			Lost: t.lost, Slots: t.slots, JobTime: t.jobTime, CPU: t.cpu, Launcher: t.launcher}
 		if ps := prog[name]; len(ps) > 0 {
 			sum := 0.0
 			for _, p := range ps {

@@ -468,7 +468,7 @@ func TestEngineNoUsableHost(t *testing.T) {
 	if st.Succeeded != 2 || len(run.results) != 2 {
 		t.Errorf("%d succeeded, %d reported; want jobs 1 and 2", st.Succeeded, len(run.results))
 	}
-	recs, _ := readJournal(run.dir.Journal())
+	recs, _ := ReadJournal(run.dir.Journal())
 	if len(recs) != 2 {
 		t.Errorf("journal holds %d records, want 2", len(recs))
 	}
@@ -514,7 +514,7 @@ func TestEngineResultCountsAfterJournal(t *testing.T) {
 	var missing []int
 	var dir RunDir // set before the first job is submitted
 	run := startFake(ctx, t, c, RunOptions{OnResult: func(r Result) {
-		recs, err := readJournal(dir.Journal())
+		recs, err := ReadJournal(dir.Journal())
 		if _, ok := recs[r.Job]; err != nil || !ok {
 			missing = append(missing, r.Job)
 		}
@@ -606,7 +606,7 @@ func TestEngineInterrupt(t *testing.T) {
 	if live := hs[0].Live(); len(live) != 0 {
 		t.Errorf("%d jobs still run after the interrupt", len(live))
 	}
-	recs, _ := readJournal(run.dir.Journal())
+	recs, _ := ReadJournal(run.dir.Journal())
 	if st.Succeeded != 3 || len(recs) != 3 {
 		t.Errorf("%d succeeded, %d journaled; want 3", st.Succeeded, len(recs))
 	}

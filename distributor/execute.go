@@ -168,6 +168,7 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 		now := time.Now()
 		startedAt.Store(&now)
 		es.started.Store(true)
+		r.event(startEvent(Started, e, je, es, now))
 	}
 	dir := ""
 	if r.opts.JobDirs {

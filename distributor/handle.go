@@ -40,8 +40,9 @@ func (d *dispatcher) handle(c completion) {
 		c.outcome = queue.Returned // it waited in the host's window: run it elsewhere
 	}
 	disp := d.q.Finish(c.e, c.outcome)
-	_ = d.jl.Write(JoblogRow{Job: c.e.Job.ID, Host: c.e.Host, Start: c.start, Runtime: c.dur, Receive: c.recv,
-		Exit: c.exit, Signal: c.signal, Command: c.command, Outcome: joblogOutcome(c, disp)})
+	row := JoblogRow{Job: c.e.Job.ID, Host: c.e.Host, Start: c.start, Runtime: c.dur, Receive: c.recv,
+		Exit: c.exit, Signal: c.signal, Command: c.command, Outcome: joblogOutcome(c, disp)}
+	_ = d.jl.Write(row)
 	t := d.tally[c.e.Host]
 	t.cpu += c.usage.User + c.usage.Sys
 	switch c.outcome {
@@ -50,28 +51,36 @@ func (d *dispatcher) handle(c completion) {
 	case queue.Lost:
 		t.lost++
 	}
+	var er string // the stderr log kept
 	switch disp {
 	case queue.Recorded:
-		d.keepLogs(c, false)
+		er = d.keepLogs(c, false)
 		t.done++
 		t.jobTime += c.dur
 		d.record(c, es)
 	case queue.GaveUp:
-		d.keepLogs(c, false)
+		er = d.keepLogs(c, false)
 		d.giveUp(c)
 	case queue.Requeued:
-		d.keepLogs(c, true)
+		er = d.keepLogs(c, true)
 		if c.outcome == queue.Failed {
 			d.r.opts.Warn(fmt.Sprintf("job %d failed on %s (%v); retrying (attempt %d of %d)", c.e.Job.ID, c.e.Host, c.err, c.e.Attempt+1, d.r.opts.Retries+1))
 		}
 	case queue.Discarded:
 		if final, _ := d.r.dir.JobLogs(c.e.Job.ID); c.out != final { // a first attempt's final-path log now holds the winner's
-			d.keepLogs(c, true)
+			er = d.keepLogs(c, true)
 		}
 	case queue.Dropped:
-		d.keepLogs(c, true)
+		er = d.keepLogs(c, true)
 	}
 	d.hostAfter(c)
+	d.endEvent(c, es, row, er)
+}
+
+// endEvent reports an execution's end, once handle has kept its logs.
+func (d *dispatcher) endEvent(c completion, es *execState, row JoblogRow, er string) {
+	d.r.event(Event{Kind: Ended, Seq: c.e.Seq, Job: c.e.Job.ID, Host: c.e.Host, Attempt: c.e.Attempt, Backup: es.backup,
+		Time: c.start.Add(c.dur), Outcome: row.Outcome, Exit: c.exit, Signal: c.signal, Duration: c.dur, StderrTail: c.tail, Stderr: er})
 }
 
 // joblogOutcome is the joblog's Outcome column for an execution.
@@ -93,7 +102,7 @@ func joblogOutcome(c completion, disp queue.Disposition) string {
 
 // keepLogs renames an execution's logs to the job's final names, or with
 // try, to the names of an attempt that did not count.
-func (d *dispatcher) keepLogs(c completion, try bool) {
+func (d *dispatcher) keepLogs(c completion, try bool) (stderr string) {
 	out, er := d.r.dir.JobLogs(c.e.Job.ID)
 	if try {
 		out, er = d.r.dir.TryLogs(c.e.Job.ID, c.e.Attempt)
@@ -102,6 +111,7 @@ func (d *dispatcher) keepLogs(c completion, try bool) {
 		_ = os.Rename(c.out, out)
 		_ = os.Rename(c.er, er)
 	}
+	return er
 }
 
 // record journals a job's result; commit makes it count. The first

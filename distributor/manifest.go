@@ -90,7 +90,13 @@ type Manifest struct {
 	Stats    *Stats  `json:"stats,omitempty"`
 	Speedup  float64 `json:"speedup,omitempty"`
 	Error    string  `json:"error,omitempty"`
+	// Result is the reduced result, when it is at most MaxManifestResult
+	// bytes (reports show it).
+	Result string `json:"result,omitempty"`
 }
+
+// MaxManifestResult bounds the reduced result that run.json keeps.
+const MaxManifestResult = 64 << 10
 
 // BinaryRecord is the shipped program.
 type BinaryRecord struct {

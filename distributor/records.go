@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,10 +35,10 @@ type JournalRecord struct {
 	MaxRSS int64   `json:"max_rss_kb,omitempty"`
 }
 
-// readJournal loads results.jsonl: the last record of each job wins (a
+// ReadJournal loads results.jsonl: the last record of each job wins (a
 // success recorded after a failure, on --resume-failed). A torn last line,
 // from a crash mid-write before its fsync, is ignored.
-func readJournal(path string) (map[int]JournalRecord, error) {
+func ReadJournal(path string) (map[int]JournalRecord, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -360,4 +362,61 @@ func newRunID(now time.Time) string {
 // only: records hold job output and full command lines.
 func createPrivate(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+}
+
+// ReadJoblog reads joblog.tsv's rows. A torn last line (the run is still
+// going, or crashed mid-write) is left out, as are lines that do not
+// parse; bad counts them.
+func ReadJoblog(path string) (rows []JoblogRow, bad int, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 64<<10)
+	for first := true; ; first = false {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			if err == io.EOF {
+				return rows, bad, nil // a line without its newline is torn
+			}
+			return rows, bad, err
+		}
+		if first {
+			continue // the header
+		}
+		r, ok := parseJoblogRow(strings.TrimSuffix(line, "\n"))
+		if !ok {
+			bad++
+			continue
+		}
+		rows = append(rows, r)
+	}
+}
+
+// parseJoblogRow parses a line that joblog.Write wrote.
+func parseJoblogRow(line string) (JoblogRow, bool) {
+	f := strings.Split(line, "\t")
+	if len(f) != 10 {
+		return JoblogRow{}, false
+	}
+	var r JoblogRow
+	var start, rt float64
+	var err [6]error
+	r.Job, err[0] = strconv.Atoi(f[0])
+	start, err[1] = strconv.ParseFloat(f[2], 64)
+	rt, err[2] = strconv.ParseFloat(f[3], 64)
+	r.Send, err[3] = strconv.ParseInt(f[4], 10, 64)
+	r.Receive, err[4] = strconv.ParseInt(f[5], 10, 64)
+	r.Exit, err[5] = strconv.Atoi(f[6])
+	if errors.Join(err[:]...) != nil {
+		return JoblogRow{}, false
+	}
+	r.Host, r.Command, r.Outcome = f[1], f[8], f[9]
+	r.Start = time.UnixMilli(int64(math.Round(start * 1000)))
+	r.Runtime = time.Duration(rt * float64(time.Second))
+	if f[7] != "0" {
+		r.Signal = f[7]
+	}
+	return r, true
 }

@@ -109,7 +109,7 @@ func TestJournalTornTail(t *testing.T) {
 			if err := j.Close(); err != nil {
 				t.Fatal(err)
 			}
-			recs, err := readJournal(p)
+			recs, err := ReadJournal(p)
 			if err != nil {
 				t.Fatal(err)
 			}

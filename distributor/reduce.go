@@ -202,6 +202,18 @@ func reducerName(red Reducer) string {
 func (r *countReducer) Add(int, json.RawMessage) error         { r.n++; return nil }
 func (r *countReducer) Result(context.Context) (string, error) { return fmt.Sprint(r.n), nil }
 
+// current is a reduce's running value, for live displays (Snapshot),
+// where it is small: a number, not a keyed object or a list. Called on
+// the dispatcher's goroutine, as Add is.
+func (r *countReducer) current() string { return fmt.Sprint(r.n) }
+
+func (r *numReducer) current() string {
+	if r.scalar == nil {
+		return ""
+	}
+	return r.scalar.String()
+}
+
 // orderedReducer keeps every value and emits them in job order.
 type orderedReducer struct {
 	kind string

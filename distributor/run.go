@@ -35,6 +35,11 @@ type RunOptions struct {
 	OnResult func(Result)
 	// Warn receives notices (retries, hosts lost, binary warnings).
 	Warn func(string)
+	// OnEvent, if set, receives each execution's Sent, Started and Ended
+	// events. It is called from the run's goroutines (the dispatcher's,
+	// and an execution's as a host that queued it starts it): it must be
+	// quick and safe for concurrent use.
+	OnEvent func(Event)
 	// Record is stored in run.json as "command" (e.g. the CLI arguments).
 	Record any
 	// QuarantineAfter quarantines a host after that many consecutive
@@ -181,6 +186,9 @@ type Snapshot struct {
 	Running   int
 	Elapsed   time.Duration
 	Hosts     []HostSnapshot
+	// Reduced is the reduce's running value, for reduces that have a
+	// small one (sum, min and max of numbers, count); else "".
+	Reduced string
 }
 
 // HostSnapshot is one host's live state.
@@ -191,6 +199,11 @@ type HostSnapshot struct {
 	Done     int
 	Failed   int
 	Progress float64 // mean reported progress of its running jobs, 0..1
+	Lost     int
+	Slots    int
+	JobTime  time.Duration // of its recorded jobs
+	CPU      float64       // CPU seconds of its executions, where measured
+	Launcher string
 }
 
 // Start begins a run on the cluster: hosts are prepared (probed, binary
@@ -283,7 +296,7 @@ func (r *Run) loadResumed() (prevBinary string, err error) {
 	if m.Binary != nil {
 		prevBinary = m.Binary.SHA256
 	}
-	if r.journaled, err = readJournal(r.dir.Journal()); err != nil {
+	if r.journaled, err = ReadJournal(r.dir.Journal()); err != nil {
 		return "", &errs.Error{Op: errs.OpResume, Path: string(r.dir), Kind: errs.KindConfig, Err: err}
 	}
 	return prevBinary, nil
@@ -373,6 +386,9 @@ func (r *Run) writeManifest(st *Stats) error {
 	if st != nil {
 		m.Finished = time.Now().Format(time.RFC3339Nano)
 		m.Stats, m.Speedup = st, st.Speedup()
+		if len(r.result) <= MaxManifestResult {
+			m.Result = r.result
+		}
 		if r.err != nil {
 			m.Error = r.err.Error()
 		}

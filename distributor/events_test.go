@@ -1,0 +1,111 @@
+package distributor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dsub-dev/dsub/remote/fakehost"
+)
+
+// Each execution reports Sent (only where a host queues jobs), Started
+// and Ended, once each and in that order; Ended carries its joblog
+// outcome, and a failure its stderr tail and log.
+func TestEngineEvents(t *testing.T) {
+	for _, queues := range []bool{false, true} {
+		t.Run(fmt.Sprint("queues=", queues), func(t *testing.T) {
+			ctx := testCtx(t)
+			slots := 0
+			if queues {
+				slots = 2
+			}
+			h := fakehost.New("f01", fakehost.Options{Slots: slots, Job: func(ctx context.Context, p *fakehost.Proc) error {
+				if p.Job == 2 {
+					fmt.Fprintln(p.Cmd.Stderr, "no good")
+					return fakehost.Exit(3)
+				}
+				return printJob(ctx, p)
+			}})
+			c, err := NewClusterOf([]*Member{{Inv: fakeInv("f01", 2), Host: h, Timeout: time.Second}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			var mu sync.Mutex
+			kinds := map[int][]EventKind{}
+			ended := map[int]Event{}
+			run := startFake(ctx, t, c, RunOptions{OnEvent: func(e Event) {
+				mu.Lock()
+				defer mu.Unlock()
+				kinds[e.Seq] = append(kinds[e.Seq], e.Kind)
+				if e.Kind == Ended {
+					ended[e.Job] = e
+				}
+			}})
+			run.submitShell(ctx, t, 10)
+			if st, _, err := run.Wait(); err != nil || st.Failed != 1 {
+				t.Fatalf("run: %v, %d failed; want job 2 failed", err, st.Failed)
+			}
+			want := []EventKind{Started, Ended}
+			if queues {
+				want = []EventKind{Sent, Started, Ended}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(kinds) != 10 {
+				t.Errorf("%d executions reported, want 10", len(kinds))
+			}
+			for seq, ks := range kinds {
+				if !slices.Equal(ks, want) {
+					t.Errorf("execution %d: %v, want %v", seq, ks, want)
+				}
+			}
+			if e := ended[2]; e.Outcome != "gave-up" || e.Exit != 3 || !strings.Contains(e.StderrTail, "no good") || filepath.Base(e.Stderr) != "2.err" {
+				t.Errorf("job 2 ended %+v: want gave-up, exit 3, its stderr and log", e)
+			}
+			if e := ended[1]; e.Outcome != "recorded" || e.Duration <= 0 {
+				t.Errorf("job 1 ended %+v: want recorded, with its duration", e)
+			}
+		})
+	}
+}
+
+// ReadJoblog reads back what the joblog wrote, and leaves out a torn
+// last line.
+func TestReadJoblog(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "joblog.tsv")
+	l, err := openJoblog(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.UnixMilli(1_790_000_000_123)
+	rows := []JoblogRow{
+		{Job: 1, Host: "h1", Start: start, Runtime: 1500 * time.Millisecond, Send: 3, Receive: 4, Exit: 0, Command: "echo a\tb", Outcome: "recorded"},
+		{Job: 2, Host: "h2", Start: start, Runtime: time.Second, Exit: -1, Signal: "KILL", Command: "sleep 9", Outcome: "gave-up: timed out"},
+	}
+	for _, r := range rows {
+		l.Write(r)
+	}
+	l.Close()
+	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("3\th1\t17900") // torn
+	f.Close()
+	got, bad, err := ReadJoblog(p)
+	if err != nil || bad != 0 || len(got) != 2 {
+		t.Fatalf("ReadJoblog: %d rows, %d bad, %v", len(got), bad, err)
+	}
+	rows[0].Command = "echo a b" // tabs are written as spaces
+	for i := range rows {
+		g, w := got[i], rows[i]
+		if g.Job != w.Job || g.Host != w.Host || !g.Start.Equal(w.Start) || g.Runtime != w.Runtime || g.Exit != w.Exit ||
+			g.Signal != w.Signal || g.Command != w.Command || g.Outcome != w.Outcome || g.Send != w.Send || g.Receive != w.Receive {
+			t.Errorf("row %d: %+v, want %+v", i, g, w)
+		}
+	}
+}
