@@ -33,7 +33,8 @@ func TestLayering(t *testing.T) {
 		{"remote/fakehost", []string{module + "/distributor", module + "/cmd"}},
 		{"agent", []string{module + "/distributor", module + "/cmd", module + "/inventory", module + "/queue"}},
 		{"inventory", []string{module + "/distributor", module + "/cmd"}},
-		{"distributor", []string{module + "/cmd", module + "/testenv"}},
+		{"distributor", []string{module + "/cmd", module + "/testenv", module + "/monitor"}},
+		{"monitor", []string{module + "/cmd", module + "/testenv"}},
 	}
 	for _, r := range rules {
 		for _, d := range deps(t, r.pkg) {

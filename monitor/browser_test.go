@@ -1,0 +1,136 @@
+package monitor
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/dsub-dev/dsub/internal/browser"
+	"github.com/dsub-dev/dsub/internal/runsynth"
+)
+
+var screenshots = flag.String("screenshots", "", "write screenshots of the pages to this `directory` (docs/img)")
+
+// shoot saves a screenshot of the page as name, if asked to.
+func shoot(t *testing.T, ctx ctxT, name string) {
+	t.Helper()
+	if *screenshots == "" {
+		return
+	}
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(*screenshots, name)
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", p)
+}
+
+// eval evaluates js in the page.
+func eval[T any](t *testing.T, ctx ctxT, js string) T {
+	t.Helper()
+	var v T
+	if err := chromedp.Run(ctx, chromedp.Evaluate(js, &v)); err != nil {
+		t.Fatalf("%s: %v", js, err)
+	}
+	return v
+}
+
+// A report opened from its file, offline, in Chromium, shows the run:
+// host rows, counts, the timeline's bars, the failure with its stderr,
+// and the histogram.
+func TestReportInBrowser(t *testing.T) {
+	ctx := browser.New(t, 1280, 1000)
+	f := startFakeRun(t, 12)
+	close(f.release)
+	f.wait(t)
+	out := filepath.Join(t.TempDir(), "report.html")
+	w, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteReport(w, f.dir); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := chromedp.Run(ctx, chromedp.Navigate("file://"+out)); err != nil {
+		t.Fatal(err)
+	}
+	browser.WaitFor(t, ctx, `document.body.dataset.ready === "1"`, 10*time.Second)
+	for js, want := range map[string]string{
+		`document.querySelectorAll("#hosts tbody tr").length`:           "2",
+		`document.getElementById("succeeded").textContent`:              "11",
+		`document.getElementById("failed").textContent`:                 "1",
+		`document.getElementById("jobs").textContent`:                   "12",
+		`document.querySelectorAll("#timeline rect.seg").length`:        "12",
+		`document.querySelectorAll("#timeline rect.seg.k-fail").length`: "1",
+		`document.querySelectorAll(".failure").length`:                  "1",
+		`document.querySelector(".failure pre").textContent.trim()`:     "boom: job 3 cannot",
+		`document.getElementById("result").textContent`:                 "",
+		`document.getElementById("hist-section").hidden`:                "false",
+		`document.querySelectorAll("#stragglers tbody tr").length`:      "10",
+		`document.querySelector('#hosts tr[data-host="f01"]') !== null`: "true",
+	} {
+		if got := evalString(t, ctx, js); got != want {
+			t.Errorf("%s = %q, want %q", js, got, want)
+		}
+	}
+	// Hovering a bar tells its job.
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`(() => { const r = document.querySelector("#timeline rect.seg.k-fail"); const b = r.getBoundingClientRect();
+		r.dispatchEvent(new MouseEvent("mousemove", {bubbles: true, clientX: b.x + 1, clientY: b.y + 1})); return true })()`, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if tip := evalString(t, ctx, `document.getElementById("tip").textContent`); !strings.Contains(tip, "job 3") || !strings.Contains(tip, "boom") {
+		t.Errorf("tooltip of the failed bar: %q", tip)
+	}
+	shoot(t, ctx, "report.png")
+}
+
+// A 100,000-job run's report: one file that renders its summary and a
+// downsampled timeline. (Its render time is a benchmark: bench/report.)
+func TestLargeReportInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100,000 jobs")
+	}
+	ctx := browser.New(t, 1280, 1000)
+	dir := t.TempDir()
+	if err := runsynth.Write(dir, 100_000, 16, 4, 997); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "report.html")
+	w, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteReport(w, dir); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	fi, _ := os.Stat(out)
+	if err := chromedp.Run(ctx, chromedp.Navigate("file://"+out)); err != nil {
+		t.Fatal(err)
+	}
+	browser.WaitFor(t, ctx, `document.body.dataset.ready === "1"`, 30*time.Second)
+	bars := eval[float64](t, ctx, `document.querySelectorAll("#timeline rect.seg").length`)
+	if jobs := evalString(t, ctx, `document.getElementById("jobs").textContent`); jobs != "100000" || bars > maxEnded || bars < 64 {
+		t.Errorf("jobs %q, %v bars: want 100000 jobs drawn in at most %d bars", jobs, bars, maxEnded)
+	}
+	t.Logf("report of 100,000 jobs: %d KiB, %v bars, rendered %s ms after navigation", fi.Size()>>10, bars,
+		evalString(t, ctx, `document.body.dataset.renderMs`))
+}
+
+// evalString evaluates js and gives its value as a string.
+func evalString(t *testing.T, ctx ctxT, js string) string {
+	t.Helper()
+	return eval[string](t, ctx, "String("+js+")")
+}
+
+type ctxT = context.Context

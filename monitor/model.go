@@ -1,0 +1,258 @@
+package monitor
+
+import (
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dsub-dev/dsub/distributor"
+)
+
+// State is what a page shows: one run, live or from its records.
+type State struct {
+	Live      bool   `json:"live"` // served by a running dsub (else a report)
+	Done      bool   `json:"done"` // the run has ended
+	ID        string `json:"id"`
+	Dir       string `json:"dir"`
+	Started   string `json:"started"` // RFC 3339
+	Command   string `json:"command,omitempty"`
+	Jobs      int    `json:"jobs"`
+	AllKnown  bool   `json:"all_known"` // no more jobs will be submitted
+	Succeeded int    `json:"succeeded"`
+	Failed    int    `json:"failed"`
+	Running   int    `json:"running"`
+	Queued    int    `json:"queued"` // sent to a host, waiting there for a slot
+	// ElapsedS is the run's wall time so far; Rate the jobs finished per
+	// second over the last ten; EtaS the seconds left at that rate (-1:
+	// unknown).
+	ElapsedS float64 `json:"elapsed_s"`
+	Rate     float64 `json:"rate"`
+	EtaS     float64 `json:"eta_s"`
+	Reduced  string  `json:"reduced,omitempty"` // the reduce's running value
+	Result   string  `json:"result,omitempty"`  // the final result
+	Error    string  `json:"error,omitempty"`
+	Speedup  float64 `json:"speedup,omitempty"`
+	Control  bool    `json:"control"` // the page may stop the run
+
+	Hosts      []HostRow   `json:"hosts"`
+	Timeline   Timeline    `json:"timeline"`
+	Failures   []Segment   `json:"failures"`             // the latest, newest last
+	Stragglers []Segment   `json:"stragglers,omitempty"` // report: the longest jobs
+	Histogram  []Bin       `json:"histogram,omitempty"`  // report: job durations
+	Warnings   []string    `json:"warnings,omitempty"`   // the latest
+	Notes      []string    `json:"notes,omitempty"`      // about the records (a report)
+	Summary    *HostTotals `json:"totals,omitempty"`
+}
+
+// HostRow is a host's line in the table.
+type HostRow struct {
+	Name      string  `json:"name"`
+	State     string  `json:"state"`
+	Launcher  string  `json:"launcher,omitempty"`
+	Slots     int     `json:"slots"`
+	Running   int     `json:"running"`
+	Done      int     `json:"done"`
+	Failed    int     `json:"failed"`
+	Lost      int     `json:"lost"`
+	SecPerJob float64 `json:"sec_per_job"`
+	// CPUEff is CPU time over job time, where the host measures CPU
+	// (agents do); -1 where it does not.
+	CPUEff float64 `json:"cpu_eff"`
+	Error  string  `json:"error,omitempty"`
+}
+
+// HostTotals is the table's total line.
+type HostTotals struct {
+	Done    int     `json:"done"`
+	JobTime float64 `json:"job_time_s"`
+	Slots   int     `json:"slots"`
+}
+
+// Bin is one bar of the duration histogram: jobs that ran [Lo, Hi) s.
+type Bin struct {
+	Lo float64 `json:"lo"`
+	Hi float64 `json:"hi"`
+	N  int     `json:"n"`
+}
+
+// maxFailures and maxWarnings bound the lists a page is sent.
+const (
+	maxFailures = 50
+	maxWarnings = 20
+)
+
+// Model is a live run's state, fed by its events (Event, as
+// RunOptions.OnEvent) and read by pages (State). Its cost to the run is
+// one lock and a few field updates per event: a page's request does the
+// rest, at most once a second per page.
+type Model struct {
+	run   *distributor.Run
+	start time.Time
+	cmd   string
+
+	mu       sync.Mutex
+	tl       *timeline
+	queued   map[int]bool // sent to a host, not started
+	failures []Segment
+	warnings []string
+	samples  []sample // finished-job counts, for the rate
+	done     bool
+	result   string
+	err      string
+	speedup  float64
+	control  bool
+	polled   time.Time // a page last asked for the state
+}
+
+type sample struct {
+	t    time.Time
+	done int
+}
+
+// NewModel is the model of a run that starts now; command is how it was
+// started, for the page's title.
+func NewModel(command string) *Model {
+	return &Model{start: time.Now(), cmd: command, tl: newTimeline(), queued: map[int]bool{}}
+}
+
+// Attach gives the model its run, once started: its snapshot gives the
+// counts and hosts.
+func (m *Model) Attach(r *distributor.Run) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.run = r
+}
+
+// Event records an execution's step.
+func (m *Model) Event(e distributor.Event) {
+	t := ms(e.Time.Sub(m.start))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch e.Kind {
+	case distributor.Sent:
+		m.queued[e.Seq] = true
+	case distributor.Started:
+		delete(m.queued, e.Seq)
+		m.tl.start(e.Seq, e.Host, e.Job, t, e.Command)
+	case distributor.Ended:
+		_, ran := m.tl.run[e.Seq]
+		if m.queued[e.Seq] && !ran && kindOf(e.Outcome) == "killed" {
+			delete(m.queued, e.Seq)
+			return // taken back, or dropped, before it started: nothing ran
+		}
+		delete(m.queued, e.Seq)
+		s := Segment{Start: ms(e.Time.Add(-e.Duration).Sub(m.start)), End: t, Job: e.Job, Kind: kindOf(e.Outcome),
+			Exit: e.Exit, Cmd: e.Command, Tail: e.StderrTail, Log: e.Stderr, Host: e.Host}
+		s = m.tl.end(e.Seq, s)
+		if s.Kind == "fail" {
+			m.failures = append(m.failures, s)
+			if len(m.failures) > maxFailures {
+				m.failures = m.failures[len(m.failures)-maxFailures:]
+			}
+		}
+	}
+}
+
+// Warn records a warning, as RunOptions.Warn.
+func (m *Model) Warn(s string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.warnings = append(m.warnings, s)
+	if len(m.warnings) > maxWarnings {
+		m.warnings = m.warnings[len(m.warnings)-maxWarnings:]
+	}
+}
+
+// Finish records how the run ended.
+func (m *Model) Finish(st *distributor.Stats, result string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.done, m.result = true, result
+	if err != nil {
+		m.err = err.Error()
+	}
+	if st != nil {
+		m.speedup = st.Speedup()
+	}
+}
+
+// kindOf is a joblog outcome's kind of bar.
+func kindOf(outcome string) string {
+	switch {
+	case outcome == "recorded":
+		return "ok"
+	case strings.HasPrefix(outcome, "gave-up"), strings.HasPrefix(outcome, "requeued"):
+		return "fail" // for good, or to be retried
+	case outcome == "lost":
+		return "lost"
+	}
+	return "killed" // superseded, discarded, dropped, returned
+}
+
+// State is the state for a page that holds the timeline's epoch up to
+// bar after (after < 0: it holds none).
+func (m *Model) State(epoch, after int) State {
+	now := time.Now()
+	var snap distributor.Snapshot
+	m.mu.Lock()
+	run := m.run
+	m.mu.Unlock()
+	if run != nil {
+		snap = run.Snapshot() // its own lock: not under ours
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.polled = now
+	st := State{Live: true, Done: m.done, Command: m.cmd, Started: m.start.Format(time.RFC3339),
+		Jobs: snap.Jobs, AllKnown: snap.AllKnown, Succeeded: snap.Succeeded, Failed: snap.Failed,
+		Running: snap.Running - len(m.queued), Queued: len(m.queued), ElapsedS: now.Sub(m.start).Seconds(),
+		Reduced: snap.Reduced, Result: m.result, Error: m.err, Speedup: m.speedup, Control: m.control,
+		Failures: m.failures, Warnings: m.warnings, EtaS: -1}
+	if run != nil {
+		st.ID, st.Dir = run.ID(), run.Dir()
+	}
+	st.Rate = m.rate(now, snap.Succeeded+snap.Failed)
+	if st.Rate > 0 && snap.AllKnown {
+		st.EtaS = float64(snap.Jobs-snap.Succeeded-snap.Failed) / st.Rate
+	}
+	for _, h := range snap.Hosts {
+		m.tl.reserve(h.Name, h.Slots)
+		st.Hosts = append(st.Hosts, hostRow(h))
+	}
+	st.Timeline = m.tl.view(epoch, after, ms(now.Sub(m.start)))
+	return st
+}
+
+// rate is jobs finished per second over the last ten seconds.
+func (m *Model) rate(now time.Time, done int) float64 {
+	m.samples = append(m.samples, sample{now, done})
+	i := 0
+	for i < len(m.samples)-1 && now.Sub(m.samples[i+1].t) >= 10*time.Second {
+		i++
+	}
+	m.samples = m.samples[i:]
+	first := m.samples[0]
+	if dt := now.Sub(first.t).Seconds(); dt >= 0.5 {
+		return float64(done-first.done) / dt
+	}
+	return 0
+}
+
+func hostRow(h distributor.HostSnapshot) HostRow {
+	r := HostRow{Name: h.Name, State: h.State, Launcher: h.Launcher, Slots: h.Slots, Running: h.Running,
+		Done: h.Done, Failed: h.Failed, Lost: h.Lost, CPUEff: -1}
+	if h.Done > 0 {
+		r.SecPerJob = h.JobTime.Seconds() / float64(h.Done)
+	}
+	if h.CPU > 0 && h.JobTime > 0 {
+		r.CPUEff = h.CPU / h.JobTime.Seconds()
+	}
+	return r
+}
+
+// lastPoll is when a page last asked for the state.
+func (m *Model) lastPoll() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.polled
+}

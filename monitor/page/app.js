@@ -1,0 +1,250 @@
+// dsub's monitor page: one renderer for the live page (polling
+// api/state every second) and the report (its state embedded in the page).
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const SVG = "http://www.w3.org/2000/svg";
+  const token = new URLSearchParams(location.search).get("token");
+  let tl = { epoch: -1, lanes: [], ended: [], running: [], res_ms: 0, merged: 0 };
+  let last = null; // the latest state
+  let failedPolls = 0;
+
+  function api(path) { return token ? path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : path; }
+
+  function fmtDur(s) {
+    if (s == null || s < 0 || !isFinite(s)) return "–";
+    if (s < 1) return (s * 1000).toFixed(0) + " ms";
+    if (s < 60) return s.toFixed(s < 10 ? 2 : 1) + " s";
+    const m = Math.floor(s / 60), h = Math.floor(m / 60);
+    if (h > 0) return h + "h" + String(m % 60).padStart(2, "0") + "m";
+    return m + "m" + String(Math.floor(s % 60)).padStart(2, "0") + "s";
+  }
+  function text(id, v) { const e = $(id); if (e.textContent !== String(v)) e.textContent = v; }
+  function el(tag, attrs, txt) {
+    const e = document.createElement(tag);
+    for (const k in attrs || {}) e.setAttribute(k, attrs[k]);
+    if (txt != null) e.textContent = txt;
+    return e;
+  }
+  function sel(tag, attrs) {
+    const e = document.createElementNS(SVG, tag);
+    for (const k in attrs) e.setAttribute(k, attrs[k]);
+    return e;
+  }
+
+  function merge(t) {
+    const ended = t.ended || [];
+    if (t.full || t.epoch !== tl.epoch) tl.ended = ended.slice();
+    else tl.ended.push(...ended);
+    tl.epoch = t.epoch; tl.lanes = t.lanes || []; tl.running = t.running || []; tl.res_ms = t.res_ms; tl.merged = t.merged;
+  }
+
+  function render(st) {
+    last = st;
+    document.title = "dsub " + (st.id || "") + (st.done ? " (ended)" : "");
+    text("run-id", st.id || "");
+    const status = $("status");
+    let s = st.live ? (st.done ? "ended" : "running") : (st.done ? "finished" : "in progress");
+    if (st.done && (st.error || st.failed > 0)) s = st.error ? "stopped" : "finished with failures";
+    text("status", s);
+    status.className = "status" + (st.done ? (st.error || st.failed > 0 ? " failed" : " done") : "");
+    text("command", st.command || "");
+    const jobs = Math.max(st.jobs, 1);
+    const bar = $("progress").children;
+    bar[0].style.width = (100 * st.succeeded / jobs) + "%";
+    bar[1].style.width = (100 * st.failed / jobs) + "%";
+    bar[2].style.width = (100 * st.running / jobs) + "%";
+    text("jobs", st.jobs + (st.all_known ? "" : "+"));
+    text("succeeded", st.succeeded);
+    text("failed", st.failed);
+    text("running", st.running + (st.queued ? " (+" + st.queued + " queued)" : ""));
+    text("elapsed", fmtDur(st.elapsed_s));
+    text("rate", st.rate > 0 ? st.rate.toFixed(st.rate < 10 ? 2 : 0) : "–");
+    text("eta", st.done ? "–" : fmtDur(st.eta_s));
+    text("speedup", st.speedup ? st.speedup.toFixed(2) + "×" : "–");
+    const value = st.result || st.reduced;
+    $("result-box").hidden = !value;
+    if (value) { text("result-label", st.result ? "result" : "reduced so far"); text("result", value); }
+    $("error-box").hidden = !st.error;
+    text("error-box", st.error || "");
+    $("control").hidden = !(st.control && st.live && !st.done);
+    const notes = $("notes"); notes.replaceChildren(...(st.notes || []).map((n) => el("li", {}, n)));
+    renderHosts(st.hosts || []);
+    renderTimeline(st);
+    renderFailures(st.failures || []);
+    renderWarnings(st.warnings || []);
+    if (st.histogram) renderHistogram(st.histogram);
+    if (st.stragglers) renderStragglers(st.stragglers);
+  }
+
+  function renderHosts(hosts) {
+    const body = $("hosts").tBodies[0];
+    const rows = hosts.map((h) => {
+      const tr = el("tr", { "data-host": h.name, class: "state-" + h.state, title: h.error || "" });
+      const cells = [h.name, h.state, h.launcher || "", h.slots, h.running, h.done, h.failed, h.lost,
+        h.done ? fmtDur(h.sec_per_job) : "–", h.cpu_eff >= 0 ? (100 * h.cpu_eff).toFixed(1) + "%" : "–"];
+      cells.forEach((c, i) => tr.appendChild(el("td", i < 3 ? { class: "l" } : {}, c)));
+      return tr;
+    });
+    body.replaceChildren(...rows);
+  }
+
+  const LANE_H = 14, LABEL_W = 90;
+  function renderTimeline(st) {
+    const svg = $("timeline");
+    const lanes = tl.lanes || [];
+    let end = Math.max(1, st.elapsed_s * 1000);
+    for (const s of tl.ended) end = Math.max(end, s.e);
+    for (const s of tl.running) end = Math.max(end, s.e);
+    const width = Math.max(600, ($("timeline-box").clientWidth || 1000) - 2);
+    const plot = width - LABEL_W - 8;
+    const x = (t) => LABEL_W + (plot * t) / end;
+    // Rows in host order, then slot: lanes are made as jobs need them.
+    const rows = lanes.map((l, i) => i).sort((a, b) => lanes[a].host.localeCompare(lanes[b].host, undefined, { numeric: true }) || lanes[a].slot - lanes[b].slot);
+    const rowOf = new Array(lanes.length);
+    rows.forEach((lane, row) => { rowOf[lane] = row; });
+    const height = lanes.length * LANE_H + 20;
+    svg.setAttribute("width", width); svg.setAttribute("height", height);
+    svg.setAttribute("viewBox", "0 0 " + width + " " + height);
+    const frag = document.createDocumentFragment();
+    rows.forEach((lane, i) => {
+      const l = lanes[lane];
+      frag.appendChild(sel("rect", { class: "lane" + (i % 2 ? " odd" : ""), x: LABEL_W, y: i * LANE_H, width: plot, height: LANE_H }));
+      const t = sel("text", { class: "lane-label", x: 4, y: i * LANE_H + LANE_H - 3 });
+      t.textContent = l.host + " #" + l.slot;
+      frag.appendChild(t);
+    });
+    const draw = (s) => {
+      const w = Math.max(1, x(s.e) - x(s.s));
+      const r = sel("rect", { class: "seg k-" + s.k, x: x(s.s).toFixed(1), y: rowOf[s.lane] * LANE_H + 1, width: w.toFixed(1), height: LANE_H - 2, "data-id": s.id, "data-job": s.job, "data-kind": s.k });
+      frag.appendChild(r);
+    };
+    tl.ended.forEach(draw);
+    tl.running.forEach(draw);
+    // The time axis: a tick every "nice" step.
+    const step = niceStep(end / 8);
+    for (let t = 0; t <= end; t += step) {
+      const tx = sel("text", { class: "lane-label", x: x(t) + 2, y: height - 6 });
+      tx.textContent = fmtDur(t / 1000);
+      frag.appendChild(tx);
+      frag.appendChild(sel("line", { x1: x(t), x2: x(t), y1: 0, y2: height - 16, stroke: "#d1d5db", "stroke-width": 0.5 }));
+    }
+    svg.replaceChildren(frag);
+    const n = tl.ended.reduce((a, s) => a + s.n, 0);
+    text("tl-note", tl.merged ? "(" + n + " executions; " + tl.merged + " drawn merged, bars closer than " + fmtDur(tl.res_ms / 1000) + " joined)" : "");
+    svg.dataset.running = tl.running.length;
+    svg.dataset.ended = tl.ended.length;
+  }
+  function niceStep(raw) {
+    const p = Math.pow(10, Math.floor(Math.log10(Math.max(raw, 1))));
+    for (const m of [1, 2, 5, 10]) if (m * p >= raw) return m * p;
+    return 10 * p;
+  }
+  function segOf(target) {
+    if (!target.classList || !target.classList.contains("seg")) return null;
+    const id = Number(target.dataset.id);
+    return tl.running.find((s) => s.id === id) || tl.ended.find((s) => s.id === id);
+  }
+  function describe(s) {
+    const lane = tl.lanes[s.lane] || {};
+    const lines = [];
+    lines.push(s.n > 1 ? s.n + " executions (merged)" + (s.f ? ", " + s.f + " failed" : "") : "job " + s.job + (s.k === "run" ? " (running)" : ""));
+    lines.push("host " + lane.host + " slot " + lane.slot);
+    lines.push("from " + fmtDur(s.s / 1000) + " for " + fmtDur((s.e - s.s) / 1000));
+    if (s.n === 1 && s.k !== "run" && s.k !== "ok") lines.push("exit " + s.x + " (" + s.k + ")");
+    if (s.cmd) lines.push("$ " + s.cmd);
+    if (s.log) lines.push("log: " + s.log);
+    if (s.tail) lines.push("stderr:\n" + s.tail);
+    return lines.join("\n");
+  }
+  $("timeline").addEventListener("mousemove", (ev) => {
+    const s = segOf(ev.target), tip = $("tip");
+    if (!s) { tip.hidden = true; return; }
+    tip.textContent = describe(s);
+    tip.style.left = Math.min(ev.clientX + 12, innerWidth - 490) + "px";
+    tip.style.top = (ev.clientY + 12) + "px";
+    tip.hidden = false;
+  });
+  $("timeline").addEventListener("mouseleave", () => { $("tip").hidden = true; });
+  $("timeline").addEventListener("click", (ev) => {
+    const s = segOf(ev.target), d = $("detail");
+    d.hidden = !s;
+    if (s) d.textContent = describe(s);
+  });
+
+  function renderFailures(fs) {
+    const box = $("failures");
+    if (!fs.length) { box.replaceChildren(el("p", { class: "hint" }, "none")); return; }
+    box.replaceChildren(...fs.slice().reverse().map((f) => {
+      const lane = tl.lanes[f.lane] || {};
+      const d = el("div", { class: "failure", "data-job": f.job });
+      d.appendChild(el("div", {}, "job " + f.job + " on " + (lane.host || "?") + ": exit " + f.x + " after " + fmtDur((f.e - f.s) / 1000)));
+      if (f.cmd) d.appendChild(el("code", {}, f.cmd));
+      if (f.tail) d.appendChild(el("pre", {}, f.tail));
+      if (f.log) d.appendChild(el("div", { class: "hint" }, "log: " + f.log));
+      return d;
+    }));
+  }
+  function renderWarnings(ws) {
+    $("warn-section").hidden = !ws.length;
+    $("warnings").replaceChildren(...ws.map((w) => el("li", {}, w)));
+  }
+  function renderHistogram(bins) {
+    $("hist-section").hidden = !bins.length;
+    const svg = $("histogram"), W = 640, H = 160, pad = 24;
+    svg.setAttribute("width", W); svg.setAttribute("height", H + pad);
+    const top = Math.max(1, ...bins.map((b) => b.n)), bw = (W - 10) / bins.length;
+    const frag = document.createDocumentFragment();
+    bins.forEach((b, i) => {
+      const h = (H * b.n) / top;
+      const r = sel("rect", { x: 5 + i * bw, y: H - h, width: Math.max(1, bw - 2), height: h, "data-n": b.n });
+      const t = sel("title", {}); t.textContent = b.n + " jobs of " + fmtDur(b.lo) + " to " + fmtDur(b.hi);
+      r.appendChild(t); frag.appendChild(r);
+      if (i % Math.ceil(bins.length / 8) === 0) {
+        const l = sel("text", { x: 5 + i * bw, y: H + 14 }); l.textContent = fmtDur(b.lo); frag.appendChild(l);
+      }
+    });
+    svg.replaceChildren(frag);
+  }
+  function renderStragglers(ss) {
+    $("strag-section").hidden = !ss.length;
+    $("stragglers").tBodies[0].replaceChildren(...ss.map((s) => {
+      const tr = el("tr", { "data-job": s.job });
+      [s.job, (tl.lanes[s.lane] || {}).host, fmtDur((s.e - s.s) / 1000), s.cmd || ""].forEach((c, i) => tr.appendChild(el("td", i === 3 || i === 1 ? { class: "l" } : {}, c)));
+      return tr;
+    }));
+  }
+
+  $("stop").addEventListener("click", () => {
+    if (!confirm("Stop the run? Running jobs are killed; the run can be resumed.")) return;
+    fetch(api("api/stop"), { method: "POST", headers: { "X-Dsub-Control": "1" } });
+  });
+
+  async function poll() {
+    try {
+      const after = tl.ended.length ? tl.ended[tl.ended.length - 1].id : -1;
+      const r = await fetch(api("api/state?epoch=" + tl.epoch + "&after=" + after), { cache: "no-store" });
+      if (!r.ok) throw new Error(r.status + " " + (await r.text()));
+      const st = await r.json();
+      failedPolls = 0;
+      merge(st.timeline);
+      render(st);
+    } catch (e) {
+      failedPolls++;
+      if (last && last.done) { text("status", "ended; dsub has exited"); return; }
+      if (failedPolls > 2) { text("status", "no answer from dsub: " + e.message); }
+    }
+    setTimeout(poll, 1000);
+  }
+
+  const embedded = JSON.parse($("data").textContent || "null");
+  if (embedded) {
+    merge(embedded.timeline);
+    render(embedded);
+    document.body.dataset.ready = "1";
+    document.body.dataset.renderMs = performance.now().toFixed(0);
+  } else {
+    poll().then(() => { document.body.dataset.ready = "1"; });
+  }
+  addEventListener("resize", () => { if (last) renderTimeline(last); });
+})();

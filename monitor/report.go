@@ -1,0 +1,285 @@
+package monitor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dsub-dev/dsub/distributor"
+)
+
+// maxStragglers is how many of the longest jobs a report lists, and
+// maxReportFailures how many failures it shows with their stderr tails.
+const (
+	maxStragglers     = 10
+	maxReportFailures = 100
+)
+
+// FromRecords is the state of the run recorded in dir: finished,
+// interrupted, or still going (then what its records hold so far).
+func FromRecords(dir string) (State, error) {
+	rd := distributor.RunDir(dir)
+	man, err := distributor.ReadManifest(rd)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return State{}, fmt.Errorf("%s is not a run directory: no %s", dir, "run.json")
+		}
+		return State{}, err
+	}
+	rows, bad, err := distributor.ReadJoblog(rd.Joblog())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return State{}, err
+	}
+	journal, err := distributor.ReadJournal(rd.Journal())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return State{}, err
+	}
+	b := &reportBuilder{st: State{ID: man.ID, Dir: dir, Started: man.Started, Done: man.Finished != "", Error: man.Error,
+		Command: commandOf(man), Speedup: man.Speedup, EtaS: -1}, rd: rd, man: man, journal: journal}
+	if bad > 0 {
+		b.st.Notes = append(b.st.Notes, fmt.Sprintf("%d lines of %s could not be read", bad, rd.Joblog()))
+	}
+	if !b.st.Done {
+		b.st.Notes = append(b.st.Notes, "the run had not finished when this report was made: it shows what its records held then")
+	}
+	b.build(rows)
+	return b.st, nil
+}
+
+type reportBuilder struct {
+	st      State
+	rd      distributor.RunDir
+	man     *distributor.Manifest
+	journal map[int]distributor.JournalRecord
+}
+
+// build fills the state from the joblog's rows.
+func (b *reportBuilder) build(rows []distributor.JoblogRow) {
+	t0, err := time.Parse(time.RFC3339, b.man.Started)
+	if err != nil && len(rows) > 0 {
+		t0 = rows[0].Start
+	}
+	// Rows are written as executions end: draw them in that order, on
+	// lanes packed by start time per host.
+	slices.SortStableFunc(rows, func(a, c distributor.JoblogRow) int {
+		return a.Start.Add(a.Runtime).Compare(c.Start.Add(c.Runtime))
+	})
+	hosts := b.hostRows()
+	tl := newTimeline()
+	for _, h := range b.man.Hosts {
+		tl.reserve(h.Name, h.Slots)
+	}
+	// An execution taken back from a host's window never ran there.
+	rows = slices.DeleteFunc(rows, func(r distributor.JoblogRow) bool { return r.Outcome == "returned" })
+	lanes := packLanes(rows)
+	var durs []float64
+	var last time.Time
+	for i, r := range rows {
+		s := Segment{Start: ms(r.Start.Sub(t0)), End: ms(r.Start.Add(r.Runtime).Sub(t0)), Job: r.Job, Kind: kindOf(r.Outcome),
+			Exit: r.Exit, Cmd: r.Command, Host: r.Host}
+		if s.Kind == "fail" {
+			s.Log, s.Tail = b.stderrTail(r)
+		}
+		s.Lane = tl.laneOf(r.Host, lanes[i])
+		tl.add(s)
+		b.count(hosts, r, s)
+		if s.Kind == "ok" {
+			durs = append(durs, r.Runtime.Seconds())
+			b.straggler(s)
+		}
+		if end := r.Start.Add(r.Runtime); end.After(last) {
+			last = end
+		}
+	}
+	b.st.Timeline = tl.view(-1, -1, 0)
+	b.st.Histogram = histogram(durs)
+	b.finish(hosts, t0, last)
+}
+
+// hostRows are the hosts the manifest lists, in its order.
+func (b *reportBuilder) hostRows() map[string]*HostRow {
+	rows := map[string]*HostRow{}
+	for _, h := range b.man.Hosts {
+		state := "up"
+		if h.Error != "" {
+			state = "failed"
+		}
+		rows[h.Name] = &HostRow{Name: h.Name, State: state, Launcher: h.Launcher, Slots: h.Slots, CPUEff: -1, Error: h.Error}
+		b.st.Hosts = append(b.st.Hosts, HostRow{Name: h.Name})
+	}
+	if b.man.Stats != nil {
+		for _, h := range b.man.Stats.Hosts {
+			if r := rows[h.Name]; r != nil {
+				r.State = h.State
+			}
+		}
+	}
+	return rows
+}
+
+// count adds an execution to its host's row and the run's counts.
+func (b *reportBuilder) count(hosts map[string]*HostRow, r distributor.JoblogRow, s Segment) {
+	h := hosts[r.Host]
+	if h == nil {
+		h = &HostRow{Name: r.Host, State: "up", CPUEff: -1}
+		hosts[r.Host] = h
+		b.st.Hosts = append(b.st.Hosts, HostRow{Name: r.Host})
+	}
+	switch {
+	case s.Kind == "ok":
+		h.Done++
+		h.SecPerJob += r.Runtime.Seconds() // a sum until finish
+		b.st.Succeeded++
+		if j, ok := b.journal[r.Job]; ok && j.CPU > 0 {
+			h.CPUEff = max(h.CPUEff, 0) + j.CPU // a sum until finish
+		}
+	case s.Kind == "fail":
+		h.Failed++
+		if strings.HasPrefix(r.Outcome, "gave-up") {
+			b.st.Failed++
+			if len(b.st.Failures) < maxReportFailures {
+				b.st.Failures = append(b.st.Failures, s)
+			}
+		}
+	case s.Kind == "lost":
+		h.Lost++
+	}
+}
+
+// straggler keeps s if it is among the longest jobs.
+func (b *reportBuilder) straggler(s Segment) {
+	l := &b.st.Stragglers
+	if len(*l) == maxStragglers && s.End-s.Start <= (*l)[len(*l)-1].End-(*l)[len(*l)-1].Start {
+		return
+	}
+	*l = append(*l, s)
+	slices.SortStableFunc(*l, func(a, c Segment) int { return int((c.End - c.Start) - (a.End - a.Start)) })
+	if len(*l) > maxStragglers {
+		*l = (*l)[:maxStragglers]
+	}
+}
+
+// finish completes the host rows and the run's figures.
+func (b *reportBuilder) finish(hosts map[string]*HostRow, t0, last time.Time) {
+	for i, r := range b.st.Hosts {
+		h := *hosts[r.Name]
+		if h.Done > 0 {
+			jobTime := h.SecPerJob
+			h.SecPerJob = jobTime / float64(h.Done)
+			if h.CPUEff > 0 {
+				h.CPUEff /= jobTime
+			}
+		}
+		b.st.Hosts[i] = h
+	}
+	b.st.Jobs = b.st.Succeeded + b.st.Failed
+	if s := b.man.Stats; s != nil {
+		b.st.Jobs = s.Jobs
+		b.st.ElapsedS = s.Wall
+		b.st.AllKnown = true
+	} else if !last.IsZero() {
+		b.st.ElapsedS = last.Sub(t0).Seconds()
+	}
+	b.st.Result = b.man.Result
+}
+
+// stderrTail is the tail of the stderr log of a failed execution.
+func (b *reportBuilder) stderrTail(r distributor.JoblogRow) (path, tail string) {
+	_, path = b.rd.JobLogs(r.Job)
+	f, err := os.Open(path)
+	if err != nil {
+		return "", ""
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > maxTail {
+		_, _ = f.Seek(fi.Size()-maxTail, io.SeekStart)
+	}
+	buf, _ := io.ReadAll(io.LimitReader(f, maxTail))
+	return path, strings.ToValidUTF8(string(buf), "")
+}
+
+// packLanes gives each execution a lane number within its host (0-based):
+// the lowest lane free at its start, as the live page assigns them.
+func packLanes(rows []distributor.JoblogRow) []int {
+	idx := make([]int, len(rows))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, c int) int { return rows[a].Start.Compare(rows[c].Start) })
+	free := map[string][]time.Time{} // host -> each lane's end
+	lanes := make([]int, len(rows))
+	for _, i := range idx {
+		r := rows[i]
+		ends := free[r.Host]
+		l := slices.IndexFunc(ends, func(end time.Time) bool { return !end.After(r.Start) })
+		if l < 0 {
+			l = len(ends)
+			ends = append(ends, time.Time{})
+		}
+		ends[l] = r.Start.Add(r.Runtime)
+		free[r.Host] = ends
+		lanes[i] = l
+	}
+	return lanes
+}
+
+// histogram bins durations: in 20 equal bins when they span less than a
+// power of ten, else on a log scale, 5 bins per power of ten.
+func histogram(durs []float64) []Bin {
+	if len(durs) == 0 {
+		return nil
+	}
+	lo, hi := math.Inf(1), 0.0
+	for _, d := range durs {
+		d = max(d, 0.001)
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if hi < 10*lo {
+		const n = 20
+		w := (hi - lo) / n
+		if w == 0 {
+			return []Bin{{Lo: lo, Hi: hi, N: len(durs)}}
+		}
+		bins := make([]Bin, n)
+		for i := range bins {
+			bins[i] = Bin{Lo: lo + float64(i)*w, Hi: lo + float64(i+1)*w}
+		}
+		for _, d := range durs {
+			bins[min(int((max(d, 0.001)-lo)/w), n-1)].N++
+		}
+		return bins
+	}
+	const perDecade = 5
+	first := math.Floor(math.Log10(lo) * perDecade)
+	last := math.Floor(math.Log10(hi) * perDecade)
+	bins := make([]Bin, int(last-first)+1)
+	for i := range bins {
+		bins[i] = Bin{Lo: math.Pow(10, (first+float64(i))/perDecade), Hi: math.Pow(10, (first+float64(i)+1)/perDecade)}
+	}
+	for _, d := range durs {
+		i := int(math.Floor(math.Log10(max(d, 0.001))*perDecade) - first)
+		bins[min(max(i, 0), len(bins)-1)].N++
+	}
+	return bins
+}
+
+// commandOf is the command line that started the run, as recorded.
+func commandOf(m *distributor.Manifest) string {
+	if len(m.Command) == 0 {
+		return ""
+	}
+	var rec struct {
+		Args []string `json:"args"`
+	}
+	if err := json.Unmarshal(m.Command, &rec); err == nil && len(rec.Args) > 0 {
+		return "dsub run " + strings.Join(rec.Args, " ")
+	}
+	return string(m.Command)
+}

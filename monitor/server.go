@@ -1,0 +1,175 @@
+package monitor
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+)
+
+// ServerOptions configure a live monitor.
+type ServerOptions struct {
+	// Addr is where it listens; default 127.0.0.1:0 (loopback, any
+	// port). Bound to anything but loopback, every request needs the
+	// token that URL carries.
+	Addr string
+	// Stop, if set, lets the page stop the run, as Ctrl-C does
+	// (--ui-control); without it the page is read-only.
+	Stop func()
+}
+
+// Server serves a Model's page and state over HTTP.
+type Server struct {
+	m     *Model
+	opts  ServerOptions
+	ln    net.Listener
+	srv   *http.Server
+	token string // "" on loopback
+	url   string
+}
+
+// Serve starts serving m's page.
+func Serve(m *Model, opts ServerOptions) (*Server, error) {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("--ui %s: %w", opts.Addr, err)
+	}
+	s := &Server{m: m, opts: opts, ln: ln}
+	host := "127.0.0.1"
+	if ap := ln.Addr().(*net.TCPAddr); !ap.IP.IsLoopback() {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		s.token = hex.EncodeToString(b)
+		host = ap.IP.String()
+		if ap.IP.IsUnspecified() {
+			if h, err := os.Hostname(); err == nil {
+				host = h
+			}
+		}
+	}
+	s.url = "http://" + net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)) + "/"
+	if s.token != "" {
+		s.url += "?token=" + s.token
+	}
+	m.mu.Lock()
+	m.control = opts.Stop != nil
+	m.mu.Unlock()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.page)
+	mux.HandleFunc("GET /api/state", s.state)
+	mux.HandleFunc("POST /api/stop", s.stop)
+	s.srv = &http.Server{Handler: s.guard(mux), ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+// URL is the page's address, with its token if it needs one.
+func (s *Server) URL() string { return s.url }
+
+// Close stops serving.
+func (s *Server) Close() error { return s.srv.Close() }
+
+// Linger gives pages that were watching the run up to max to fetch its
+// final state, so that they show how it ended once dsub has exited.
+func (s *Server) Linger(ctx context.Context, max time.Duration) {
+	end := time.Now()
+	if time.Since(s.m.lastPoll()) > 5*time.Second {
+		return // nobody watching
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(max)
+	for !s.m.lastPoll().After(end) {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// guard refuses requests without the token (when one is needed), and,
+// on loopback, requests for any other host name: a web page elsewhere
+// cannot read the monitor by pointing a name of its own at 127.0.0.1.
+func (s *Server) guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		w.Header().Set("Cache-Control", "no-store")
+		if s.token != "" {
+			if subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("token")), []byte(s.token)) != 1 {
+				http.Error(w, "forbidden: this monitor needs the token in the URL that dsub printed", http.StatusForbidden)
+				return
+			}
+		} else if !loopbackHost(r.Host) {
+			http.Error(w, "forbidden: host "+r.Host, http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func loopbackHost(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", csp)
+	_ = WritePage(w, nil)
+}
+
+// state answers a page's poll: ?epoch=E&after=ID asks for the bars after
+// ID of timeline epoch E (after=-1: all of them).
+func (s *Server) state(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	epoch, err1 := strconv.Atoi(q.Get("epoch"))
+	after, err2 := strconv.Atoi(q.Get("after"))
+	if errors.Join(err1, err2) != nil {
+		epoch, after = -1, -1
+	}
+	st := s.m.State(epoch, after)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(st)
+}
+
+// stop stops the run as Ctrl-C would. The page sends a header that a
+// form on another site cannot, so a cross-site request is refused.
+func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Stop == nil {
+		http.Error(w, "forbidden: the monitor is read-only (start dsub run with --ui-control)", http.StatusForbidden)
+		return
+	}
+	if r.Header.Get("X-Dsub-Control") != "1" {
+		http.Error(w, "forbidden: missing X-Dsub-Control header", http.StatusForbidden)
+		return
+	}
+	s.m.Warn("stop requested from the monitor page")
+	s.opts.Stop()
+	w.WriteHeader(http.StatusNoContent)
+}
