@@ -5,7 +5,7 @@ LDFLAGS := -X main.version=$(VERSION)
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: help setup build test unit lint demo demo-down bench fuzz clean
+.PHONY: help setup build test unit lint demo demo-down bench fuzz clean screenshots
 
 help:
 	@echo "make build     build bin/dsub (version stamped: $(VERSION))"
@@ -14,6 +14,7 @@ help:
 	@echo "make demo-down remove the demo cluster"
 	@echo "make bench     run bench/ against peer tools (see docs/BENCHMARKS.md)"
 	@echo "make fuzz      run each fuzz target for FUZZTIME (default 30s)"
+	@echo "make screenshots  refresh docs/img: the --ui page of a real run, and a report"
 
 setup:
 	@./scripts/setup.sh
@@ -51,6 +52,10 @@ bench:
 	@DSUB_BENCH=1 ./scripts/setup.sh
 	$(GO) run ./bench/fanout -n 32 -rounds 5
 	$(GO) run ./bench/run -rounds 3
+
+# The README's screenshots, taken by the browser tests themselves.
+screenshots: setup
+	$(GO) test -count=1 -run 'TestMonitorLive' ./cmd/dsub -args -screenshots $(CURDIR)/docs/img
 
 FUZZTIME ?= 30s
 fuzz:

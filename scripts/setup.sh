@@ -8,6 +8,7 @@
 #   - parallel: GNU parallel, the oracle the replacement-string and input
 #     source tests run
 #   - clustershell: nodeset, the oracle the host-range tests run
+#   - chromium: the headless browser the --ui monitor and report tests drive
 #   - staticcheck: `make lint`
 set -euo pipefail
 
@@ -15,7 +16,7 @@ need=()
 for pair in debootstrap:debootstrap ssh:openssh-client sshd:openssh-server \
 	/usr/lib/openssh/sftp-server:openssh-sftp-server iptables:iptables pgrep:procps \
 	/usr/bin/time:time unshare:util-linux parallel:parallel \
-	nodeset:clustershell; do
+	nodeset:clustershell chromium:chromium; do
 	bin=${pair%%:*} pkg=${pair#*:}
 	if [[ $bin == /* ]]; then [ -e "$bin" ] || need+=("$pkg"); else command -v "$bin" >/dev/null || [ -x "/usr/sbin/$bin" ] || need+=("$pkg"); fi
 done

@@ -130,6 +130,9 @@ func TestExitCodes(t *testing.T) {
 		{"duplicate after range", []string{"exec", "--hosts", bad, "--", "true"}, 2, `bad.toml:3: duplicate host name "n2"`},
 		{"put arity", []string{"put", "x"}, 2, "takes 2 arguments"},
 		{"bad selector", []string{"ping", "--hosts", bad, "--on", "zz"}, 2, "bad.toml"},
+		{"report of no run", []string{"report", dir}, 2, dir + " is not a run directory"},
+		{"ui-control alone", []string{"run", "--local", "1", "--ui-control", "--", "true"}, 2, "--ui-control needs --ui"},
+		{"ui address", []string{"run", "--local", "1", "--ui=256.1.1.1:0", "--", "true"}, 2, "--ui 256.1.1.1:0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -95,6 +95,6 @@ the hosts beyond a stock sshd and an account you can log into.` + exitHelp,
 	root.Version = versionString()
 	root.SetVersionTemplate("dsub {{.Version}}\n")
 	root.AddCommand(newPingCmd(stdout, stderr), newExecCmd(stdin, stdout, stderr), newPutCmd(stdout, stderr), newGetCmd(stdout, stderr),
-		newRunCmd(stdin, stdout, stderr), newCleanCmd(stdout, stderr), newAgentCmd(stdin, stdout), newHostsCmd(stdout))
+		newRunCmd(stdin, stdout, stderr), newCleanCmd(stdout, stderr), newAgentCmd(stdin, stdout), newHostsCmd(stdout), newReportCmd(stdout, stderr))
 	return root
 }

@@ -43,6 +43,8 @@ type runFlags struct {
 	transfer, cleanup       bool
 	returns                 []string
 	returnDir               string
+	ui                      string // --ui ADDR: "" none
+	uiControl               bool
 
 	// Set by validate: the command template (ARGs before any :::), the
 	// input sources after it, and --colsep compiled.
@@ -144,6 +146,8 @@ func (f *runFlags) validateFlags(fl *pflag.FlagSet) error {
 		return usagef("run: --retries %d: must be 0 or more", f.retries)
 	case f.timeout < 0:
 		return usagef("run: --timeout %s: must be positive (0: no limit)", f.timeout)
+	case f.uiControl && f.ui == "":
+		return usagef("run: --ui-control needs --ui")
 	case f.progressEvery <= 0:
 		return usagef("run: --progress-interval %s: must be positive", f.progressEvery)
 	case fl.Changed("setup") && strings.TrimSpace(f.setup) == "", fl.Changed("teardown") && strings.TrimSpace(f.teardown) == "":
@@ -323,6 +327,9 @@ func registerRunFlags(c *cobra.Command, f *runFlags) {
 	fl.DurationVar(&f.timeout, "timeout", 0, "per-job time limit; the job's remote processes are killed")
 	fl.BoolVar(&f.keepRemote, "keep-remote", false, "keep the remote run directory")
 	fl.DurationVar(&f.progressEvery, "progress-interval", 5*time.Second, "when not on a terminal, print a progress line this often")
+	fl.StringVar(&f.ui, "ui", "", "serve a live web page of the run at `ADDR` (default 127.0.0.1:0 when given alone; any other address needs the printed token)")
+	fl.Lookup("ui").NoOptDefVal = "127.0.0.1:0"
+	fl.BoolVar(&f.uiControl, "ui-control", false, "let the --ui page stop the run (as Ctrl-C)")
 	fl.StringVar(&f.resume, "resume", "", "continue the run recorded in RUN_DIR: run only jobs without a recorded result")
 	fl.BoolVar(&f.resumeFailed, "resume-failed", false, "with --resume: also re-run jobs recorded as failed")
 	fl.StringVar(&f.halt, "halt", "never", "stop early: soon,fail=N (start no new jobs after N failed) or now,fail=N (also kill running ones)")

@@ -45,11 +45,17 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 	defer cl.Close()
 
 	out := newRunOutput(stdout, se, printEach, f.keepOrder)
+	ctx, ui, err := startUI(ctx, f, record, se)
+	if err != nil {
+		return err
+	}
+	defer ui.close(ctx)
 	run, err := cl.Start(ctx, distributor.RunOptions{
 		Binary: f.binary, Build: f.build, Files: f.files, Retries: f.retries, Timeout: f.timeout,
 		KeepRemote: f.keepRemote, LogsDir: f.logs, Reducer: reducer, OnResult: out.add,
-		Warn:   func(msg string) { fmt.Fprintln(se, "dsub: warning:", visible(msg)) },
-		Record: record, ResumeDir: f.resume, ResumeFailed: f.resumeFailed,
+		Warn:    ui.warn(func(msg string) { fmt.Fprintln(se, "dsub: warning:", visible(msg)) }),
+		OnEvent: ui.onEvent(),
+		Record:  record, ResumeDir: f.resume, ResumeFailed: f.resumeFailed,
 		HaltAfter: haltAfter, HaltNow: haltNow, Speculate: f.speculate, SpeculateAfter: f.speculateAfter,
 		Launch: f.launch, Agent: agentBinary(), AgentFor: agentFor(agentBinary()),
 		SlotNumbers: tmpl.UsesSlot(), Setup: f.setup, Teardown: f.teardown, TeardownTimeout: f.teardownTimeout,
@@ -58,6 +64,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 	if err != nil {
 		return usageError{err}
 	}
+	ui.attach(run)
 	if err := src.save.start(run.Dir()); err != nil {
 		run.Close()
 		run.Wait()
@@ -90,6 +97,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 	stop := showProgress(run, se, terminal(stderr), f.progressEvery)
 	stats, result, runErr := run.Wait()
 	stop()
+	ui.finish(stats, result, runErr)
 	out.close()
 	return finishRun(ctx, f, run, out, reducer != nil, stats, result, runErr, feedErr, stdout, se)
 }
