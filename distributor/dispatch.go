@@ -50,6 +50,7 @@ type dispatcher struct {
 	hosts     map[string]*runHost   // prepared hosts
 	tally     map[string]*hostTally // per host counts
 	deferred  map[string]bool       // hosts unreachable at the start, being retried
+	cancelled map[int]bool          // jobs the user cancelled (CancelJob)
 	preparing int                   // hosts whose first preparation is under way
 	jobs      map[int]*jobEntry     // unfinished jobs
 	running   map[int]*execState    // by Exec.Seq
@@ -105,7 +106,7 @@ func newDispatcher(ctx context.Context, r *Run) (*dispatcher, error) {
 		r: r, ctx: ctx, jrn: jrn, jl: jl, now: time.Now,
 		q:     queue.New(queue.Options{Retries: r.opts.Retries, QuarantineAfter: r.opts.QuarantineAfter}),
 		sp:    &speculator{on: r.opts.Speculate, after: r.opts.SpeculateAfter},
-		hosts: map[string]*runHost{}, tally: map[string]*hostTally{}, deferred: map[string]bool{},
+		hosts: map[string]*runHost{}, tally: map[string]*hostTally{}, deferred: map[string]bool{}, cancelled: map[int]bool{},
 		jobs: map[int]*jobEntry{}, running: map[int]*execState{},
 		orphans:     orphans{lost: map[string][]int{}, sweeping: map[string]bool{}},
 		commitTimer: time.NewTimer(time.Hour),
@@ -181,6 +182,8 @@ func (d *dispatcher) wait(tick <-chan time.Time) {
 		d.onPrepFail(err)
 	case c := <-r.finished:
 		d.onFinished(c)
+	case req := <-r.cancel:
+		d.onCancel(req)
 	case <-d.commitTimer.C:
 		d.commitArmed = false
 		d.commit()

@@ -2,6 +2,7 @@ package distributor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -107,5 +108,58 @@ func TestReadJoblog(t *testing.T) {
 			g.Signal != w.Signal || g.Command != w.Command || g.Outcome != w.Outcome || g.Send != w.Send || g.Receive != w.Receive {
 			t.Errorf("row %d: %+v, want %+v", i, g, w)
 		}
+	}
+}
+
+// CancelJob fails a running job (its process killed) and a waiting one,
+// each with ErrCancelled, and the run goes on; a finished job cannot be
+// cancelled.
+func TestEngineCancelJob(t *testing.T) {
+	ctx := testCtx(t)
+	c, hs := fakeCluster(t, 1, 2)
+	release := make(chan struct{})
+	killed := make(chan int, 10)
+	hs[0].SetJob(func(ctx context.Context, p *fakehost.Proc) error {
+		select {
+		case <-release:
+			return printJob(ctx, p)
+		case <-ctx.Done():
+			killed <- p.Job
+			return fakehost.Exit(143)
+		}
+	})
+	run := startFake(ctx, t, c, RunOptions{Retries: 2})
+	go run.submitShell(ctx, t, 6)
+	waitLive(t, hs[0], 2) // jobs 1 and 2 run; 3..6 wait
+	if err := run.CancelJob(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if j := <-killed; j != 1 {
+		t.Fatalf("job %d killed, want 1", j)
+	}
+	waitLive(t, hs[0], 2) // job 3 took its slot
+	if err := run.CancelJob(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	st, _, err := run.Wait()
+	if err != nil || st.Failed != 2 || st.Succeeded != 4 {
+		t.Fatalf("run: %v, %d failed, %d succeeded; want 2 and 4", err, st.Failed, st.Succeeded)
+	}
+	run.mu.Lock()
+	for _, j := range []int{1, 6} {
+		if r := run.results[j]; !errors.Is(r.Err, ErrCancelled) {
+			t.Errorf("job %d: %v, want ErrCancelled", j, r.Err)
+		}
+	}
+	run.mu.Unlock()
+	if !strings.Contains(run.warnings(), "job 1 cancelled by the user") {
+		t.Errorf("warnings:\n%s", run.warnings())
+	}
+	if err := run.CancelJob(ctx, 2); err == nil {
+		t.Error("a finished job cancelled")
+	}
+	if hs[0].Started() != 5 {
+		t.Errorf("%d jobs started, want 5 (job 6 never, job 1 not again)", hs[0].Started())
 	}
 }

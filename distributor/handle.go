@@ -60,6 +60,9 @@ func (d *dispatcher) handle(c completion) {
 		d.record(c, es)
 	case queue.GaveUp:
 		er = d.keepLogs(c, false)
+		if d.cancelled[c.e.Job.ID] {
+			c.err = ErrCancelled
+		}
 		d.giveUp(c)
 	case queue.Requeued:
 		er = d.keepLogs(c, true)

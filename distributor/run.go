@@ -153,6 +153,7 @@ type Run struct {
 	prepFail  chan error
 	prepDefer chan *prepError // a host unreachable at the start, tried again
 	finished  chan completion
+	cancel    chan cancelReq // CancelJob
 
 	journaled     map[int]JournalRecord // a resumed run's recorded jobs; read-only after Start
 	needResult    bool                  // the reducer uses result lines (NeedsResult); set by Start
@@ -220,6 +221,7 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 		submit: make(chan JobSpec), closed: make(chan struct{}), done: make(chan struct{}),
 		loopDone: make(chan struct{}), allReady: make(chan struct{}),
 		ready: make(chan *runHost), prepFail: make(chan error), prepDefer: make(chan *prepError), finished: make(chan completion, 64),
+		cancel: make(chan cancelReq),
 	}
 	r.dir = RunDir(filepath.Join(opts.LogsDir, r.id))
 	r.needResult = NeedsResult(opts.Reducer)

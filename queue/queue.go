@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Job is one unit of work. Payload is opaque to the queue.
@@ -93,6 +94,7 @@ type jobState struct {
 	execs    int
 	running  int
 	done     bool
+	canceled bool            // Cancel: it ends as given up once no execution runs
 	avoid    map[string]bool // hosts where it failed
 	on       map[string]int  // hosts running it, with how many executions
 }
@@ -154,6 +156,31 @@ func (q *Queue) FailPinned(name string) []*Job {
 	}
 	delete(q.pinned, name)
 	return out
+}
+
+// Cancel gives up job id at the user's request. A job waiting in the
+// queue is given up now (running false); one running is given up once
+// its executions have ended, which the caller kills (running true): a
+// success that ends one first still counts. ok is false for a job that
+// is not waiting or running.
+func (q *Queue) Cancel(id int) (running, ok bool) {
+	js, live := q.jobs[id]
+	if !live || js.done {
+		return false, false
+	}
+	js.canceled = true
+	if js.running > 0 {
+		return true, true
+	}
+	if p := js.job.Pin; p != "" {
+		q.pinned[p] = slices.DeleteFunc(q.pinned[p], func(o *jobState) bool { return o == js })
+	} else {
+		q.pending = slices.DeleteFunc(q.pending, func(o *jobState) bool { return o == js })
+	}
+	js.done = true
+	delete(q.jobs, id)
+	q.gaveUp++
+	return false, true
 }
 
 // SetHostState changes a host's state. Executions already running there
@@ -394,6 +421,13 @@ func (q *Queue) Finish(e Exec, o Outcome) Disposition {
 	if !live || js.done {
 		h.stats.Discarded++
 		return Discarded
+	}
+	if js.canceled && o != Succeeded {
+		// Cancelled by the user: whatever ended it, it is over.
+		if o == Failed {
+			h.stats.Failed++
+		}
+		return q.giveUp(js)
 	}
 	switch o {
 	case Succeeded:

@@ -513,3 +513,39 @@ func TestReturnedJobGoesElsewhere(t *testing.T) {
 		t.Fatal(d)
 	}
 }
+
+// Cancel gives up a waiting job at once, and a running one when its
+// execution ends, however it ends (a retry left or not) unless it
+// succeeded first; a job done or unknown cannot be cancelled.
+func TestCancel(t *testing.T) {
+	q := newQ(t, Options{Retries: 3}, "a")
+	addJobs(t, q, 3)
+	q.Close()
+	e := q.Assign() // job 1 runs; 2 and 3 wait
+	if running, ok := q.Cancel(3); running || !ok || q.Pending() != 1 || q.GaveUp() != 1 {
+		t.Fatalf("cancel waiting job 3: running %v ok %v, pending %d, gave up %d", running, ok, q.Pending(), q.GaveUp())
+	}
+	if running, ok := q.Cancel(1); !running || !ok {
+		t.Fatalf("cancel running job 1: running %v ok %v", running, ok)
+	}
+	if d := q.Finish(e[0], Canceled); d != GaveUp {
+		t.Errorf("job 1 killed by the cancel: %v, want GaveUp (not dropped, not retried)", d)
+	}
+	if _, ok := q.Cancel(1); ok {
+		t.Error("job 1 cancelled twice")
+	}
+	e = q.Assign()
+	if show(e) != "2@a" {
+		t.Fatalf("assign after cancels = %s, want job 2 only", show(e))
+	}
+	q.Cancel(2)
+	if d := q.Finish(e[0], Succeeded); d != Recorded {
+		t.Errorf("job 2 succeeded before its cancel landed: %v, want Recorded", d)
+	}
+	if !q.Done() || q.GaveUp() != 2 || q.Succeeded() != 1 {
+		t.Errorf("done %v, gave up %d, succeeded %d; want true 2 1", q.Done(), q.GaveUp(), q.Succeeded())
+	}
+	if _, ok := q.Cancel(99); ok {
+		t.Error("unknown job 99 cancelled")
+	}
+}

@@ -1,0 +1,65 @@
+package distributor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// ErrCancelled is why a job cancelled by the user (Run.CancelJob) failed.
+var ErrCancelled = errors.New("cancelled by the user")
+
+// cancelReq asks the dispatcher to cancel a job.
+type cancelReq struct {
+	job   int
+	reply chan error
+}
+
+// CancelJob gives up job at the user's request (a monitor page's
+// button): a waiting job fails now, a running one once its executions
+// have been killed, each with ErrCancelled. The run goes on. It is an
+// error for a job that is not waiting or running.
+func (r *Run) CancelJob(ctx context.Context, job int) error {
+	req := cancelReq{job: job, reply: make(chan error, 1)}
+	select {
+	case r.cancel <- req:
+	case <-r.loopDone:
+		return errors.New("the run has ended")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// onCancel cancels a job: the queue gives it up, at once if it waits,
+// else when the executions this kills have ended (handle).
+func (d *dispatcher) onCancel(req cancelReq) {
+	running, ok := d.q.Cancel(req.job)
+	if !ok {
+		req.reply <- fmt.Errorf("job %d is not waiting or running", req.job)
+		return
+	}
+	d.cancelled[req.job] = true
+	d.r.opts.Warn(fmt.Sprintf("job %d cancelled by the user", req.job))
+	if running {
+		for _, es := range d.running {
+			if es.job == req.job {
+				es.cancel()
+			}
+		}
+		req.reply <- nil
+		return
+	}
+	je := d.jobs[req.job]
+	d.failedJobs++
+	d.jrn.Append(&JournalRecord{Job: req.job, ID: je.id, Failed: true, Error: ErrCancelled.Error()})
+	out, er := d.r.dir.JobLogs(req.job)
+	d.report(Result{Job: req.job, Err: ErrCancelled, Exit: -1, Stdout: out, Stderr: er})
+	delete(d.jobs, req.job)
+	req.reply <- nil
+}
