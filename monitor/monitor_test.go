@@ -194,7 +194,14 @@ func TestServerGuards(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer loop.Close()
-	ctl, err := Serve(NewModel("x"), ServerOptions{Stop: stop})
+	var cancelled atomic.Int32
+	ctl, err := Serve(NewModel("x"), ServerOptions{Stop: stop, CancelJob: func(_ context.Context, job int) error {
+		if job != 7 {
+			return fmt.Errorf("job %d is not waiting or running", job)
+		}
+		cancelled.Add(1)
+		return nil
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,6 +232,11 @@ func TestServerGuards(t *testing.T) {
 		{"stop, no header", "POST", ctl.URL() + "api/stop", "", false, 403},
 		{"stop, GET", "GET", ctl.URL() + "api/stop", "", true, 405},
 		{"stop", "POST", ctl.URL() + "api/stop", "", true, 204},
+		{"cancel, read-only", "POST", loop.URL() + "api/cancel?job=7", "", true, 403},
+		{"cancel, no header", "POST", ctl.URL() + "api/cancel?job=7", "", false, 403},
+		{"cancel, no job", "POST", ctl.URL() + "api/cancel", "", true, 400},
+		{"cancel, not running", "POST", ctl.URL() + "api/cancel?job=8", "", true, 409},
+		{"cancel", "POST", ctl.URL() + "api/cancel?job=7", "", true, 204},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tc.method, tc.url, nil)
@@ -245,8 +257,8 @@ func TestServerGuards(t *testing.T) {
 			}
 		})
 	}
-	if stopped.Load() != 1 {
-		t.Errorf("stop called %d times, want once (by the one allowed request)", stopped.Load())
+	if stopped.Load() != 1 || cancelled.Load() != 1 {
+		t.Errorf("stop called %d times, cancel %d: want once each (by the one allowed request)", stopped.Load(), cancelled.Load())
 	}
 }
 

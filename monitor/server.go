@@ -21,9 +21,11 @@ type ServerOptions struct {
 	// port). Bound to anything but loopback, every request needs the
 	// token that URL carries.
 	Addr string
-	// Stop, if set, lets the page stop the run, as Ctrl-C does
-	// (--ui-control); without it the page is read-only.
-	Stop func()
+	// Stop, if set, lets the page stop the run, as Ctrl-C does, and
+	// CancelJob cancel one job (--ui-control); without them the page is
+	// read-only.
+	Stop      func()
+	CancelJob func(ctx context.Context, job int) error
 }
 
 // Server serves a Model's page and state over HTTP.
@@ -72,6 +74,7 @@ func Serve(m *Model, opts ServerOptions) (*Server, error) {
 	mux.HandleFunc("GET /{$}", s.page)
 	mux.HandleFunc("GET /api/state", s.state)
 	mux.HandleFunc("POST /api/stop", s.stop)
+	mux.HandleFunc("POST /api/cancel", s.cancel)
 	s.srv = &http.Server{Handler: s.guard(mux), ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
@@ -158,18 +161,46 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(st)
 }
 
-// stop stops the run as Ctrl-C would. The page sends a header that a
-// form on another site cannot, so a cross-site request is refused.
-func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
+// control reports whether r may change the run: only with --ui-control,
+// and only with a header that a form on another site cannot send, so a
+// cross-site request is refused.
+func (s *Server) control(w http.ResponseWriter, r *http.Request) bool {
 	if s.opts.Stop == nil {
 		http.Error(w, "forbidden: the monitor is read-only (start dsub run with --ui-control)", http.StatusForbidden)
-		return
+		return false
 	}
 	if r.Header.Get("X-Dsub-Control") != "1" {
 		http.Error(w, "forbidden: missing X-Dsub-Control header", http.StatusForbidden)
+		return false
+	}
+	return true
+}
+
+// stop stops the run as Ctrl-C would.
+func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
+	if !s.control(w, r) {
 		return
 	}
 	s.m.Warn("stop requested from the monitor page")
 	s.opts.Stop()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// cancel cancels job ?job=N: it fails, and the run goes on.
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
+	if !s.control(w, r) {
+		return
+	}
+	job, err := strconv.Atoi(r.URL.Query().Get("job"))
+	if err != nil || job < 1 || s.opts.CancelJob == nil {
+		http.Error(w, "bad request: want ?job=N", http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if err := s.opts.CancelJob(ctx, job); err != nil {
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }

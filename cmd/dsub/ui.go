@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dsub-dev/dsub/distributor"
@@ -18,6 +19,7 @@ var errStopped = errors.New("stopped from the --ui page")
 type runUI struct {
 	m   *monitor.Model
 	srv *monitor.Server
+	run atomic.Pointer[distributor.Run] // set once started: for --ui-control's cancel
 }
 
 // startUI serves the --ui page, if asked, and prints its URL. With
@@ -35,6 +37,13 @@ func startUI(ctx context.Context, f *runFlags, record runRecord, se *lockedWrite
 		opts.Stop = func() {
 			fmt.Fprintln(se, "dsub: stop requested from the monitor page: stopping as on Ctrl-C")
 			cancel(errStopped)
+		}
+		opts.CancelJob = func(ctx context.Context, job int) error {
+			r := u.run.Load()
+			if r == nil {
+				return errors.New("the run has not started")
+			}
+			return r.CancelJob(ctx, job)
 		}
 	}
 	srv, err := monitor.Serve(u.m, opts)
@@ -63,6 +72,7 @@ func (u *runUI) onEvent() func(distributor.Event) {
 func (u *runUI) attach(r *distributor.Run) {
 	if u.m != nil {
 		u.m.Attach(r)
+		u.run.Store(r)
 	}
 }
 

@@ -191,9 +191,10 @@ func TestMonitorLive(t *testing.T) {
 	}
 }
 
-// With --ui-control the page's stop button stops the run as Ctrl-C
-// does: the jobs are killed on their hosts, the run is resumable, and
-// dsub exits 130. Without it, the page has no button.
+// With --ui-control a running job's bar can cancel it (it fails, the run
+// goes on), and the page's stop button stops the run as Ctrl-C does: the
+// jobs are killed on their hosts, the run is resumable, and dsub exits
+// 130. Without it, the page has no button.
 func TestMonitorStop(t *testing.T) {
 	testenv.Require(t, cluster)
 	ctx := browser.New(t, 1280, 900)
@@ -211,13 +212,25 @@ func TestMonitorStop(t *testing.T) {
 	}
 	browser.WaitFor(t, ctx, `document.querySelectorAll("#timeline rect.seg.k-run").length >= 4`, 90*time.Second)
 	browser.WaitFor(t, ctx, `!document.getElementById("control").hidden`, 5*time.Second)
-	if err := chromedp.Run(ctx, chromedp.Evaluate(`window.confirm = () => true; document.getElementById("stop").click(); true`, nil)); err != nil {
+	// Cancel one running job from its bar: it fails, and the run goes on.
+	var job int
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`window.confirm = () => true;
+		(() => { const r = document.querySelector("#timeline rect.seg.k-run"); r.dispatchEvent(new MouseEvent("click", {bubbles: true}));
+		document.getElementById("cancel-job").click(); return Number(r.dataset.job) })()`, &job)); err != nil {
+		t.Fatal(err)
+	}
+	browser.WaitFor(t, ctx, `document.getElementById("failed").textContent === "1"`, 30*time.Second)
+	browser.WaitFor(t, ctx, fmt.Sprintf(`document.querySelector('.failure[data-job="%d"]') !== null`, job), 10*time.Second)
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`document.getElementById("stop").click(); true`, nil)); err != nil {
 		t.Fatal(err)
 	}
 	err := u.wait(t)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
 		t.Errorf("dsub exited %v, want status 130 (interrupted)\n%s", err, u.stderr)
+	}
+	if !strings.Contains(u.stderr.String(), fmt.Sprintf("job %d cancelled by the user", job)) {
+		t.Errorf("stderr does not say job %d was cancelled:\n%s", job, u.stderr)
 	}
 	if !strings.Contains(u.stderr.String(), "resume with: dsub run --resume") || !strings.Contains(u.stderr.String(), "stop requested from the monitor page: stopping as on Ctrl-C") {
 		t.Errorf("stderr does not say the run was stopped and can be resumed:\n%s", u.stderr)

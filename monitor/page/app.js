@@ -166,10 +166,22 @@
     tip.hidden = false;
   });
   $("timeline").addEventListener("mouseleave", () => { $("tip").hidden = true; });
+  let picked = null; // the job whose detail is shown
   $("timeline").addEventListener("click", (ev) => {
-    const s = segOf(ev.target), d = $("detail");
-    d.hidden = !s;
-    if (s) d.textContent = describe(s);
+    const s = segOf(ev.target);
+    $("detail-box").hidden = !s;
+    picked = s ? s.job : null;
+    if (!s) return;
+    $("detail").textContent = describe(s);
+    // Only a running job can be cancelled, and only with --ui-control.
+    $("cancel-job").hidden = !(last && last.control && last.live && !last.done && s.k === "run");
+    $("cancel-job").textContent = "Cancel job " + s.job;
+  });
+  $("cancel-job").addEventListener("click", async () => {
+    if (picked == null || !confirm("Cancel job " + picked + "? It is killed and counts as failed; the run goes on.")) return;
+    const r = await fetch(api("api/cancel?job=" + picked), { method: "POST", headers: { "X-Dsub-Control": "1" } });
+    $("cancel-job").hidden = true;
+    if (!r.ok) $("detail").textContent += "\ncancel: " + (await r.text());
   });
 
   function renderFailures(fs) {
