@@ -22,6 +22,13 @@
 //     1 MB file returned (--transfer --return --cleanup), against the
 //     same jobs without files. Target: >= 0.5x their throughput.
 //
+//  5. (ui) The master's CPU on the tiny jobs in agent mode, without --ui,
+//     with --ui, and with --ui and headless Chromium showing the page.
+//     Target: <= 1% more.
+//
+//  6. (report) A 100,000-job run's report: its size, and its render time
+//     in Chromium. Target: < 2 s.
+//
 //     go run ./bench/run [-jobs 1000] [-rounds 3] [-upto 200000000]
 package main
 
@@ -61,7 +68,7 @@ func main() {
 	rounds := flag.Int("rounds", 3, "timed rounds per tool")
 	upto := flag.Int("upto", 2000000000, "primes range for the CPU-bound benchmark")
 	slots := flag.Int("slots", 4, "slots per host for the tiny-jobs benchmark (all tools)")
-	only := flag.String("only", "jobs,wan,ship,primes,files", "benchmarks to run")
+	only := flag.String("only", "jobs,wan,ship,primes,files,ui,report", "benchmarks to run")
 	fileJobs := flag.Int("file-jobs", 1000, "jobs of the files benchmark")
 	fileSize := flag.Int("file-size", 1<<20, "bytes in and out per job in the files benchmark")
 	rtt := flag.Duration("rtt", 50*time.Millisecond, "the round trip the wan benchmark adds to every host")
@@ -146,6 +153,16 @@ func (b *bench) run(only string) error {
 	if strings.Contains(only, "files") {
 		if err := b.files(ctx); err != nil {
 			return fmt.Errorf("files: %w", err)
+		}
+	}
+	if strings.Contains(only, "ui") {
+		if err := b.ui(ctx); err != nil {
+			return fmt.Errorf("ui: %w", err)
+		}
+	}
+	if strings.Contains(only, "report") {
+		if err := b.report(ctx); err != nil {
+			return fmt.Errorf("report: %w", err)
 		}
 	}
 	return nil
