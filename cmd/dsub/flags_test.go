@@ -37,6 +37,7 @@ func TestEveryFlagRejectsBadValues(t *testing.T) {
 		"setup=0", "setup=-1", "setup=garbage", "teardown=0", "teardown=-1", "teardown=garbage",
 		"return=0", "return=-1", "return=garbage", // file names in the job's directory
 		"logs=0", "logs=-1", "logs=garbage", "out=0", "out=-1", "out=garbage", // directory names
+		"output=0", "output=-1", "output=garbage", // report: file names
 		"halt=garbage", // checked below: this one must be refused
 	} {
 		accepts[s] = true
@@ -44,9 +45,10 @@ func TestEveryFlagRejectsBadValues(t *testing.T) {
 	delete(accepts, "halt=garbage")
 	base := map[string][]string{
 		"ping": nil, "clean": nil,
-		"exec": {"--", "true"},
-		"put":  {filepath.Join(home, ".ssh", "id_ed25519"), "/tmp/x"},
-		"get":  {"/tmp/x", "got"},
+		"exec":   {"--", "true"},
+		"put":    {filepath.Join(home, ".ssh", "id_ed25519"), "/tmp/x"},
+		"get":    {"/tmp/x", "got"},
+		"report": {"."},
 	}
 	root := newRootCmd(nil, &bytes.Buffer{}, &bytes.Buffer{})
 	n := 0
@@ -101,7 +103,7 @@ func writeTestKey(t *testing.T, path string) {
 // cmdArgs is a command line for c that is valid but for --flag=value.
 func cmdArgs(c *cobra.Command, flag, value string, base map[string][]string) []string {
 	args := []string{c.Name(), "--" + flag + "=" + value}
-	if flag != "hosts-list" && flag != "hosts" && flag != "resume" {
+	if flag != "hosts-list" && flag != "hosts" && flag != "resume" && c.Flags().Lookup("hosts") != nil {
 		args = append(args, "-w", "127.0.0.1:1")
 	}
 	if c.Name() == "run" && flag != "binary" && flag != "build" && flag != "commands" && flag != "resume" {
