@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/dsub-dev/dsub/queue"
 )
 
 // ErrCancelled is why a job cancelled by the user (Run.CancelJob) failed.
@@ -55,11 +57,6 @@ func (d *dispatcher) onCancel(req cancelReq) {
 		req.reply <- nil
 		return
 	}
-	je := d.jobs[req.job]
-	d.failedJobs++
-	d.jrn.Append(&JournalRecord{Job: req.job, ID: je.id, Failed: true, Error: ErrCancelled.Error()})
-	out, er := d.r.dir.JobLogs(req.job)
-	d.report(Result{Job: req.job, Err: ErrCancelled, Exit: -1, Stdout: out, Stderr: er})
-	delete(d.jobs, req.job)
+	d.giveUp(completion{e: queue.Exec{Job: &queue.Job{ID: req.job}}, err: ErrCancelled, exit: -1})
 	req.reply <- nil
 }

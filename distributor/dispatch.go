@@ -64,6 +64,7 @@ type dispatcher struct {
 	commitTimer *time.Timer
 	commitArmed bool
 	reduceErrs  []string
+	reduceNew   bool // results reduced since the last publish
 
 	closed      bool // no more jobs will be submitted
 	readyClosed bool
@@ -357,7 +358,7 @@ func (d *dispatcher) launch(e queue.Exec, backup bool) {
 		es.started.Store(true) // it starts at once
 		d.r.event(startEvent(Started, e, je, es, es.start))
 	} else {
-		es.ticket, es.ordered = h.order.ticket(), true
+		es.ticket = h.order.ticket()
 		d.r.event(startEvent(Sent, e, je, es, es.start))
 	}
 	d.running[e.Seq] = es
@@ -507,6 +508,7 @@ func (d *dispatcher) commit() {
 	}
 	for _, res := range d.emit {
 		if d.r.opts.Reducer != nil {
+			d.reduceNew = true
 			if err := d.r.opts.Reducer.Add(res.Job, res.Value); err != nil {
 				d.reduceErrs = append(d.reduceErrs, fmt.Sprintf("job %d on %s: %v (log: %s)", res.Job, res.Host, err, res.Stdout))
 			}
@@ -528,8 +530,8 @@ func (d *dispatcher) publish() {
 	for _, es := range d.running {
 		prog[es.host] = append(prog[es.host], bitsFloat(es.progress.Load()))
 	}
-	if c, ok := r.opts.Reducer.(interface{ current() string }); ok {
-		r.snap.Reduced = c.current()
+	if c, ok := r.opts.Reducer.(interface{ current() string }); ok && d.reduceNew {
+		r.snap.Reduced, d.reduceNew = c.current(), false
 	}
 	r.snap.Hosts = r.snap.Hosts[:0]
 	for _, name := range d.order {

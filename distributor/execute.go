@@ -35,10 +35,9 @@ type execState struct {
 	// takenBack: cancelled while waiting there, to run elsewhere.
 	started   atomic.Bool
 	takenBack bool
-	// ticket is its place in its host's sendOrder (ordered), for a
-	// host with a window.
-	ticket  uint64
-	ordered bool
+	// ticket is its place in its host's sendOrder, for a host with a
+	// window.
+	ticket uint64
 }
 
 // completion is how an execution ended, as execute reports it to the
@@ -179,7 +178,7 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 		}
 		_, err = r.stage(ctx, h, e.Job.ID, dir, je.spec.Transfer)
 	}
-	if es.ordered {
+	if h.window() > 0 {
 		defer h.order.done(es.ticket) // if it was never sent
 		cmd.OnQueued = func() { h.order.done(es.ticket) }
 		if err == nil {

@@ -165,7 +165,7 @@ func openJoblog(path string) (*joblog, error) {
 	}
 	l := &joblog{f: f, w: bufio.NewWriter(f)}
 	if fi, err := f.Stat(); err == nil && fi.Size() == 0 { // a resumed run appends
-		fmt.Fprintln(l.w, "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\tOutcome")
+		fmt.Fprintln(l.w, JoblogHeader)
 	}
 	return l, nil
 }
@@ -187,12 +187,20 @@ type JoblogRow struct {
 func (l *joblog) Write(r JoblogRow) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return r.Write(l.w)
+}
+
+// JoblogHeader is joblog.tsv's first line.
+const JoblogHeader = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\tOutcome"
+
+// Write writes r as a joblog.tsv line, as ReadJoblog reads it.
+func (r JoblogRow) Write(w io.Writer) error {
 	sig := "0"
 	if r.Signal != "" {
 		sig = r.Signal
 	}
 	cmd := strings.NewReplacer("\t", " ", "\n", " ").Replace(r.Command)
-	_, err := fmt.Fprintf(l.w, "%d\t%s\t%.3f\t%.3f\t%d\t%d\t%d\t%s\t%s\t%s\n", r.Job, r.Host,
+	_, err := fmt.Fprintf(w, "%d\t%s\t%.3f\t%.3f\t%d\t%d\t%d\t%s\t%s\t%s\n", r.Job, r.Host,
 		float64(r.Start.UnixMilli())/1000, r.Runtime.Seconds(), r.Send, r.Receive, r.Exit, sig, cmd, r.Outcome)
 	return err
 }

@@ -58,6 +58,14 @@ type reportBuilder struct {
 	rd      distributor.RunDir
 	man     *distributor.Manifest
 	journal map[int]distributor.JournalRecord
+	hosts   map[string]*hostAcc
+	order   []*hostAcc // the manifest's hosts, then others as met
+}
+
+// hostAcc is a host's row as the joblog's rows add to it.
+type hostAcc struct {
+	row          HostRow
+	jobTime, cpu float64 // of its succeeded executions; cpu where measured
 }
 
 // build fills the state from the joblog's rows.
@@ -71,7 +79,7 @@ func (b *reportBuilder) build(rows []distributor.JoblogRow) {
 	slices.SortStableFunc(rows, func(a, c distributor.JoblogRow) int {
 		return a.Start.Add(a.Runtime).Compare(c.Start.Add(c.Runtime))
 	})
-	hosts := b.hostRows()
+	b.addHosts()
 	tl := newTimeline()
 	for _, h := range b.man.Hosts {
 		tl.reserve(h.Name, h.Slots)
@@ -84,12 +92,14 @@ func (b *reportBuilder) build(rows []distributor.JoblogRow) {
 	for i, r := range rows {
 		s := Segment{Start: ms(r.Start.Sub(t0)), End: ms(r.Start.Add(r.Runtime).Sub(t0)), Job: r.Job, Kind: kindOf(r.Outcome),
 			Exit: r.Exit, Cmd: r.Command, Host: r.Host}
-		if s.Kind == "fail" {
+		if strings.HasPrefix(r.Outcome, "gave-up") && len(b.st.Failures) < maxReportFailures {
+			// The job's own log is its last execution's: an earlier,
+			// retried one's stderr is not at hand.
 			s.Log, s.Tail = b.stderrTail(r)
 		}
 		s.Lane = tl.laneOf(r.Host, lanes[i])
 		tl.add(s)
-		b.count(hosts, r, s)
+		b.count(r, s)
 		if s.Kind == "ok" {
 			durs = append(durs, r.Runtime.Seconds())
 			b.straggler(s)
@@ -100,48 +110,52 @@ func (b *reportBuilder) build(rows []distributor.JoblogRow) {
 	}
 	b.st.Timeline = tl.view(-1, -1, 0)
 	b.st.Histogram = histogram(durs)
-	b.finish(hosts, t0, last)
+	b.finish(t0, last)
 }
 
-// hostRows are the hosts the manifest lists, in its order.
-func (b *reportBuilder) hostRows() map[string]*HostRow {
-	rows := map[string]*HostRow{}
+// addHosts starts a row for each host the manifest lists, in its order.
+func (b *reportBuilder) addHosts() {
+	b.hosts = map[string]*hostAcc{}
 	for _, h := range b.man.Hosts {
 		state := "up"
 		if h.Error != "" {
 			state = "failed"
 		}
-		rows[h.Name] = &HostRow{Name: h.Name, State: state, Launcher: h.Launcher, Slots: h.Slots, CPUEff: -1, Error: h.Error}
-		b.st.Hosts = append(b.st.Hosts, HostRow{Name: h.Name})
+		b.host(h.Name).row = HostRow{Name: h.Name, State: state, Launcher: h.Launcher, Slots: h.Slots, CPUEff: -1, Error: h.Error}
 	}
 	if b.man.Stats != nil {
 		for _, h := range b.man.Stats.Hosts {
-			if r := rows[h.Name]; r != nil {
-				r.State = h.State
+			if a := b.hosts[h.Name]; a != nil {
+				a.row.State = h.State
 			}
 		}
 	}
-	return rows
+}
+
+// host is name's row, started if new.
+func (b *reportBuilder) host(name string) *hostAcc {
+	a := b.hosts[name]
+	if a == nil {
+		a = &hostAcc{row: HostRow{Name: name, State: "up", CPUEff: -1}}
+		b.hosts[name] = a
+		b.order = append(b.order, a)
+	}
+	return a
 }
 
 // count adds an execution to its host's row and the run's counts.
-func (b *reportBuilder) count(hosts map[string]*HostRow, r distributor.JoblogRow, s Segment) {
-	h := hosts[r.Host]
-	if h == nil {
-		h = &HostRow{Name: r.Host, State: "up", CPUEff: -1}
-		hosts[r.Host] = h
-		b.st.Hosts = append(b.st.Hosts, HostRow{Name: r.Host})
-	}
+func (b *reportBuilder) count(r distributor.JoblogRow, s Segment) {
+	h := b.host(r.Host)
 	switch {
 	case s.Kind == "ok":
-		h.Done++
-		h.SecPerJob += r.Runtime.Seconds() // a sum until finish
+		h.row.Done++
+		h.jobTime += r.Runtime.Seconds()
 		b.st.Succeeded++
-		if j, ok := b.journal[r.Job]; ok && j.CPU > 0 {
-			h.CPUEff = max(h.CPUEff, 0) + j.CPU // a sum until finish
+		if j, ok := b.journal[r.Job]; ok {
+			h.cpu += j.CPU
 		}
 	case s.Kind == "fail":
-		h.Failed++
+		h.row.Failed++
 		if strings.HasPrefix(r.Outcome, "gave-up") {
 			b.st.Failed++
 			if len(b.st.Failures) < maxReportFailures {
@@ -149,7 +163,7 @@ func (b *reportBuilder) count(hosts map[string]*HostRow, r distributor.JoblogRow
 			}
 		}
 	case s.Kind == "lost":
-		h.Lost++
+		h.row.Lost++
 	}
 }
 
@@ -167,17 +181,15 @@ func (b *reportBuilder) straggler(s Segment) {
 }
 
 // finish completes the host rows and the run's figures.
-func (b *reportBuilder) finish(hosts map[string]*HostRow, t0, last time.Time) {
-	for i, r := range b.st.Hosts {
-		h := *hosts[r.Name]
-		if h.Done > 0 {
-			jobTime := h.SecPerJob
-			h.SecPerJob = jobTime / float64(h.Done)
-			if h.CPUEff > 0 {
-				h.CPUEff /= jobTime
+func (b *reportBuilder) finish(t0, last time.Time) {
+	for _, h := range b.order {
+		if h.row.Done > 0 {
+			h.row.SecPerJob = h.jobTime / float64(h.row.Done)
+			if h.cpu > 0 {
+				h.row.CPUEff = h.cpu / h.jobTime
 			}
 		}
-		b.st.Hosts[i] = h
+		b.st.Hosts = append(b.st.Hosts, h.row)
 	}
 	b.st.Jobs = b.st.Succeeded + b.st.Failed
 	if s := b.man.Stats; s != nil {

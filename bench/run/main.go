@@ -172,14 +172,12 @@ func (b *bench) run(only string) error {
 func (b *bench) tinyJobs(ctx context.Context) {
 	c, jobs, slots, tmp, logs, names, dsub, self := b.c, b.jobs, b.slots, b.tmp, b.logs, b.names, b.dsub, b.self
 	rounds, hostsSlots := b.rounds, b.hostsSlots
-	cmds := filepath.Join(tmp, "cmds.txt")
+	cmds := b.echoJobs()
 	args := filepath.Join(tmp, "args.txt")
-	var cb, ab strings.Builder
+	var ab strings.Builder
 	for i := 1; i <= jobs; i++ {
-		fmt.Fprintf(&cb, "echo %d\n", i)
 		fmt.Fprintf(&ab, "%d\n", i)
 	}
-	os.WriteFile(cmds, []byte(cb.String()), 0o600)
 	os.WriteFile(args, []byte(ab.String()), 0o600)
 	cm := filepath.Join(tmp, "ssh_config_cm")
 	base, _ := os.ReadFile(c.SSHConfig)
@@ -241,6 +239,18 @@ func (b *bench) tinyJobs(ctx context.Context) {
 	for _, n := range names {
 		_ = exec.Command("ssh", "-F", cm, "-O", "exit", n).Run()
 	}
+}
+
+// echoJobs writes the tiny jobs' commands file (echo N, for -jobs N)
+// and returns its path.
+func (b *bench) echoJobs() string {
+	cmds := filepath.Join(b.tmp, "cmds.txt")
+	var cb strings.Builder
+	for i := 1; i <= b.jobs; i++ {
+		fmt.Fprintf(&cb, "echo %d\n", i)
+	}
+	os.WriteFile(cmds, []byte(cb.String()), 0o600)
+	return cmds
 }
 
 // cpuPerJob prints the master's own CPU per job for each dsub row: dsub

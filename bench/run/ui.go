@@ -29,12 +29,7 @@ func (b *bench) ui(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cmds := filepath.Join(b.tmp, "ui-cmds.txt")
-	var cb strings.Builder
-	for i := 1; i <= b.jobs; i++ {
-		fmt.Fprintf(&cb, "echo %d\n", i)
-	}
-	os.WriteFile(cmds, []byte(cb.String()), 0o600)
+	cmds := b.echoJobs()
 	bctx, cancel := browser.Start(ctx, path, 1280, 900)
 	defer cancel()
 	if err := chromedp.Run(bctx); err != nil {

@@ -78,6 +78,22 @@ func (u *uiRun) wait(t *testing.T) error {
 	}
 }
 
+// uiTest sets up a monitor test against the testenv cluster: a browser,
+// dsub, a directory, and a commands file cf of jobs lines line(1..jobs).
+func uiTest(t *testing.T, jobs int, line func(i int) string) (ctx context.Context, bin, dir, cf string) {
+	t.Helper()
+	testenv.Require(t, cluster)
+	ctx = browser.New(t, 1280, 900)
+	bin, dir = buildDsub(t), t.TempDir()
+	var cmds strings.Builder
+	for i := 1; i <= jobs; i++ {
+		fmt.Fprintln(&cmds, line(i))
+	}
+	cf = filepath.Join(dir, "cmds.txt")
+	os.WriteFile(cf, []byte(cmds.String()), 0o600)
+	return ctx, bin, dir, cf
+}
+
 // pageNumber reads a number the page shows.
 func pageNumber(t *testing.T, ctx context.Context, id string) int {
 	t.Helper()
@@ -94,19 +110,12 @@ func pageNumber(t *testing.T, ctx context.Context, id string) int {
 // jobs drawn on the timeline while they run, the counts going up, and
 // the final result, which the page keeps once dsub has exited.
 func TestMonitorLive(t *testing.T) {
-	testenv.Require(t, cluster)
-	ctx := browser.New(t, 1280, 900)
-	bin := buildDsub(t)
-	dir := t.TempDir()
-	var cmds strings.Builder
 	const jobs = 24
 	want := 0
-	for i := 1; i <= jobs; i++ {
-		fmt.Fprintf(&cmds, "sleep 1.%d; echo %d\n", i%10, i)
+	ctx, bin, dir, cf := uiTest(t, jobs, func(i int) string {
 		want += i
-	}
-	cf := filepath.Join(dir, "cmds.txt")
-	os.WriteFile(cf, []byte(cmds.String()), 0o600)
+		return fmt.Sprintf("sleep 1.%d; echo %d", i%10, i)
+	})
 	u := startUIRun(t, bin, "--hosts", cluster.HostsFile, "--logs", filepath.Join(dir, "logs"), "--commands", cf, "--reduce", "sum", "--ui")
 	if !strings.HasPrefix(u.url, "http://127.0.0.1:") || strings.Contains(u.url, "token") {
 		t.Errorf("URL %s: want loopback, without a token", u.url)
@@ -196,16 +205,9 @@ func TestMonitorLive(t *testing.T) {
 // jobs are killed on their hosts, the run is resumable, and dsub exits
 // 130. Without it, the page has no button.
 func TestMonitorStop(t *testing.T) {
-	testenv.Require(t, cluster)
-	ctx := browser.New(t, 1280, 900)
-	bin := buildDsub(t)
-	dir := t.TempDir()
-	var cmds strings.Builder
-	for i := 1; i <= 6; i++ {
-		fmt.Fprintf(&cmds, "sleep 377.%d; echo %d\n", i, i) // a marker: alive if the kill failed (some wait in agents' windows)
-	}
-	cf := filepath.Join(dir, "cmds.txt")
-	os.WriteFile(cf, []byte(cmds.String()), 0o600)
+	ctx, bin, dir, cf := uiTest(t, 6, func(i int) string {
+		return fmt.Sprintf("sleep 377.%d; echo %d", i, i) // a marker: alive if the kill failed (some wait in agents' windows)
+	})
 	u := startUIRun(t, bin, "--hosts", cluster.HostsFile, "--logs", filepath.Join(dir, "logs"), "--commands", cf, "--reduce", "sum", "--ui", "--ui-control")
 	if err := chromedp.Run(ctx, chromedp.Navigate(u.url)); err != nil {
 		t.Fatal(err)

@@ -30,7 +30,7 @@ func Write(dir string, jobs, hosts, slots, failEvery int) error {
 		return err
 	}
 	w := bufio.NewWriter(f)
-	fmt.Fprintln(w, "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\tOutcome")
+	fmt.Fprintln(w, distributor.JoblogHeader)
 	free := make([]time.Time, hosts*slots) // each slot's next free time
 	for i := range free {
 		free[i] = t0
@@ -61,8 +61,11 @@ func Write(dir string, jobs, hosts, slots, failEvery int) error {
 			per[h].Jobs++
 			per[h].JobTime += d.Seconds()
 		}
-		fmt.Fprintf(w, "%d\th%02d\t%.3f\t%.3f\t0\t8\t%d\t0\t./work --shard %d\t%s\n", j, h+1,
-			float64(free[s].UnixMilli())/1000, d.Seconds(), exit, j, outcome)
+		row := distributor.JoblogRow{Job: j, Host: fmt.Sprintf("h%02d", h+1), Start: free[s], Runtime: d, Receive: 8,
+			Exit: exit, Command: fmt.Sprintf("./work --shard %d", j), Outcome: outcome}
+		if err := row.Write(w); err != nil {
+			return err
+		}
 		free[s] = free[s].Add(d + 2*time.Millisecond)
 		if free[s].After(end) {
 			end = free[s]
