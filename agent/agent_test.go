@@ -425,3 +425,55 @@ func TestAbandonedExitIsLost(t *testing.T) {
 		t.Errorf("Run = pgid %d, %v; want ErrLost with the group", pgid, err)
 	}
 }
+
+func TestParseHealth(t *testing.T) {
+	for _, tc := range []struct {
+		name, load, mem string
+		want            HealthMsg
+		err             string
+	}{
+		{"linux", "0.52 0.58 0.59 1/467 12345\n", "MemTotal:       16318588 kB\nMemFree:          812340 kB\nMemAvailable:    9876543 kB\n",
+			HealthMsg{Load1: 0.52, MemAvailKB: 9876543, MemTotalKB: 16318588}, ""},
+		{"before 3.14: MemFree", "12.00 1 1 1/1 1", "MemTotal: 1000 kB\nMemFree: 250 kB\n", HealthMsg{Load1: 12, MemAvailKB: 250, MemTotalKB: 1000}, ""},
+		{"no load", "", "MemTotal: 1 kB\n", HealthMsg{}, "loadavg: empty"},
+		{"bad load", "x 1 1", "MemTotal: 1 kB\n", HealthMsg{}, "loadavg"},
+		{"no total", "1 1 1", "MemFree: 1 kB\n", HealthMsg{}, "no MemTotal"},
+		{"bad number", "1 1 1", "MemTotal: lots kB\n", HealthMsg{}, "MemTotal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseHealth([]byte(tc.load), []byte(tc.mem))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want one containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// The agent's heartbeats carry its host's load and memory, from the
+// first one on (sent right after its hello).
+func TestHeartbeatHealth(t *testing.T) {
+	want, ok := readHealth()
+	if !ok {
+		t.Fatal("cannot read this host's /proc/loadavg and /proc/meminfo")
+	}
+	c, _ := pair(t, Options{Keepalive: time.Hour}) // no periodic beat in the test's time
+	for i := 0; ; i++ {
+		h, ok := c.Health()
+		if ok {
+			if h.MemTotalKB != want.MemTotalKB || h.Load1 < 0 || h.MemAvailKB <= 0 || h.At.IsZero() {
+				t.Errorf("health %+v, want this host's (MemTotal %d kB)", h, want.MemTotalKB)
+			}
+			break
+		}
+		if i > 500 {
+			t.Fatal("no health from the agent after 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -25,7 +25,10 @@ type Client struct {
 	err   error         // why the connection ended
 	dead  chan struct{} // closed when it ends
 	heard atomic.Int64  // unix nanos of the last frame from the agent
-	Agent HelloMsg      // the agent's hello
+	// health is the host's load and memory from the agent's last
+	// heartbeat that carried them.
+	health atomic.Pointer[Health]
+	Agent  HelloMsg // the agent's hello
 }
 
 type call struct {
@@ -116,6 +119,7 @@ func (c *Client) read(rd *Reader) {
 		}
 		c.heard.Store(time.Now().UnixNano())
 		if f.Type == TPing {
+			c.heartbeat(f.Payload)
 			continue
 		}
 		c.mu.Lock()
@@ -147,6 +151,30 @@ func (c *Client) read(rd *Reader) {
 			return
 		}
 	}
+}
+
+// Health is a host's load and memory, as its agent reported them.
+type Health struct {
+	HealthMsg
+	At time.Time // when the heartbeat arrived
+}
+
+// Health returns the host's health from the agent's latest heartbeat;
+// ok is false until one carried it.
+func (c *Client) Health() (h Health, ok bool) {
+	if p := c.health.Load(); p != nil {
+		return *p, true
+	}
+	return Health{}, false
+}
+
+// heartbeat keeps the health an agent's ping carries, if any.
+func (c *Client) heartbeat(payload []byte) {
+	var m HealthMsg
+	if len(payload) == 0 || json.Unmarshal(payload, &m) != nil {
+		return // an agent that cannot read its host's health
+	}
+	c.health.Store(&Health{HealthMsg: m, At: time.Now()})
 }
 
 // beat pings the agent and declares it lost after keepalive of silence.

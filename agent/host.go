@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dsub-dev/dsub/remote"
@@ -27,6 +28,9 @@ type Host struct {
 	mu     sync.Mutex
 	client *Client
 	stop   context.CancelFunc // ends the agent's session
+	// last is client, for Health without mu (held while an agent
+	// starts, which can take a while).
+	last atomic.Pointer[Client]
 }
 
 // NewHost makes an agent host over ssh: argv starts the agent there (its
@@ -61,6 +65,7 @@ func (h *Host) agent(ctx context.Context) (*Client, error) {
 		return nil, err
 	}
 	h.client = c
+	h.last.Store(c)
 	return c, nil
 }
 
@@ -103,6 +108,20 @@ func (h *Host) startLocked(ctx context.Context) (*Client, error) {
 // agent's window), calling Cmd.OnStart when each starts.
 func (h *Host) Queues() bool { return true }
 
+// Health is the host's load and memory from its agent's heartbeats
+// (remote.HealthReporter).
+func (h *Host) Health() (remote.Health, bool) {
+	c := h.last.Load()
+	if c == nil {
+		return remote.Health{}, false
+	}
+	m, ok := c.Health()
+	if !ok {
+		return remote.Health{}, false
+	}
+	return remote.Health{Load1: m.Load1, MemAvail: m.MemAvailKB << 10, MemTotal: m.MemTotalKB << 10, At: m.At}, true
+}
+
 // Close ends the agent (it kills what still runs and exits); the SSH host
 // is not closed: it belongs to its cluster.
 func (h *Host) Close() error {
@@ -111,6 +130,7 @@ func (h *Host) Close() error {
 	if h.client != nil {
 		h.client.Close()
 		h.client = nil
+		h.last.Store(nil)
 	}
 	if h.stop != nil {
 		// Give the agent a moment to kill its jobs and exit on the EOF

@@ -18,8 +18,10 @@
 // runs the host in session mode. The master sends Start, Stdin, StdinEOF,
 // Kill and Ping; the agent sends Started, Stdout, Stderr, Exit and Ping.
 // Either side that hears nothing for its keepalive window considers the
-// other gone. The agent never outlives its master: on EOF, or with no
-// frame for the window, it kills every job's process group and exits.
+// other gone. The agent's heartbeats carry the host's load and memory
+// (HealthMsg), for the master's host table. The agent never outlives its
+// master: on EOF, or with no frame for the window, it kills every job's
+// process group and exits.
 //
 // Invariants:
 //   - a frame is at most MaxFrame bytes; a longer length is a protocol
@@ -40,7 +42,8 @@ import (
 )
 
 // Version is the protocol version. Master and agent must agree.
-const Version = 1
+// 2: the agent's Ping frames carry a HealthMsg.
+const Version = 2
 
 // MaxFrame bounds a frame's length field.
 const MaxFrame = 1 << 20
@@ -61,7 +64,7 @@ const (
 	TStderr                   // agent
 	TKill                     // master: TERM the job's group, KILL 2 s later
 	TExit                     // agent: ExitMsg
-	TPing                     // both ways: heartbeat, no payload
+	TPing                     // both ways: heartbeat; the agent's carries a HealthMsg (or nothing)
 )
 
 func (t Type) String() string {
@@ -93,6 +96,14 @@ type StartMsg struct {
 	Env   map[string]string `json:"env,omitempty"`   // added to the agent's environment
 	Dir   string            `json:"dir,omitempty"`
 	Stdin bool              `json:"stdin,omitempty"` // Stdin frames follow; else stdin is /dev/null
+}
+
+// HealthMsg is the host's load and memory, in the agent's heartbeats
+// (where it can read them: Linux's /proc).
+type HealthMsg struct {
+	Load1      float64 `json:"load1"`
+	MemAvailKB int64   `json:"mem_avail_kb"`
+	MemTotalKB int64   `json:"mem_total_kb"`
 }
 
 // ExitMsg ends a job.

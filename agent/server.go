@@ -72,6 +72,9 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, opts Options) error
 	if err := s.w.WriteJSON(THello, 0, HelloMsg{Version: Version, Program: "dsub", PID: os.Getpid()}); err != nil {
 		return err
 	}
+	if err := s.ping(); err != nil { // the host's health from the start
+		return err
+	}
 	err := s.loop(ctx, frames, readErr)
 	s.shutdown()
 	return err
@@ -128,8 +131,8 @@ func (s *server) loop(ctx context.Context, frames <-chan Frame, readErr <-chan e
 			}
 			return fmt.Errorf("read from the master: %w", err)
 		case <-ping.C:
-			if err := s.w.Write(Frame{Type: TPing}); err != nil {
-				return fmt.Errorf("write to the master: %w", err)
+			if err := s.ping(); err != nil {
+				return err
 			}
 		case <-watchdog.C:
 			return fmt.Errorf("no word from the master for %s", s.opts.Keepalive)
@@ -137,6 +140,21 @@ func (s *server) loop(ctx context.Context, frames <-chan Frame, readErr <-chan e
 			return ctx.Err()
 		}
 	}
+}
+
+// ping is the agent's heartbeat, with the host's health where it can
+// read it.
+func (s *server) ping() error {
+	var err error
+	if h, ok := readHealth(); ok {
+		err = s.w.WriteJSON(TPing, 0, h)
+	} else {
+		err = s.w.Write(Frame{Type: TPing})
+	}
+	if err != nil {
+		return fmt.Errorf("write to the master: %w", err)
+	}
+	return nil
 }
 
 func (s *server) handle(f Frame) error {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/queue"
+	"github.com/dsub-dev/dsub/remote"
 )
 
 // dispatcher is a run's event loop. One goroutine runs it; it alone owns
@@ -526,8 +527,13 @@ func (d *dispatcher) publish() {
 	r.snap.Jobs, r.snap.AllKnown = d.nextID, d.closed
 	// Jobs a resumed run took from its journal count as done.
 	r.snap.Succeeded, r.snap.Failed, r.snap.Running = d.q.Succeeded()+d.resumedOK, d.failedJobs, d.q.Running()
-	prog := map[string][]float64{}
+	prog := map[string][]float64{} // of the started executions
+	queued := map[string]int{}     // waiting in a host's window
 	for _, es := range d.running {
+		if !es.started.Load() {
+			queued[es.host]++
+			continue
+		}
 		prog[es.host] = append(prog[es.host], bitsFloat(es.progress.Load()))
 	}
 	if c, ok := r.opts.Reducer.(interface{ current() string }); ok && d.reduceNew {
@@ -536,8 +542,15 @@ func (d *dispatcher) publish() {
 	r.snap.Hosts = r.snap.Hosts[:0]
 	for _, name := range d.order {
 		t := d.tally[name]
-		hs := HostSnapshot{Name: name, State: t.state, Done: t.done, Failed: t.fails, Running: len(prog[name]),
+		hs := HostSnapshot{Name: name, State: t.state, Done: t.done, Failed: t.fails, Running: len(prog[name]), Queued: queued[name],
 			Lost: t.lost, Slots: t.slots, JobTime: t.jobTime, CPU: t.cpu, Launcher: t.launcher}
+		if rh := d.hosts[name]; rh != nil {
+			if hr, ok := rh.jobs.(remote.HealthReporter); ok {
+				if h, ok := hr.Health(); ok {
+					hs.Health = &h
+				}
+			}
+		}
 		if ps := prog[name]; len(ps) > 0 {
 			sum := 0.0
 			for _, p := range ps {

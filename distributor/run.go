@@ -196,7 +196,8 @@ type Snapshot struct {
 type HostSnapshot struct {
 	Name     string
 	State    string // preparing, up, down, quarantined, failed
-	Running  int
+	Running  int    // started there
+	Queued   int    // sent there, waiting in its window for a slot
 	Done     int
 	Failed   int
 	Progress float64 // mean reported progress of its running jobs, 0..1
@@ -205,6 +206,9 @@ type HostSnapshot struct {
 	JobTime  time.Duration // of its recorded jobs
 	CPU      float64       // CPU seconds of its executions, where measured
 	Launcher string
+	// Health is the host's load and memory where it reports them (an
+	// agent's heartbeats), else nil.
+	Health *remote.Health
 }
 
 // Start begins a run on the cluster: hosts are prepared (probed, binary

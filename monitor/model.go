@@ -51,6 +51,7 @@ type HostRow struct {
 	Launcher  string  `json:"launcher,omitempty"`
 	Slots     int     `json:"slots"`
 	Running   int     `json:"running"`
+	Queued    int     `json:"queued"` // waiting in its window for a slot
 	Done      int     `json:"done"`
 	Failed    int     `json:"failed"`
 	Lost      int     `json:"lost"`
@@ -58,7 +59,12 @@ type HostRow struct {
 	// CPUEff is CPU time over job time, where the host measures CPU
 	// (agents do); -1 where it does not.
 	CPUEff float64 `json:"cpu_eff"`
-	Error  string  `json:"error,omitempty"`
+	// Load is the 1-minute load average and MemFree the bytes available,
+	// where the host reports them (an agent does): -1 where it does not.
+	Load     float64 `json:"load"`
+	MemFree  int64   `json:"mem_free"`
+	MemTotal int64   `json:"mem_total,omitempty"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // HostTotals is the table's total line.
@@ -239,8 +245,11 @@ func (m *Model) rate(now time.Time, done int) float64 {
 }
 
 func hostRow(h distributor.HostSnapshot) HostRow {
-	r := HostRow{Name: h.Name, State: h.State, Launcher: h.Launcher, Slots: h.Slots, Running: h.Running,
-		Done: h.Done, Failed: h.Failed, Lost: h.Lost, CPUEff: -1}
+	r := HostRow{Name: h.Name, State: h.State, Launcher: h.Launcher, Slots: h.Slots, Running: h.Running, Queued: h.Queued,
+		Done: h.Done, Failed: h.Failed, Lost: h.Lost, CPUEff: -1, Load: -1, MemFree: -1}
+	if hh := h.Health; hh != nil {
+		r.Load, r.MemFree, r.MemTotal = hh.Load1, hh.MemAvail, hh.MemTotal
+	}
 	if h.Done > 0 {
 		r.SecPerJob = h.JobTime.Seconds() / float64(h.Done)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dsub-dev/dsub/distributor"
 	"github.com/dsub-dev/dsub/inventory"
+	"github.com/dsub-dev/dsub/remote"
 	"github.com/dsub-dev/dsub/remote/fakehost"
 )
 
@@ -47,7 +48,7 @@ func startFakeRun(t *testing.T, n int) *fakeRun {
 	var ms []*distributor.Member
 	for _, name := range []string{"f01", "f02"} {
 		ms = append(ms, &distributor.Member{Inv: &inventory.Host{Name: name, Address: name, Slots: 2, Workdir: "~/.dsub"},
-			Host: fakehost.New(name, fakehost.Options{Job: job}), Timeout: time.Second})
+			Host: fakehost.New(name, fakehost.Options{Job: job, Health: health(name)}), Timeout: time.Second})
 	}
 	c, err := distributor.NewClusterOf(ms)
 	if err != nil {
@@ -101,6 +102,13 @@ func TestModelLive(t *testing.T) {
 	if st.Running != 4 || len(st.Hosts) != 2 || st.Hosts[0].Slots != 2 || len(st.Timeline.Lanes) != 4 {
 		t.Errorf("running %d, hosts %+v, lanes %d: want 4 running on 2 hosts of 2 slots", st.Running, st.Hosts, len(st.Timeline.Lanes))
 	}
+	// f01 reports its health (as an agent does), f02 does not.
+	if h := st.Hosts[0]; h.Load != 1.5 || h.MemFree != 3<<30 || h.MemTotal != 8<<30 {
+		t.Errorf("host %s: load %v, free %d of %d: want 1.5, 3 GiB of 8 GiB", h.Name, h.Load, h.MemFree, h.MemTotal)
+	}
+	if h := st.Hosts[1]; h.Load != -1 || h.MemFree != -1 {
+		t.Errorf("host %s: load %v, free %d: want -1 (not reported)", h.Name, h.Load, h.MemFree)
+	}
 	if len(st.Failures) != 1 || st.Failures[0].Job != failJob || !strings.Contains(st.Failures[0].Tail, "boom: job 3") || st.Failures[0].Log == "" {
 		t.Errorf("failures %+v: want job 3 with its stderr and log", st.Failures)
 	}
@@ -118,6 +126,15 @@ func TestModelLive(t *testing.T) {
 	if st.Timeline.Full || len(st.Timeline.Ended) != 7 {
 		t.Errorf("delta after the first poll: %d bars (full %v), want the 7 that ended since", len(st.Timeline.Ended), st.Timeline.Full)
 	}
+}
+
+// health is what the fake host reports: f01 its load and memory, others
+// nothing.
+func health(name string) *remote.Health {
+	if name != "f01" {
+		return nil
+	}
+	return &remote.Health{Load1: 1.5, MemAvail: 3 << 30, MemTotal: 8 << 30, At: time.Now()}
 }
 
 func lastID(segs []Segment) int {
@@ -147,6 +164,12 @@ func TestReportFromRecords(t *testing.T) {
 	}
 	if n != 12 {
 		t.Errorf("timeline draws %d executions, want 12", n)
+	}
+	// The records keep no load or memory: a report shows none.
+	for _, h := range st.Hosts {
+		if h.Load != -1 || h.MemFree != -1 {
+			t.Errorf("report: host %s: load %v, free %d: want -1 (not in the records)", h.Name, h.Load, h.MemFree)
+		}
 	}
 	if len(st.Failures) != 1 || !strings.Contains(st.Failures[0].Tail, "boom: job 3") || st.Failures[0].Exit != 7 {
 		t.Errorf("failures %+v: want job 3, exit 7, with its stderr", st.Failures)

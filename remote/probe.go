@@ -17,6 +17,22 @@ type Info struct {
 	RTT  time.Duration // one session round trip on an open connection (Probe only)
 }
 
+// Health is a host's load and memory as it last reported them: hosts
+// that report them (an agent, in its heartbeats) implement
+// HealthReporter.
+type Health struct {
+	Load1    float64   // the 1-minute load average
+	MemAvail int64     // bytes available to new processes (MemAvailable)
+	MemTotal int64     // bytes
+	At       time.Time // when the master heard it
+}
+
+// HealthReporter is a Host that reports its Health; ok is false until it
+// has.
+type HealthReporter interface {
+	Health() (h Health, ok bool)
+}
+
 // Runner runs commands on a named host: the part of Host that
 // DescribeShell needs.
 type Runner interface {

@@ -39,7 +39,10 @@ func (b *bench) ui(ctx context.Context) error {
 	cpu := map[string][]time.Duration{}
 	wall := map[string][]time.Duration{}
 	for r := 0; r < b.rounds; r++ {
-		for _, mode := range modes {
+		// Each round in another order: the first run of a round was seen
+		// to cost more (by ~30%), whatever its mode.
+		for i := range modes {
+			mode := modes[(i+r)%len(modes)]
 			c, w, err := b.uiRound(bctx, cmds, mode)
 			if err != nil {
 				return fmt.Errorf("%s: %w", mode, err)
@@ -65,15 +68,18 @@ func (b *bench) ui(ctx context.Context) error {
 	return b.uiProfile(bctx, cmds)
 }
 
-// uiProfile runs once more with --ui and Chromium under dsub's CPU
-// profile (DSUB_CPUPROFILE) and prints the share of the master's CPU
-// samples spent serving the page and taking the run's events: the stacks
-// through dsub's monitor package or Go's HTTP server.
+// uiProfile runs again with --ui and Chromium under dsub's CPU profile
+// (DSUB_CPUPROFILE) and prints the share of the master's CPU samples
+// spent serving the page and taking the run's events: the stacks through
+// dsub's monitor package or Go's HTTP server.
 func (b *bench) uiProfile(bctx context.Context, cmds string) error {
-	// Three runs: a profile samples every 10 ms, and the monitor's share
-	// is a few samples per run.
+	// At Go's 100 Hz a run gives ~150 samples and the monitor a few of
+	// them: as many runs as rounds, at least 3. (A higher rate loses most
+	// samples here: at 1 kHz a profile held 16% of the process's CPU
+	// time, at 100 Hz 69%.)
 	args := []string{"tool", "pprof", "-top", "-cum", "-focus", `dsub/monitor\.|net/http\.`, b.dsub}
-	for i := 0; i < 3; i++ {
+	runs := max(3, b.rounds)
+	for i := 0; i < runs; i++ {
 		prof := filepath.Join(b.tmp, fmt.Sprintf("ui%d.pprof", i))
 		os.Setenv("DSUB_CPUPROFILE", prof)
 		_, _, err := b.uiRound(bctx, cmds, "--ui + Chromium")
@@ -89,7 +95,7 @@ func (b *bench) uiProfile(bctx context.Context, cmds string) error {
 	}
 	fmt.Fprintf(os.Stderr, "%s\n", out) // where the samples went
 	if m := regexp.MustCompile(`Showing nodes accounting for (\S+), (\S+) of (\S+) total`).FindStringSubmatch(string(out)); m != nil {
-		fmt.Printf("   3 profiled runs with Chromium attached: the monitor (events, page, polls) took %s of the master's %s CPU samples: %s\n", m[1], m[3], m[2])
+		fmt.Printf("   %d profiled runs with Chromium attached: the monitor (events, page, polls) took %s of the master's %s CPU samples: %s\n", runs, m[1], m[3], m[2])
 	} else {
 		fmt.Printf("   profiled run: no samples in the monitor\n%s", out)
 	}

@@ -124,6 +124,9 @@ func TestMonitorLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	browser.WaitFor(t, ctx, fmt.Sprintf(`document.querySelectorAll("#hosts tbody tr").length === %d`, len(cluster.Hosts)), 60*time.Second)
+	// Each host's agent reports its load and free memory.
+	browser.WaitFor(t, ctx, `[...document.querySelectorAll("#hosts tbody tr")].every((tr) =>
+		/^\d+\.\d\d$/.test(tr.cells[10].textContent) && / [KMGT]iB$/.test(tr.cells[11].textContent))`, 60*time.Second)
 	// In flight before any has finished: 1 s jobs, drawn as they run.
 	browser.WaitFor(t, ctx, `document.querySelectorAll("#timeline rect.seg.k-run").length > 0`, 60*time.Second)
 	if done := pageNumber(t, ctx, "succeeded"); done >= jobs {

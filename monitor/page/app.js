@@ -19,6 +19,12 @@
     if (h > 0) return h + "h" + String(m % 60).padStart(2, "0") + "m";
     return m + "m" + String(Math.floor(s % 60)).padStart(2, "0") + "s";
   }
+  function fmtBytes(n) {
+    const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+    return (i ? n.toFixed(n < 10 ? 1 : 0) : n) + " " + u[i];
+  }
   function text(id, v) { const e = $(id); if (e.textContent !== String(v)) e.textContent = v; }
   function el(tag, attrs, txt) {
     const e = document.createElement(tag);
@@ -81,9 +87,11 @@
     const body = $("hosts").tBodies[0];
     const rows = hosts.map((h) => {
       const tr = el("tr", { "data-host": h.name, class: "state-" + h.state, title: h.error || "" });
-      const cells = [h.name, h.state, h.launcher || "", h.slots, h.running, h.done, h.failed, h.lost,
-        h.done ? fmtDur(h.sec_per_job) : "–", h.cpu_eff >= 0 ? (100 * h.cpu_eff).toFixed(1) + "%" : "–"];
+      const cells = [h.name, h.state, h.launcher || "", h.slots, h.running + (h.queued ? " (+" + h.queued + ")" : ""), h.done, h.failed, h.lost,
+        h.done ? fmtDur(h.sec_per_job) : "–", h.cpu_eff >= 0 ? (100 * h.cpu_eff).toFixed(1) + "%" : "–",
+        h.load >= 0 ? h.load.toFixed(2) : "–", h.mem_free >= 0 ? fmtBytes(h.mem_free) : "–"];
       cells.forEach((c, i) => tr.appendChild(el("td", i < 3 ? { class: "l" } : {}, c)));
+      if (h.mem_total > 0) tr.lastChild.title = "of " + fmtBytes(h.mem_total);
       return tr;
     });
     body.replaceChildren(...rows);

@@ -96,6 +96,9 @@ type Options struct {
 	// Transit, if set, is how long job n takes to reach a host with Slots
 	// once Run is called (an agent's start frame on its way).
 	Transit func(job int) time.Duration
+	// Health, if set, is what the host reports as its load and memory
+	// (remote.HealthReporter), as an agent's heartbeats do.
+	Health *remote.Health
 }
 
 // Host is a fake host. The zero value is not usable: call New.
@@ -754,3 +757,11 @@ func (h *Host) Exists(p string) bool {
 }
 
 var _ remote.Host = (*Host)(nil)
+
+// Health is Options.Health (remote.HealthReporter).
+func (h *Host) Health() (remote.Health, bool) {
+	if h.opts.Health == nil {
+		return remote.Health{}, false
+	}
+	return *h.opts.Health, true
+}
