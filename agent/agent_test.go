@@ -246,7 +246,8 @@ func TestVersionMismatch(t *testing.T) {
 func FuzzReader(f *testing.F) {
 	var b bytes.Buffer
 	w := NewWriter(&b)
-	w.WriteJSON(THello, 0, HelloMsg{Version: 1})
+	w.WriteJSON(THello, 0, HelloMsg{Version: Version})
+	w.WriteJSON(TPing, 0, HealthMsg{Load1: 0.5, MemAvailKB: 1 << 20, MemTotalKB: 2 << 20})
 	w.Write(Frame{Type: TStdout, Handle: 7, Payload: []byte("hello")})
 	f.Add(b.Bytes())
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1})

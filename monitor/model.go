@@ -98,7 +98,6 @@ type Model struct {
 
 	mu       sync.Mutex
 	tl       *timeline
-	queued   map[int]bool // sent to a host, not started
 	failures []Segment
 	warnings []string
 	samples  []sample // finished-job counts, for the rate
@@ -118,7 +117,7 @@ type sample struct {
 // NewModel is the model of a run that starts now; command is how it was
 // started, for the page's title.
 func NewModel(command string) *Model {
-	return &Model{start: time.Now(), cmd: command, tl: newTimeline(), queued: map[int]bool{}}
+	return &Model{start: time.Now(), cmd: command, tl: newTimeline()}
 }
 
 // Attach gives the model its run, once started: its snapshot gives the
@@ -129,24 +128,22 @@ func (m *Model) Attach(r *distributor.Run) {
 	m.run = r
 }
 
-// Event records an execution's step.
+// Event records an execution's step. Sent is not drawn (the snapshot
+// counts the jobs waiting in hosts' windows): it costs nothing.
 func (m *Model) Event(e distributor.Event) {
+	if e.Kind == distributor.Sent {
+		return
+	}
 	t := ms(e.Time.Sub(m.start))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch e.Kind {
-	case distributor.Sent:
-		m.queued[e.Seq] = true
 	case distributor.Started:
-		delete(m.queued, e.Seq)
 		m.tl.start(e.Seq, e.Host, e.Job, t, e.Command)
 	case distributor.Ended:
-		_, ran := m.tl.run[e.Seq]
-		if m.queued[e.Seq] && !ran && kindOf(e.Outcome) == "killed" {
-			delete(m.queued, e.Seq)
+		if _, ran := m.tl.run[e.Seq]; !ran && kindOf(e.Outcome) == "killed" {
 			return // taken back, or dropped, before it started: nothing ran
 		}
-		delete(m.queued, e.Seq)
 		s := Segment{Start: ms(e.Time.Add(-e.Duration).Sub(m.start)), End: t, Job: e.Job, Kind: kindOf(e.Outcome),
 			Exit: e.Exit, Cmd: e.Command, Tail: e.StderrTail, Log: e.Stderr, Host: e.Host}
 		s = m.tl.end(e.Seq, s)
@@ -211,7 +208,7 @@ func (m *Model) State(epoch, after int) State {
 	m.polled = now
 	st := State{Live: true, Done: m.done, Command: m.cmd, Started: m.start.Format(time.RFC3339),
 		Jobs: snap.Jobs, AllKnown: snap.AllKnown, Succeeded: snap.Succeeded, Failed: snap.Failed,
-		Running: snap.Running - len(m.queued), Queued: len(m.queued), ElapsedS: now.Sub(m.start).Seconds(),
+		ElapsedS: now.Sub(m.start).Seconds(),
 		Reduced: snap.Reduced, Result: m.result, Error: m.err, Speedup: m.speedup, Control: m.control,
 		Failures: m.failures, Warnings: m.warnings, EtaS: -1}
 	if run != nil {
@@ -221,7 +218,10 @@ func (m *Model) State(epoch, after int) State {
 	if st.Rate > 0 && snap.AllKnown {
 		st.EtaS = float64(snap.Jobs-snap.Succeeded-snap.Failed) / st.Rate
 	}
+	st.Running = snap.Running
 	for _, h := range snap.Hosts {
+		st.Queued += h.Queued
+		st.Running -= h.Queued
 		m.tl.reserve(h.Name, h.Slots)
 		st.Hosts = append(st.Hosts, hostRow(h))
 	}
