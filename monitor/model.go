@@ -209,7 +209,7 @@ func (m *Model) State(epoch, after int) State {
 	st := State{Live: true, Done: m.done, Command: m.cmd, Started: m.start.Format(time.RFC3339),
 		Jobs: snap.Jobs, AllKnown: snap.AllKnown, Succeeded: snap.Succeeded, Failed: snap.Failed,
 		ElapsedS: now.Sub(m.start).Seconds(),
-		Reduced: snap.Reduced, Result: m.result, Error: m.err, Speedup: m.speedup, Control: m.control,
+		Reduced:  snap.Reduced, Result: m.result, Error: m.err, Speedup: m.speedup, Control: m.control,
 		Failures: m.failures, Warnings: m.warnings, EtaS: -1}
 	if run != nil {
 		st.ID, st.Dir = run.ID(), run.Dir()
