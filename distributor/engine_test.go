@@ -261,13 +261,17 @@ func TestEngineHungHost(t *testing.T) {
 	ctx := testCtx(t)
 	c, hs := fakeCluster(t, 2, 2)
 	release := make(chan struct{})
-	hs[0].SetJob(func(ctx context.Context, p *fakehost.Proc) error {
+	held := func(ctx context.Context, p *fakehost.Proc) error {
 		select {
-		case <-release: // finishes, but the hung host never says so
+		case <-release: // on f01, finishes, but the hung host never says so
 		case <-ctx.Done():
 		}
 		return printJob(ctx, p)
-	})
+	}
+	// f02's jobs wait too: had they been instant, f02 could run all of
+	// them before f01 was ready (seen under load), and f01 never hold two.
+	hs[0].SetJob(held)
+	hs[1].SetJob(held)
 	run := startFake(ctx, t, c, RunOptions{})
 	const n = 12
 	go run.submitShell(ctx, t, n)
