@@ -467,7 +467,7 @@ func TestHeartbeatHealth(t *testing.T) {
 	for i := 0; ; i++ {
 		h, ok := c.Health()
 		if ok {
-			if h.MemTotalKB != want.MemTotalKB || h.Load1 < 0 || h.MemAvailKB <= 0 || h.At.IsZero() {
+			if h.MemTotal != want.MemTotalKB<<10 || h.Load1 < 0 || h.MemAvail <= 0 || h.At.IsZero() {
 				t.Errorf("health %+v, want this host's (MemTotal %d kB)", h, want.MemTotalKB)
 			}
 			break

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dsub-dev/dsub/remote"
 )
 
 // Client is the master's end of one agent connection. It is safe for
@@ -27,7 +29,7 @@ type Client struct {
 	heard atomic.Int64  // unix nanos of the last frame from the agent
 	// health is the host's load and memory from the agent's last
 	// heartbeat that carried them.
-	health atomic.Pointer[Health]
+	health atomic.Pointer[remote.Health]
 	Agent  HelloMsg // the agent's hello
 }
 
@@ -153,19 +155,13 @@ func (c *Client) read(rd *Reader) {
 	}
 }
 
-// Health is a host's load and memory, as its agent reported them.
-type Health struct {
-	HealthMsg
-	At time.Time // when the heartbeat arrived
-}
-
-// Health returns the host's health from the agent's latest heartbeat;
-// ok is false until one carried it.
-func (c *Client) Health() (h Health, ok bool) {
+// Health returns the host's health from the agent's latest heartbeat
+// (At: when it arrived); ok is false until one carried it.
+func (c *Client) Health() (h remote.Health, ok bool) {
 	if p := c.health.Load(); p != nil {
 		return *p, true
 	}
-	return Health{}, false
+	return remote.Health{}, false
 }
 
 // heartbeat keeps the health an agent's ping carries, if any.
@@ -174,7 +170,7 @@ func (c *Client) heartbeat(payload []byte) {
 	if len(payload) == 0 || json.Unmarshal(payload, &m) != nil {
 		return // an agent that cannot read its host's health
 	}
-	c.health.Store(&Health{HealthMsg: m, At: time.Now()})
+	c.health.Store(&remote.Health{Load1: m.Load1, MemAvail: m.MemAvailKB << 10, MemTotal: m.MemTotalKB << 10, At: time.Now()})
 }
 
 // beat pings the agent and declares it lost after keepalive of silence.

@@ -25,12 +25,12 @@ type Host struct {
 	dir         string
 	keepalive   time.Duration
 
+	// mu serializes starting and closing agents; client is read without
+	// it (Health), since mu is held while an agent starts, which can
+	// take a while.
 	mu     sync.Mutex
-	client *Client
+	client atomic.Pointer[Client]
 	stop   context.CancelFunc // ends the agent's session
-	// last is client, for Health without mu (held while an agent
-	// starts, which can take a while).
-	last atomic.Pointer[Client]
 }
 
 // NewHost makes an agent host over ssh: argv starts the agent there (its
@@ -53,19 +53,18 @@ func (h *Host) Connect(ctx context.Context) error {
 func (h *Host) agent(ctx context.Context) (*Client, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.client != nil {
+	if c := h.client.Load(); c != nil {
 		select {
-		case <-h.client.Done():
+		case <-c.Done():
 		default:
-			return h.client, nil
+			return c, nil
 		}
 	}
 	c, err := h.startLocked(ctx)
 	if err != nil {
 		return nil, err
 	}
-	h.client = c
-	h.last.Store(c)
+	h.client.Store(c)
 	return c, nil
 }
 
@@ -111,15 +110,10 @@ func (h *Host) Queues() bool { return true }
 // Health is the host's load and memory from its agent's heartbeats
 // (remote.HealthReporter).
 func (h *Host) Health() (remote.Health, bool) {
-	c := h.last.Load()
-	if c == nil {
-		return remote.Health{}, false
+	if c := h.client.Load(); c != nil {
+		return c.Health()
 	}
-	m, ok := c.Health()
-	if !ok {
-		return remote.Health{}, false
-	}
-	return remote.Health{Load1: m.Load1, MemAvail: m.MemAvailKB << 10, MemTotal: m.MemTotalKB << 10, At: m.At}, true
+	return remote.Health{}, false
 }
 
 // Close ends the agent (it kills what still runs and exits); the SSH host
@@ -127,10 +121,8 @@ func (h *Host) Health() (remote.Health, bool) {
 func (h *Host) Close() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.client != nil {
-		h.client.Close()
-		h.client = nil
-		h.last.Store(nil)
+	if c := h.client.Swap(nil); c != nil {
+		c.Close()
 	}
 	if h.stop != nil {
 		// Give the agent a moment to kill its jobs and exit on the EOF

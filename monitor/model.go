@@ -244,9 +244,16 @@ func (m *Model) rate(now time.Time, done int) float64 {
 	return 0
 }
 
+// newHostRow is a host's row with nothing measured yet: its CPU
+// efficiency, load and memory unknown (-1).
+func newHostRow(name, state string) HostRow {
+	return HostRow{Name: name, State: state, CPUEff: -1, Load: -1, MemFree: -1}
+}
+
 func hostRow(h distributor.HostSnapshot) HostRow {
-	r := HostRow{Name: h.Name, State: h.State, Launcher: h.Launcher, Slots: h.Slots, Running: h.Running, Queued: h.Queued,
-		Done: h.Done, Failed: h.Failed, Lost: h.Lost, CPUEff: -1, Load: -1, MemFree: -1}
+	r := newHostRow(h.Name, h.State)
+	r.Launcher, r.Slots, r.Running, r.Queued = h.Launcher, h.Slots, h.Running, h.Queued
+	r.Done, r.Failed, r.Lost = h.Done, h.Failed, h.Lost
 	if hh := h.Health; hh != nil {
 		r.Load, r.MemFree, r.MemTotal = hh.Load1, hh.MemAvail, hh.MemTotal
 	}

@@ -121,7 +121,9 @@ func (b *reportBuilder) addHosts() {
 		if h.Error != "" {
 			state = "failed"
 		}
-		b.host(h.Name).row = HostRow{Name: h.Name, State: state, Launcher: h.Launcher, Slots: h.Slots, CPUEff: -1, Load: -1, MemFree: -1, Error: h.Error}
+		r := newHostRow(h.Name, state)
+		r.Launcher, r.Slots, r.Error = h.Launcher, h.Slots, h.Error
+		b.host(h.Name).row = r
 	}
 	if b.man.Stats != nil {
 		for _, h := range b.man.Stats.Hosts {
@@ -136,7 +138,7 @@ func (b *reportBuilder) addHosts() {
 func (b *reportBuilder) host(name string) *hostAcc {
 	a := b.hosts[name]
 	if a == nil {
-		a = &hostAcc{row: HostRow{Name: name, State: "up", CPUEff: -1, Load: -1, MemFree: -1}}
+		a = &hostAcc{row: newHostRow(name, "up")}
 		b.hosts[name] = a
 		b.order = append(b.order, a)
 	}
