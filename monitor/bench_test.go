@@ -66,3 +66,42 @@ func BenchmarkPoll(b *testing.B) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// One message of a page's stream in the same run: the state since the
+// page's last message (100 new bars), encoded into the stream's buffer.
+// This is the monitor's cost per second while a page watches.
+func BenchmarkStreamMessage(b *testing.B) {
+	m := NewModel("bench")
+	now := time.Now()
+	seq := 0
+	job := func(kind distributor.EventKind) {
+		m.Event(distributor.Event{Kind: kind, Seq: seq, Job: seq, Host: []string{"h1", "h2", "h3", "h4"}[seq%4], Time: now, Command: "echo 1", Outcome: "recorded"})
+	}
+	for ; seq < 1000; seq++ {
+		job(distributor.Started)
+		job(distributor.Ended)
+	}
+	for i := 1; i <= 16; i++ { // running all along
+		m.Event(distributor.Event{Kind: distributor.Started, Seq: -i, Job: -i, Host: "h1", Time: now, Command: "sleep 1"})
+	}
+	have := parseCursor("")
+	st := m.state(&have)
+	buf := appendState(nil, &st)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		for i := 0; i < 100; i++ {
+			job(distributor.Started)
+			job(distributor.Ended)
+			seq++
+		}
+		b.StartTimer()
+		st := m.state(&have)
+		buf = appendState(buf[:0], &st)
+		b.StopTimer()
+		if !st.Timeline.Full && len(st.Timeline.Ended) != 100 || len(st.Timeline.Running) != 16 {
+			b.Fatalf("%d bars (full %v), %d running: want the 100 new ones (unless merged) and 16", len(st.Timeline.Ended), st.Timeline.Full, len(st.Timeline.Running))
+		}
+		b.StartTimer()
+	}
+}

@@ -3,13 +3,16 @@
 //
 // Both are one page (page/: HTML, CSS and a small script, embedded in the
 // binary and inlined in the page, so nothing comes from the network) that renders
-// one typed State. The live page polls the server's api/state every
-// second; a report carries its State in the file.
+// one typed State. The live page follows the server's api/events, a
+// stream of server-sent events; a report carries its State in the file.
 //
 // The monitor must not slow the run it watches. A Model takes the run's
-// events (distributor.Event) with one lock and a few updates each; the
-// work of building a State happens per page request, and a page asks
-// only for the timeline bars it does not have yet. A page never holds
+// events (distributor.Event) with one short lock each, queued to be
+// drawn in batches. A
+// page's stream is one request for the whole run: once a second it
+// builds a State holding only what the page lacks (the timeline bars and
+// lanes after its last, the failures and warnings when they changed),
+// and encodes it without reflection (encode.go). A page never holds
 // every job: the timeline keeps at most maxEnded bars, merging
 // neighbouring bars of a lane at a coarser resolution each time it
 // overflows (failures keep their own bars while there are few), and

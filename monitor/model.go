@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,7 +37,7 @@ type State struct {
 
 	Hosts      []HostRow   `json:"hosts"`
 	Timeline   Timeline    `json:"timeline"`
-	Failures   []Segment   `json:"failures"`             // the latest, newest last
+	Failures   []Segment   `json:"failures,omitempty"`   // the latest, newest last
 	Stragglers []Segment   `json:"stragglers,omitempty"` // report: the longest jobs
 	Histogram  []Bin       `json:"histogram,omitempty"`  // report: job durations
 	Warnings   []string    `json:"warnings,omitempty"`   // the latest
@@ -88,15 +89,16 @@ const (
 )
 
 // Model is a live run's state, fed by its events (Event, as
-// RunOptions.OnEvent) and read by pages (State). Its cost to the run is
-// one lock and a few field updates per event: a page's request does the
-// rest, at most once a second per page.
+// RunOptions.OnEvent) and read by pages (State, and their streams). Its
+// cost to the run is one lock and a few field updates per event: a
+// page's stream does the rest, once a second.
 type Model struct {
 	run   *distributor.Run
 	start time.Time
 	cmd   string
 
 	mu       sync.Mutex
+	pending  []distributor.Event // taken, not yet drawn
 	tl       *timeline
 	failures []Segment
 	warnings []string
@@ -106,7 +108,10 @@ type Model struct {
 	err      string
 	speedup  float64
 	control  bool
-	polled   time.Time // a page last asked for the state
+	polled   time.Time     // a page was last given the state
+	nfails   int           // failures taken, ever (failures keeps the latest)
+	nwarns   int           // warnings taken, ever
+	ended    chan struct{} // closed by Finish
 }
 
 type sample struct {
@@ -117,7 +122,7 @@ type sample struct {
 // NewModel is the model of a run that starts now; command is how it was
 // started, for the page's title.
 func NewModel(command string) *Model {
-	return &Model{start: time.Now(), cmd: command, tl: newTimeline()}
+	return &Model{start: time.Now(), cmd: command, tl: newTimeline(), ended: make(chan struct{})}
 }
 
 // Attach gives the model its run, once started: its snapshot gives the
@@ -128,15 +133,39 @@ func (m *Model) Attach(r *distributor.Run) {
 	m.run = r
 }
 
-// Event records an execution's step. Sent is not drawn (the snapshot
-// counts the jobs waiting in hosts' windows): it costs nothing.
+// Event records an execution's step, as RunOptions.OnEvent. It only
+// queues it, under the lock, for the next state a page is given (or the
+// next batch of maxPending): the run's goroutines, which call it, spend
+// one short lock on it, and the timeline's work is done in batches. Sent
+// is not drawn (the snapshot counts the jobs waiting in hosts' windows):
+// it costs nothing.
 func (m *Model) Event(e distributor.Event) {
 	if e.Kind == distributor.Sent {
 		return
 	}
-	t := ms(e.Time.Sub(m.start))
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.pending = append(m.pending, e)
+	if len(m.pending) >= maxPending {
+		m.apply()
+	}
+}
+
+// maxPending bounds the events queued while no page is watching.
+const maxPending = 1024
+
+// apply draws the queued events. m.mu is held.
+func (m *Model) apply() {
+	for i := range m.pending {
+		m.draw(&m.pending[i])
+		m.pending[i] = distributor.Event{} // its strings are not kept
+	}
+	m.pending = m.pending[:0]
+}
+
+// draw draws e on the timeline, and keeps a failure. m.mu is held.
+func (m *Model) draw(e *distributor.Event) {
+	t := ms(e.Time.Sub(m.start))
 	switch e.Kind {
 	case distributor.Started:
 		m.tl.start(e.Seq, e.Host, e.Job, t, e.Command)
@@ -149,6 +178,7 @@ func (m *Model) Event(e distributor.Event) {
 		s = m.tl.end(e.Seq, s)
 		if s.Kind == "fail" {
 			m.failures = append(m.failures, s)
+			m.nfails++
 			if len(m.failures) > maxFailures {
 				m.failures = m.failures[len(m.failures)-maxFailures:]
 			}
@@ -161,6 +191,7 @@ func (m *Model) Warn(s string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.warnings = append(m.warnings, s)
+	m.nwarns++
 	if len(m.warnings) > maxWarnings {
 		m.warnings = m.warnings[len(m.warnings)-maxWarnings:]
 	}
@@ -170,6 +201,9 @@ func (m *Model) Warn(s string) {
 func (m *Model) Finish(st *distributor.Stats, result string, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !m.done {
+		close(m.ended)
+	}
 	m.done, m.result = true, result
 	if err != nil {
 		m.err = err.Error()
@@ -193,8 +227,23 @@ func kindOf(outcome string) string {
 }
 
 // State is the state for a page that holds the timeline's epoch up to
-// bar after (after < 0: it holds none).
+// bar after (after < 0: it holds none): all of it but those bars.
 func (m *Model) State(epoch, after int) State {
+	return m.state(&since{epoch: epoch, after: after, fails: -1, warns: -1})
+}
+
+// since is what a page holds (a stream's cursor): the timeline's epoch
+// up to bar after, its first lanes, and the failures and warnings of
+// when the model had taken fails and warns of them (-1: none).
+type since struct {
+	epoch, after, lanes int
+	fails, warns        int
+}
+
+// state is the state for a page that holds have: the bars and lanes it
+// lacks, and the failures and warnings only if they changed (else
+// absent). It moves have on to what the state gives.
+func (m *Model) state(have *since) State {
 	now := time.Now()
 	var snap distributor.Snapshot
 	m.mu.Lock()
@@ -205,14 +254,20 @@ func (m *Model) State(epoch, after int) State {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.apply()
 	m.polled = now
 	st := State{Live: true, Done: m.done, Command: m.cmd, Started: m.start.Format(time.RFC3339),
 		Jobs: snap.Jobs, AllKnown: snap.AllKnown, Succeeded: snap.Succeeded, Failed: snap.Failed,
 		ElapsedS: now.Sub(m.start).Seconds(),
-		Reduced:  snap.Reduced, Result: m.result, Error: m.err, Speedup: m.speedup, Control: m.control,
-		Failures: m.failures, Warnings: m.warnings, EtaS: -1}
+		Reduced:  snap.Reduced, Result: m.result, Error: m.err, Speedup: m.speedup, Control: m.control, EtaS: -1}
 	if run != nil {
 		st.ID, st.Dir = run.ID(), run.Dir()
+	}
+	if have.fails != m.nfails {
+		st.Failures, have.fails = slices.Clone(m.failures), m.nfails
+	}
+	if have.warns != m.nwarns {
+		st.Warnings, have.warns = slices.Clone(m.warnings), m.nwarns
 	}
 	st.Rate = m.rate(now, snap.Succeeded+snap.Failed)
 	if st.Rate > 0 && snap.AllKnown {
@@ -225,7 +280,13 @@ func (m *Model) State(epoch, after int) State {
 		m.tl.reserve(h.Name, h.Slots)
 		st.Hosts = append(st.Hosts, hostRow(h))
 	}
-	st.Timeline = m.tl.view(epoch, after, ms(now.Sub(m.start)))
+	st.Timeline = m.tl.view(have.epoch, have.after, have.lanes, ms(now.Sub(m.start)))
+	have.epoch, have.lanes = st.Timeline.Epoch, len(m.tl.lanes)
+	if n := len(st.Timeline.Ended); n > 0 {
+		have.after = st.Timeline.Ended[n-1].ID
+	} else if st.Timeline.Full {
+		have.after = 0
+	}
 	return st
 }
 
@@ -266,7 +327,7 @@ func hostRow(h distributor.HostSnapshot) HostRow {
 	return r
 }
 
-// lastPoll is when a page last asked for the state.
+// lastPoll is when a page was last given the state.
 func (m *Model) lastPoll() time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -1,9 +1,7 @@
 package monitor
 
 import (
-	"bytes"
 	_ "embed"
-	"encoding/json"
 	"io"
 	"strings"
 )
@@ -24,16 +22,11 @@ var (
 const csp = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'"
 
 // WritePage writes the page; with st, the state is embedded (a report),
-// without, the page polls the server that sent it.
+// without, the page follows the stream of the server that sent it.
 func WritePage(w io.Writer, st *State) error {
 	data := []byte("null")
 	if st != nil {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf) // escapes <, > and &: nothing closes the script
-		if err := enc.Encode(st); err != nil {
-			return err
-		}
-		data = bytes.TrimSpace(buf.Bytes())
+		data = appendState(nil, st) // escapes <, > and &: nothing closes the script
 	}
 	page := strings.NewReplacer("/*CSS*/", pageCSS, "/*JS*/", pageJS).Replace(pageHTML)
 	before, after, _ := strings.Cut(page, "/*DATA*/")

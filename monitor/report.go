@@ -108,7 +108,7 @@ func (b *reportBuilder) build(rows []distributor.JoblogRow) {
 			last = end
 		}
 	}
-	b.st.Timeline = tl.view(-1, -1, 0)
+	b.st.Timeline = tl.view(-1, -1, 0, 0)
 	b.st.Histogram = histogram(durs)
 	b.finish(t0, last)
 }

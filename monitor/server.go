@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -73,6 +72,7 @@ func Serve(m *Model, opts ServerOptions) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.page)
 	mux.HandleFunc("GET /api/state", s.state)
+	mux.HandleFunc("GET /api/events", s.events)
 	mux.HandleFunc("POST /api/stop", s.stop)
 	mux.HandleFunc("POST /api/cancel", s.cancel)
 	s.srv = &http.Server{Handler: s.guard(mux), ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
@@ -147,8 +147,9 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	_ = WritePage(w, nil)
 }
 
-// state answers a page's poll: ?epoch=E&after=ID asks for the bars after
-// ID of timeline epoch E (after=-1: all of them).
+// state answers one request for the state (the page itself streams it:
+// events): ?epoch=E&after=ID asks for the bars after ID of timeline
+// epoch E (after=-1: all of them).
 func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	epoch, err1 := strconv.Atoi(q.Get("epoch"))
@@ -158,7 +159,7 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 	}
 	st := s.m.State(epoch, after)
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(st)
+	_, _ = w.Write(append(appendState(nil, &st), '\n'))
 }
 
 // control reports whether r may change the run: only with --ui-control,

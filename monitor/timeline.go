@@ -36,13 +36,16 @@ type Lane struct {
 type Timeline struct {
 	// Epoch changes when bars were merged: a page that has an older one
 	// starts over from the full list.
-	Epoch   int       `json:"epoch"`
-	ResMS   int64     `json:"res_ms"` // bars closer than this in a lane may be merged
-	Lanes   []Lane    `json:"lanes"`
-	Ended   []Segment `json:"ended"` // all, or those after the page's last
-	Running []Segment `json:"running"`
-	Full    bool      `json:"full"` // Ended is the whole list
-	Merged  int       `json:"merged"`
+	Epoch int   `json:"epoch"`
+	ResMS int64 `json:"res_ms"` // bars closer than this in a lane may be merged
+	// Lanes are the lanes from LanesFrom on: a page that has the others
+	// is sent only the new ones (lanes only grow).
+	LanesFrom int       `json:"lanes_from,omitempty"`
+	Lanes     []Lane    `json:"lanes"`
+	Ended     []Segment `json:"ended"` // all, or those after the page's last
+	Running   []Segment `json:"running"`
+	Full      bool      `json:"full"` // Ended is the whole list
+	Merged    int       `json:"merged"`
 }
 
 // Limits of what a timeline holds, so that a page never holds every job
@@ -218,9 +221,13 @@ func mergeLanes(segs []Segment, res int64, keepFailures, mixed bool) []Segment {
 }
 
 // view is the timeline for a page that has epoch's bars up to after
-// (after < 0: none); now is the ms at which running bars end.
-func (t *timeline) view(epoch, after int, now int64) Timeline {
-	v := Timeline{Epoch: t.epoch, ResMS: t.res, Lanes: t.lanes, Merged: t.merged, Ended: []Segment{}}
+// (after < 0: none) and the first lanes lanes; now is the ms at which
+// running bars end.
+func (t *timeline) view(epoch, after, lanes int, now int64) Timeline {
+	if lanes < 0 || lanes > len(t.lanes) {
+		lanes = 0
+	}
+	v := Timeline{Epoch: t.epoch, ResMS: t.res, LanesFrom: lanes, Lanes: slices.Clone(t.lanes[lanes:]), Merged: t.merged, Ended: []Segment{}}
 	if epoch != t.epoch || after < 0 {
 		v.Full, v.Ended = true, append(v.Ended, t.ended...)
 	} else {

@@ -65,12 +65,12 @@ func TestTimelineView(t *testing.T) {
 	tl := newTimeline()
 	tl.start(1, "a", 1, 0, "sleep 1")
 	tl.start(2, "a", 2, 0, "sleep 2")
-	v := tl.view(-1, -1, 50)
+	v := tl.view(-1, -1, 0, 50)
 	if len(v.Running) != 2 || v.Running[0].Lane == v.Running[1].Lane || v.Running[0].End != 50 {
 		t.Fatalf("running %+v: want two bars on two lanes, drawn up to now", v.Running)
 	}
 	tl.end(1, Segment{Start: 0, End: 60, Job: 1, Kind: "ok", Host: "a"})
-	v = tl.view(-1, -1, 70)
+	v = tl.view(-1, -1, 0, 70)
 	if !v.Full || len(v.Ended) != 1 || len(v.Running) != 1 || v.Ended[0].Cmd != "sleep 1" {
 		t.Fatalf("view %+v: want job 1 ended (with its command) and job 2 running", v)
 	}
@@ -80,13 +80,24 @@ func TestTimelineView(t *testing.T) {
 		t.Errorf("job 3 on lane %d, want the freed lane %d", tl.run[3].Lane, v.Ended[0].Lane)
 	}
 	tl.end(3, Segment{Start: 60, End: 80, Job: 3, Kind: "fail", Host: "a"})
-	v = tl.view(v.Epoch, last, 90)
+	v = tl.view(v.Epoch, last, 0, 90)
 	if v.Full || len(v.Ended) != 1 || v.Ended[0].Job != 3 {
 		t.Fatalf("delta %+v: want only job 3", v.Ended)
 	}
-	v = tl.view(v.Epoch+1, last, 90) // an old epoch: everything
+	v = tl.view(v.Epoch+1, last, 0, 90) // an old epoch: everything
 	if !v.Full || len(v.Ended) != 2 {
 		t.Fatalf("stale epoch: %d bars, full %v; want both", len(v.Ended), v.Full)
+	}
+	// Lanes: a page that has the first two is sent only a new third.
+	tl.reserve("b", 1)
+	for _, tc := range []struct{ have, from, n int }{{0, 0, 3}, {2, 2, 1}, {3, 3, 0}, {4, 0, 3}, {-1, 0, 3}} {
+		v = tl.view(v.Epoch, last, tc.have, 90)
+		if v.LanesFrom != tc.from || len(v.Lanes) != tc.n {
+			t.Errorf("page with %d lanes: sent %d from %d, want %d from %d", tc.have, len(v.Lanes), v.LanesFrom, tc.n, tc.from)
+		}
+	}
+	if v.Lanes[2] != (Lane{Host: "b", Slot: 1}) {
+		t.Errorf("lane 3 is %+v, want b's slot 1", v.Lanes[2])
 	}
 }
 

@@ -66,6 +66,7 @@ func main() {
 	}
 	jobs := flag.Int("jobs", 1000, "tiny jobs")
 	rounds := flag.Int("rounds", 3, "timed rounds per tool")
+	uiProfiles := flag.Int("ui-profiles", 0, "ui: profiled runs (default: as many as rounds, at least 3)")
 	upto := flag.Int("upto", 2000000000, "primes range for the CPU-bound benchmark")
 	slots := flag.Int("slots", 4, "slots per host for the tiny-jobs benchmark (all tools)")
 	only := flag.String("only", "jobs,wan,ship,primes,files,ui,report", "benchmarks to run")
@@ -75,7 +76,7 @@ func main() {
 	compare := flag.String("compare", "", "another dsub binary (say, before a change) to time beside this one in the tiny-jobs benchmark")
 	peers := flag.Bool("peers", true, "time GNU parallel in the tiny-jobs benchmark (-peers=false: dsub and the floor only)")
 	flag.Parse()
-	b := &bench{jobs: *jobs, rounds: *rounds, upto: *upto, slots: *slots, compare: *compare, peers: *peers, rtt: *rtt, fileJobs: *fileJobs, fileSize: *fileSize}
+	b := &bench{jobs: *jobs, rounds: *rounds, uiProfiles: *uiProfiles, upto: *upto, slots: *slots, compare: *compare, peers: *peers, rtt: *rtt, fileJobs: *fileJobs, fileSize: *fileSize}
 	if err := b.run(*only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -94,6 +95,7 @@ func sh(name string, args ...string) error {
 // directories its parts share.
 type bench struct {
 	jobs, rounds, upto, slots int
+	uiProfiles                int
 	compare                   string
 	peers                     bool
 	rtt                       time.Duration

@@ -73,12 +73,15 @@ func (b *bench) ui(ctx context.Context) error {
 // spent serving the page and taking the run's events: the stacks through
 // dsub's monitor package or Go's HTTP server.
 func (b *bench) uiProfile(bctx context.Context, cmds string) error {
-	// At Go's 100 Hz a run gives ~150 samples and the monitor a few of
-	// them: as many runs as rounds, at least 3. (A higher rate loses most
+	// At Go's 100 Hz a run gives ~100 samples and the monitor a few of
+	// them: as many runs as rounds, at least 3, or -ui-profiles. (A higher rate loses most
 	// samples here: at 1 kHz a profile held 16% of the process's CPU
 	// time, at 100 Hz 69%.)
 	args := []string{"tool", "pprof", "-top", "-cum", "-focus", `dsub/monitor\.|net/http\.`, b.dsub}
 	runs := max(3, b.rounds)
+	if b.uiProfiles > 0 {
+		runs = b.uiProfiles
+	}
 	for i := 0; i < runs; i++ {
 		prof := filepath.Join(b.tmp, fmt.Sprintf("ui%d.pprof", i))
 		os.Setenv("DSUB_CPUPROFILE", prof)
@@ -95,7 +98,7 @@ func (b *bench) uiProfile(bctx context.Context, cmds string) error {
 	}
 	fmt.Fprintf(os.Stderr, "%s\n", out) // where the samples went
 	if m := regexp.MustCompile(`Showing nodes accounting for (\S+), (\S+) of (\S+) total`).FindStringSubmatch(string(out)); m != nil {
-		fmt.Printf("   %d profiled runs with Chromium attached: the monitor (events, page, polls) took %s of the master's %s CPU samples: %s\n", runs, m[1], m[3], m[2])
+		fmt.Printf("   %d profiled runs with Chromium attached: the monitor (events, page, stream) took %s of the master's %s CPU samples: %s\n", runs, m[1], m[3], m[2])
 	} else {
 		fmt.Printf("   profiled run: no samples in the monitor\n%s", out)
 	}
@@ -123,7 +126,7 @@ func (b *bench) uiRound(bctx context.Context, cmds, mode string) (cpu, wall time
 	for sc.Scan() {
 		tail = append(tail, sc.Text())
 		if m := re.FindStringSubmatch(sc.Text()); m != nil && mode == "--ui + Chromium" {
-			// The page polls from now until dsub exits.
+			// The page follows the run from now until it ends.
 			if err := chromedp.Run(bctx, chromedp.Navigate(m[1])); err != nil {
 				return 0, 0, err
 			}

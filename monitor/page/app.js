@@ -1,5 +1,6 @@
-// dsub's monitor page: one renderer for the live page (polling
-// api/state every second) and the report (its state embedded in the page).
+// dsub's monitor page: one renderer for the live page (api/events: the
+// state streamed every second, each message with only what the page
+// lacks) and the report (its whole state embedded in the page).
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -7,7 +8,7 @@
   const token = new URLSearchParams(location.search).get("token");
   let tl = { epoch: -1, lanes: [], ended: [], running: [], res_ms: 0, merged: 0 };
   let last = null; // the latest state
-  let failedPolls = 0;
+  let failedStreams = 0;
 
   function api(path) { return token ? path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : path; }
 
@@ -42,10 +43,15 @@
     const ended = t.ended || [];
     if (t.full || t.epoch !== tl.epoch) tl.ended = ended.slice();
     else tl.ended.push(...ended);
-    tl.epoch = t.epoch; tl.lanes = t.lanes || []; tl.running = t.running || []; tl.res_ms = t.res_ms; tl.merged = t.merged;
+    // Lanes only grow: a message has those from lanes_from on.
+    tl.lanes = (t.lanes_from ? tl.lanes.slice(0, t.lanes_from) : []).concat(t.lanes || []);
+    tl.epoch = t.epoch; tl.running = t.running || []; tl.res_ms = t.res_ms; tl.merged = t.merged;
   }
 
   function render(st) {
+    // A stream's message leaves out failures and warnings that have not
+    // changed: absent, they are the page's own.
+    const first = !last;
     last = st;
     document.title = "dsub " + (st.id || "") + (st.done ? " (ended)" : "");
     text("run-id", st.id || "");
@@ -77,8 +83,8 @@
     const notes = $("notes"); notes.replaceChildren(...(st.notes || []).map((n) => el("li", {}, n)));
     renderHosts(st.hosts || []);
     renderTimeline(st);
-    renderFailures(st.failures || []);
-    renderWarnings(st.warnings || []);
+    if (st.failures || first) renderFailures(st.failures || []);
+    if (st.warnings || first) renderWarnings(st.warnings || []);
     if (st.histogram) renderHistogram(st.histogram);
     if (st.stragglers) renderStragglers(st.stragglers);
   }
@@ -240,21 +246,23 @@
     fetch(api("api/stop"), { method: "POST", headers: { "X-Dsub-Control": "1" } });
   });
 
-  async function poll() {
-    try {
-      const after = tl.ended.length ? tl.ended[tl.ended.length - 1].id : -1;
-      const r = await fetch(api("api/state?epoch=" + tl.epoch + "&after=" + after), { cache: "no-store" });
-      if (!r.ok) throw new Error(r.status + " " + (await r.text()));
-      const st = await r.json();
-      failedPolls = 0;
+  // stream follows the run: the browser reconnects by itself (sending the
+  // last message's id, so that only what is missing comes again) until
+  // the run has ended.
+  function stream() {
+    const es = new EventSource(api("api/events"));
+    es.onmessage = (ev) => {
+      const st = JSON.parse(ev.data);
+      failedStreams = 0;
       merge(st.timeline);
       render(st);
-    } catch (e) {
-      failedPolls++;
-      if (last && last.done) { text("status", "ended; dsub has exited"); return; }
-      if (failedPolls > 2) { text("status", "no answer from dsub: " + e.message); }
-    }
-    setTimeout(poll, 1000);
+      document.body.dataset.ready = "1";
+      if (st.done) es.close();
+    };
+    es.onerror = () => {
+      if (last && last.done) { es.close(); text("status", "ended; dsub has exited"); return; }
+      if (++failedStreams > 2) text("status", "no answer from dsub (retrying)");
+    };
   }
 
   const embedded = JSON.parse($("data").textContent || "null");
@@ -264,7 +272,7 @@
     document.body.dataset.ready = "1";
     document.body.dataset.renderMs = performance.now().toFixed(0);
   } else {
-    poll().then(() => { document.body.dataset.ready = "1"; });
+    stream();
   }
   addEventListener("resize", () => { if (last) renderTimeline(last); });
 })();
