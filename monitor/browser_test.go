@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/dsub-dev/dsub/distributor"
 	"github.com/dsub-dev/dsub/internal/browser"
 	"github.com/dsub-dev/dsub/internal/runsynth"
 )
@@ -134,3 +136,64 @@ func evalString(t *testing.T, ctx ctxT, js string) string {
 }
 
 type ctxT = context.Context
+
+// A live page draws the timeline in place, each second adding the new
+// bars: it holds exactly the model's bars, once each, before the bars
+// are merged (past maxEnded), after, and after more are added to the
+// merged timeline.
+func TestLiveTimelineInBrowser(t *testing.T) {
+	ctx := browser.New(t, 1280, 1000)
+	m := NewModel("dsub run live-timeline")
+	srv, err := Serve(m, ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	// The bars are 100 s on (a clock ahead of the page's), so that the
+	// timeline's scale stays within 10% and is not itself a reason to
+	// draw it afresh.
+	seq := 0
+	add := func(n int) {
+		for i := 0; i < n; i++ {
+			seq++
+			e := distributor.Event{Seq: seq, Job: seq, Host: fmt.Sprintf("h%d", seq%4), Time: m.start.Add(100*time.Second + time.Duration(seq)*time.Millisecond), Command: "true"}
+			e.Kind = distributor.Started
+			m.Event(e)
+			e.Kind, e.Outcome, e.Duration, e.Time = distributor.Ended, "recorded", time.Millisecond, e.Time.Add(time.Millisecond)
+			m.Event(e)
+		}
+	}
+	for i := 1; i <= 3; i++ { // running all along
+		m.Event(distributor.Event{Kind: distributor.Started, Seq: -i, Job: 100000 + i, Host: "h1", Time: m.start, Command: "sleep"})
+	}
+	// same waits until the page holds the model's bars, then checks that
+	// it holds each once.
+	same := func(phase string) {
+		t.Helper()
+		st := m.State(-1, -1)
+		want := len(st.Timeline.Ended)
+		browser.WaitFor(t, ctx, fmt.Sprintf(`document.querySelectorAll("#timeline rect.seg:not(.k-run)").length === %d && document.querySelectorAll("#timeline rect.seg.k-run").length === 3`, want), 30*time.Second)
+		ids := eval[[]float64](t, ctx, `[...document.querySelectorAll("#timeline rect.seg:not(.k-run)")].map((r) => Number(r.dataset.id)).sort((a, b) => a - b)`)
+		for i, s := range st.Timeline.Ended {
+			if int(ids[i]) != s.ID {
+				t.Fatalf("%s: the page's bar %d is ID %v, the model's %d", phase, i, ids[i], s.ID)
+			}
+		}
+		t.Logf("%s: %d bars (epoch %d)", phase, want, st.Timeline.Epoch)
+	}
+	add(2000)
+	if err := chromedp.Run(ctx, chromedp.Navigate(srv.URL())); err != nil {
+		t.Fatal(err)
+	}
+	same("first")
+	add(500)
+	same("added")
+	epoch := m.State(-1, -1).Timeline.Epoch
+	add(maxEnded)
+	if e := m.State(-1, -1).Timeline.Epoch; e == epoch {
+		t.Fatalf("epoch %d: the bars were not merged", e)
+	}
+	same("merged")
+	add(10)
+	same("added after merging")
+}

@@ -41,7 +41,7 @@
 
   function merge(t) {
     const ended = t.ended || [];
-    if (t.full || t.epoch !== tl.epoch) tl.ended = ended.slice();
+    if (t.full || t.epoch !== tl.epoch) { tl.ended = ended.slice(); tl.reset = true; }
     else tl.ended.push(...ended);
     // Lanes only grow: a message has those from lanes_from on.
     tl.lanes = (t.lanes_from ? tl.lanes.slice(0, t.lanes_from) : []).concat(t.lanes || []);
@@ -104,20 +104,60 @@
   }
 
   const LANE_H = 14, LABEL_W = 90;
+  // The timeline is drawn in place: bars are placed in milliseconds in a
+  // group that one transform scales to the plot, so each second a live
+  // page adds the new bars and redraws the running ones and the axis,
+  // not every bar. It is drawn afresh when the bars were merged (a new
+  // epoch), lanes were added, the width changed, or the scale shrank
+  // twofold since (so that a short bar keeps a visible width).
+  let drawn = null; // what the SVG holds: {epoch, lanes, width, scale, n, rowOf, bars, running, axis}
   function renderTimeline(st) {
     const svg = $("timeline");
     const lanes = tl.lanes || [];
     let end = Math.max(1, st.elapsed_s * 1000);
-    for (const s of tl.ended) end = Math.max(end, s.e);
+    if (!drawn || tl.reset) for (const s of tl.ended) end = Math.max(end, s.e);
+    else for (let i = drawn.n; i < tl.ended.length; i++) end = Math.max(end, tl.ended[i].e);
     for (const s of tl.running) end = Math.max(end, s.e);
+    if (drawn) end = Math.max(end, drawn.end);
     const width = Math.max(600, ($("timeline-box").clientWidth || 1000) - 2);
     const plot = width - LABEL_W - 8;
-    const x = (t) => LABEL_W + (plot * t) / end;
-    // Rows in host order, then slot: lanes are made as jobs need them.
+    const scale = plot / end; // px per ms
+    const height = lanes.length * LANE_H + 20;
+    if (!drawn || tl.reset || drawn.epoch !== tl.epoch || drawn.lanes !== lanes.length || drawn.width !== width || scale < drawn.scale / 2) {
+      drawn = redraw(svg, lanes, width, plot, height, scale);
+      tl.reset = false;
+    }
+    drawn.end = end;
+    drawn.bars.setAttribute("transform", "translate(" + LABEL_W + ",0) scale(" + scale + ",1)");
+    drawn.running.setAttribute("transform", drawn.bars.getAttribute("transform"));
+    const minW = 1 / drawn.scale; // 1 px when drawn
+    const bar = (s) => sel("rect", { class: "seg k-" + s.k, x: s.s, y: drawn.rowOf[s.lane] * LANE_H + 1, width: Math.max(minW, s.e - s.s), height: LANE_H - 2, "data-id": s.id, "data-job": s.job, "data-kind": s.k });
+    const frag = document.createDocumentFragment();
+    for (; drawn.n < tl.ended.length; drawn.n++) frag.appendChild(bar(tl.ended[drawn.n]));
+    drawn.bars.appendChild(frag);
+    drawn.running.replaceChildren(...tl.running.map(bar));
+    // The time axis: a tick every "nice" step.
+    const axis = document.createDocumentFragment();
+    const x = (t) => LABEL_W + t * scale;
+    const step = niceStep(end / 8);
+    for (let t = 0; t <= end; t += step) {
+      const tx = sel("text", { class: "lane-label", x: x(t) + 2, y: height - 6 });
+      tx.textContent = fmtDur(t / 1000);
+      axis.appendChild(tx);
+      axis.appendChild(sel("line", { x1: x(t), x2: x(t), y1: 0, y2: height - 16, stroke: "#d1d5db", "stroke-width": 0.5 }));
+    }
+    drawn.axis.replaceChildren(axis);
+    const n = tl.ended.reduce((a, s) => a + s.n, 0);
+    text("tl-note", tl.merged ? "(" + n + " executions; " + tl.merged + " drawn merged, bars closer than " + fmtDur(tl.res_ms / 1000) + " joined)" : "");
+    svg.dataset.running = tl.running.length;
+    svg.dataset.ended = tl.ended.length;
+  }
+  // redraw starts the SVG over: the lanes (rows in host order, then slot:
+  // lanes are made as jobs need them) and empty groups for the bars.
+  function redraw(svg, lanes, width, plot, height, scale) {
     const rows = lanes.map((l, i) => i).sort((a, b) => lanes[a].host.localeCompare(lanes[b].host, undefined, { numeric: true }) || lanes[a].slot - lanes[b].slot);
     const rowOf = new Array(lanes.length);
     rows.forEach((lane, row) => { rowOf[lane] = row; });
-    const height = lanes.length * LANE_H + 20;
     svg.setAttribute("width", width); svg.setAttribute("height", height);
     svg.setAttribute("viewBox", "0 0 " + width + " " + height);
     const frag = document.createDocumentFragment();
@@ -128,26 +168,10 @@
       t.textContent = l.host + " #" + l.slot;
       frag.appendChild(t);
     });
-    const draw = (s) => {
-      const w = Math.max(1, x(s.e) - x(s.s));
-      const r = sel("rect", { class: "seg k-" + s.k, x: x(s.s).toFixed(1), y: rowOf[s.lane] * LANE_H + 1, width: w.toFixed(1), height: LANE_H - 2, "data-id": s.id, "data-job": s.job, "data-kind": s.k });
-      frag.appendChild(r);
-    };
-    tl.ended.forEach(draw);
-    tl.running.forEach(draw);
-    // The time axis: a tick every "nice" step.
-    const step = niceStep(end / 8);
-    for (let t = 0; t <= end; t += step) {
-      const tx = sel("text", { class: "lane-label", x: x(t) + 2, y: height - 6 });
-      tx.textContent = fmtDur(t / 1000);
-      frag.appendChild(tx);
-      frag.appendChild(sel("line", { x1: x(t), x2: x(t), y1: 0, y2: height - 16, stroke: "#d1d5db", "stroke-width": 0.5 }));
-    }
+    const axis = sel("g", {}), bars = sel("g", {}), running = sel("g", {});
+    frag.append(axis, bars, running);
     svg.replaceChildren(frag);
-    const n = tl.ended.reduce((a, s) => a + s.n, 0);
-    text("tl-note", tl.merged ? "(" + n + " executions; " + tl.merged + " drawn merged, bars closer than " + fmtDur(tl.res_ms / 1000) + " joined)" : "");
-    svg.dataset.running = tl.running.length;
-    svg.dataset.ended = tl.ended.length;
+    return { epoch: tl.epoch, lanes: lanes.length, width, scale, n: 0, end: 0, rowOf, bars, running, axis };
   }
   function niceStep(raw) {
     const p = Math.pow(10, Math.floor(Math.log10(Math.max(raw, 1))));
@@ -274,5 +298,5 @@
   } else {
     stream();
   }
-  addEventListener("resize", () => { if (last) renderTimeline(last); });
+  addEventListener("resize", () => { if (last) renderTimeline(last); }); // a new width: drawn afresh
 })();
