@@ -153,11 +153,17 @@ func TestCancelKillsGroup(t *testing.T) {
 // The agent never outlives its master: when the master's end closes (a
 // SIGKILLed master's connection does), or the master goes silent, every
 // job's group is killed and the agent exits.
+// A master that is gone has its jobs killed: one that closed the session
+// (eof), one that says nothing (silence), and one that says nothing and
+// reads nothing (frozen: stopped, or its host swapped to death). The
+// frozen master leaves the agent's writes blocked, its heartbeat first:
+// the watchdog must not wait for them.
 func TestMasterGoneKillsJobs(t *testing.T) {
-	for _, how := range []string{"eof", "silence"} {
+	for _, how := range []string{"eof", "silence", "frozen"} {
 		t.Run(how, func(t *testing.T) {
 			toAgentR, toAgentW := io.Pipe()
 			toMasterR, toMasterW := io.Pipe()
+			defer toMasterR.Close() // unblocks a frozen master's agent's writes
 			served := make(chan error, 1)
 			go func() {
 				served <- Serve(context.Background(), toAgentR, toMasterW, Options{Keepalive: 600 * time.Millisecond})
@@ -174,6 +180,9 @@ func TestMasterGoneKillsJobs(t *testing.T) {
 					switch f.Type {
 					case TStarted:
 						started.CompareAndSwap(0, int64(binary.BigEndian.Uint32(f.Payload)))
+						if how == "frozen" {
+							return // reads nothing more: the agent's next write blocks
+						}
 					case TExit:
 						var m ExitMsg
 						json.Unmarshal(f.Payload, &m)
@@ -196,7 +205,7 @@ func TestMasterGoneKillsJobs(t *testing.T) {
 			} // else: say nothing; the watchdog fires after 600 ms
 			select {
 			case err := <-served:
-				if how == "silence" && (err == nil || !strings.Contains(err.Error(), "no word from the master")) {
+				if how != "eof" && (err == nil || !strings.Contains(err.Error(), "no word from the master")) {
 					t.Errorf("Serve: %v", err)
 				}
 			case <-time.After(10 * time.Second):

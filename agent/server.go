@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,7 +51,10 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, opts Options) error
 	if opts.Grace <= 0 {
 		opts.Grace = 2 * time.Second
 	}
+	ctx, cancel := context.WithCancel(ctx) // ends the reader, the loop and the watchdog
+	defer cancel()
 	s := &server{w: NewWriter(out), opts: opts, jobs: map[uint32]*job{}}
+	s.heard.Store(time.Now().UnixNano())
 	frames, readErr := make(chan Frame), make(chan error, 1)
 	r := NewReader(in)
 	go func() {
@@ -60,6 +64,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, opts Options) error
 				readErr <- err
 				return
 			}
+			s.heard.Store(time.Now().UnixNano())
 			select {
 			case frames <- f:
 			case <-ctx.Done():
@@ -67,22 +72,63 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, opts Options) error
 			}
 		}
 	}()
-	// Reading runs first: on an unbuffered transport, both ends send
-	// hello before reading.
-	if err := s.w.WriteJSON(THello, 0, HelloMsg{Version: Version, Program: "dsub", PID: os.Getpid()}); err != nil {
-		return err
+	// Every write blocks while the master reads nothing, from the hello
+	// on: the watchdog runs apart from the writers. When it fires, the
+	// jobs are killed and Serve returns, a write perhaps still blocked;
+	// nothing starts after shutdown.
+	looped := make(chan error, 1)
+	go func() {
+		// Reading runs first: on an unbuffered transport, both ends send
+		// hello before reading.
+		if err := s.w.WriteJSON(THello, 0, HelloMsg{Version: Version, Program: "dsub", PID: os.Getpid()}); err != nil {
+			looped <- err
+			return
+		}
+		if err := s.ping(); err != nil { // the host's health from the start
+			looped <- err
+			return
+		}
+		looped <- s.loop(ctx, frames, readErr)
+	}()
+	var err error
+	select {
+	case err = <-looped:
+	case err = <-s.watchdog(ctx):
 	}
-	if err := s.ping(); err != nil { // the host's health from the start
-		return err
-	}
-	err := s.loop(ctx, frames, readErr)
 	s.shutdown()
 	return err
+}
+
+// watchdog reports when nothing was heard from the master for the
+// keepalive window. The reader notes each frame as it arrives, so a
+// master that neither sends nor reads (the loop blocked in a write, the
+// reader blocked handing it a frame) is found as one that is silent.
+func (s *server) watchdog(ctx context.Context) <-chan error {
+	fired := make(chan error, 1)
+	go func() {
+		t := time.NewTimer(s.opts.Keepalive)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			idle := time.Since(time.Unix(0, s.heard.Load()))
+			if idle >= s.opts.Keepalive {
+				fired <- fmt.Errorf("no word from the master for %s", s.opts.Keepalive)
+				return
+			}
+			t.Reset(s.opts.Keepalive - idle)
+		}
+	}()
+	return fired
 }
 
 type server struct {
 	w       *Writer
 	opts    Options
+	heard   atomic.Int64 // when the last frame came from the master (Unix ns)
 	mu      sync.Mutex
 	jobs    map[uint32]*job // running, or starting
 	busy    int             // slots taken (running, or starting)
@@ -116,12 +162,9 @@ type job struct {
 func (s *server) loop(ctx context.Context, frames <-chan Frame, readErr <-chan error) error {
 	ping := time.NewTicker(s.opts.Keepalive / 3)
 	defer ping.Stop()
-	watchdog := time.NewTimer(s.opts.Keepalive)
-	defer watchdog.Stop()
 	for {
 		select {
 		case f := <-frames:
-			watchdog.Reset(s.opts.Keepalive)
 			if err := s.handle(f); err != nil {
 				return err
 			}
@@ -134,8 +177,6 @@ func (s *server) loop(ctx context.Context, frames <-chan Frame, readErr <-chan e
 			if err := s.ping(); err != nil {
 				return err
 			}
-		case <-watchdog.C:
-			return fmt.Errorf("no word from the master for %s", s.opts.Keepalive)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
