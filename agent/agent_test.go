@@ -3,9 +3,11 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -485,5 +487,67 @@ func TestHeartbeatHealth(t *testing.T) {
 			t.Fatal("no health from the agent after 5 s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A job that reads none of its stdin holds up no one: the other jobs
+// start and end, and the job itself can be killed. (Written to its pipe
+// from the frame loop, 8 MiB of stdin left the loop blocked: the kill
+// waited for the job's 301 s.)
+func TestUnreadStdinBlocksNoOne(t *testing.T) {
+	c, _ := pair(t, Options{Keepalive: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan int, 1)
+	first := make(chan error, 1)
+	go func() {
+		_, _, err := c.Run(ctx, Job{Start: StartMsg{Shell: "sleep 301"}, Stdin: bytes.NewReader(make([]byte, 8<<20)),
+			Started: func(pg int) { started <- pg }})
+		first <- err
+	}()
+	pg := <-started
+	second := make(chan error, 1)
+	var out syncBuffer
+	go func() {
+		m, _, err := c.Run(context.Background(), Job{Start: StartMsg{Shell: "echo ok"}, Stdout: &out})
+		if err == nil && m.Status != 0 {
+			err = fmt.Errorf("exit %+v", m)
+		}
+		second <- err
+	}()
+	select {
+	case err := <-second:
+		if err != nil || out.String() != "ok\n" {
+			t.Errorf("second job: %v, output %q", err, out.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a job that reads no stdin held up the next one for 20 s")
+	}
+	// And the master can still kill it: its kill is not stuck behind
+	// the stdin the job does not read.
+	cancel()
+	select {
+	case <-first:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the job that reads no stdin could not be killed for 20 s")
+	}
+	waitGone(t, pg)
+}
+
+// A job's stdin arrives whole and in order through the window, however
+// much there is: 5 MiB is 160 frames, 40 windows.
+func TestStdinThroughWindow(t *testing.T) {
+	c, _ := pair(t, Options{})
+	in := make([]byte, 5<<20)
+	for i := range in {
+		in[i] = byte(i * 7 / 5)
+	}
+	var out syncBuffer
+	m, _, err := c.Run(context.Background(), Job{Start: StartMsg{Shell: "sha256sum"}, Stdin: bytes.NewReader(in), Stdout: &out})
+	if err != nil || m.Status != 0 {
+		t.Fatalf("exit %+v, %v", m, err)
+	}
+	if want := fmt.Sprintf("%x  -\n", sha256.Sum256(in)); out.String() != want {
+		t.Errorf("the job read %q, want %q", out.String(), want)
 	}
 }

@@ -37,6 +37,10 @@ type call struct {
 	stdout, stderr io.Writer
 	pgid           chan int
 	exit           chan ExitMsg
+	// window holds a token for each stdin frame the agent has not yet
+	// acknowledged (at most stdinWindow); ended is closed with the call.
+	window chan struct{}
+	ended  chan struct{}
 }
 
 // ErrLost is the error of a Run whose connection to its agent ended: the
@@ -134,6 +138,11 @@ func (c *Client) read(rd *Reader) {
 			continue // a call abandoned after its connection was declared lost
 		}
 		switch f.Type {
+		case TStdinAck:
+			select {
+			case <-k.window:
+			default: // more acknowledged than sent: nothing to free
+			}
 		case TStdout:
 			_, _ = k.stdout.Write(f.Payload)
 		case TStderr:
@@ -213,7 +222,9 @@ type Job struct {
 // ErrLost if the connection ended first (the job may then still run), or
 // ctx's error if it was cancelled.
 func (c *Client) Run(ctx context.Context, j Job) (ExitMsg, int, error) {
-	k := &call{stdout: j.Stdout, stderr: j.Stderr, pgid: make(chan int, 1), exit: make(chan ExitMsg, 1)}
+	k := &call{stdout: j.Stdout, stderr: j.Stderr, pgid: make(chan int, 1), exit: make(chan ExitMsg, 1),
+		window: make(chan struct{}, stdinWindow), ended: make(chan struct{})}
+	defer close(k.ended)
 	if k.stdout == nil {
 		k.stdout = io.Discard
 	}
@@ -246,7 +257,7 @@ func (c *Client) Run(ctx context.Context, j Job) (ExitMsg, int, error) {
 			// Stdin is sent once the process runs: a job waiting at the
 			// agent for a slot has nowhere to put it yet.
 			if j.Stdin != nil {
-				go c.sendStdin(h, j.Stdin)
+				go c.sendStdin(h, k, j.Stdin)
 			}
 			if j.Started != nil {
 				j.Started(pgid)
@@ -285,11 +296,20 @@ func ctxDone(ctx context.Context, sent bool) <-chan struct{} {
 	return ctx.Done()
 }
 
-func (c *Client) sendStdin(h uint32, r io.Reader) {
+// sendStdin sends r as job h's stdin, at most stdinWindow frames ahead
+// of what the agent has written to the job's pipe, until the call ends.
+func (c *Client) sendStdin(h uint32, k *call, r io.Reader) {
 	buf := make([]byte, chunk)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
+			select {
+			case k.window <- struct{}{}:
+			case <-k.ended:
+				return
+			case <-c.dead:
+				return
+			}
 			if c.w.Write(Frame{Type: TStdin, Handle: h, Payload: buf[:n]}) != nil {
 				return
 			}

@@ -43,13 +43,22 @@ import (
 
 // Version is the protocol version. Master and agent must agree.
 // 2: the agent's Ping frames carry a HealthMsg.
-const Version = 2
+// 3: a job's stdin flows in a window of stdinWindow frames, each
+// acknowledged (TStdinAck) once written to the job's pipe, so that a job
+// that reads none holds up only itself.
+const Version = 3
 
 // MaxFrame bounds a frame's length field.
 const MaxFrame = 1 << 20
 
 // chunk is the largest output payload the agent sends in one frame.
 const chunk = 32 << 10
+
+// stdinWindow is how many stdin frames of a job the master may have sent
+// and the agent not yet written to the job's pipe: the agent holds them
+// (at most stdinWindow × chunk bytes a job), and its frame loop never
+// waits on a job's stdin.
+const stdinWindow = 4
 
 // Type is a frame's type.
 type Type uint8
@@ -65,10 +74,11 @@ const (
 	TKill                     // master: TERM the job's group, KILL 2 s later
 	TExit                     // agent: ExitMsg
 	TPing                     // both ways: heartbeat; the agent's carries a HealthMsg (or nothing)
+	TStdinAck                 // agent: one stdin frame of the job was written to its pipe (or dropped: the job ended)
 )
 
 func (t Type) String() string {
-	names := [...]string{"?", "hello", "start", "started", "stdin", "stdin-eof", "stdout", "stderr", "kill", "exit", "ping"}
+	names := [...]string{"?", "hello", "start", "started", "stdin", "stdin-eof", "stdout", "stderr", "kill", "exit", "ping", "stdin-ack"}
 	if int(t) < len(names) {
 		return names[t]
 	}

@@ -149,7 +149,12 @@ type waitingJob struct {
 type job struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
-	pgid  int // 0 until the process has started
+	// in holds the stdin frames the feeder has yet to write (nil: the
+	// job reads no stdin); inClosed, guarded by server.mu, once the
+	// master's EOF closed it.
+	in       chan []byte
+	inClosed bool
+	pgid     int // 0 until the process has started
 	// killed: the master killed it before its process started; it is
 	// killed the moment it starts. (Between leaving the queue and
 	// starting, a job is in neither; a kill then must not be lost.)
@@ -215,20 +220,7 @@ func (s *server) handle(f Frame) error {
 		}
 		s.start(f.Handle, m)
 	case TStdin, TStdinEOF:
-		s.mu.Lock()
-		j := s.jobs[f.Handle]
-		if j != nil && j.pgid == 0 {
-			j = nil // the master sends stdin only once it has started
-		}
-		s.mu.Unlock()
-		if j == nil || j.stdin == nil {
-			return nil // the job has ended, or reads no stdin
-		}
-		if f.Type == TStdinEOF {
-			j.stdin.Close()
-		} else {
-			_, _ = j.stdin.Write(f.Payload) // a job that stopped reading loses the rest, as with a pipe
-		}
+		return s.stdin(f)
 	case TKill:
 		s.mu.Lock()
 		j := s.jobs[f.Handle]
@@ -254,6 +246,49 @@ func (s *server) handle(f Frame) error {
 		return fmt.Errorf("agent protocol: unexpected %s frame from the master", f.Type)
 	}
 	return nil
+}
+
+// stdin hands a stdin frame to its job's feeder, never waiting: the
+// master keeps at most stdinWindow frames of a job unacknowledged.
+func (s *server) stdin(f Frame) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := s.jobs[f.Handle]
+	if j == nil || j.pgid == 0 || j.in == nil || j.inClosed {
+		return nil // the job has ended, or reads no stdin (the master sends it only once it has started)
+	}
+	if f.Type == TStdinEOF {
+		j.inClosed = true
+		close(j.in)
+		return nil
+	}
+	select {
+	case j.in <- f.Payload:
+		return nil
+	default:
+		return fmt.Errorf("agent protocol: more than %d stdin frames in flight for job %d", stdinWindow, f.Handle)
+	}
+}
+
+// feed writes a job's stdin frames to its pipe, acknowledging each, and
+// closes the pipe at the master's EOF. A job that stopped reading loses
+// the rest, as with a pipe; one that ended takes no more.
+func (s *server) feed(h uint32, j *job) {
+	for {
+		select {
+		case p, ok := <-j.in:
+			if !ok {
+				j.stdin.Close()
+				return
+			}
+			_, _ = j.stdin.Write(p)
+			if s.w.Write(Frame{Type: TStdinAck, Handle: h}) != nil {
+				return // the master is gone
+			}
+		case <-j.done:
+			return
+		}
+	}
 }
 
 // start starts a job, or queues it while every slot is taken.
@@ -311,6 +346,9 @@ func (s *server) launch(h uint32, m StartMsg, j *job) {
 	}
 	var pg [4]byte
 	binary.BigEndian.PutUint32(pg[:], uint32(j.pgid))
+	if j.in != nil {
+		go s.feed(h, j)
+	}
 	_ = s.w.Write(Frame{Type: TStarted, Handle: h, Payload: pg[:]})
 	go s.wait(h, j, stdout, stderr)
 	if killed {
@@ -350,6 +388,7 @@ func (s *server) spawn(m StartMsg, j *job) (stdout, stderr io.Reader, killed boo
 	var err3 error
 	if m.Stdin {
 		j.stdin, err3 = cmd.StdinPipe()
+		j.in = make(chan []byte, stdinWindow)
 	}
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return nil, nil, false, err
