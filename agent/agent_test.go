@@ -535,7 +535,7 @@ func TestUnreadStdinBlocksNoOne(t *testing.T) {
 }
 
 // A job's stdin arrives whole and in order through the window, however
-// much there is: 5 MiB is 160 frames, 40 windows.
+// much there is: 5 MiB is 160 frames, 5 windows.
 func TestStdinThroughWindow(t *testing.T) {
 	c, _ := pair(t, Options{})
 	in := make([]byte, 5<<20)

@@ -109,6 +109,7 @@ type Model struct {
 	speedup  float64
 	control  bool
 	polled   time.Time     // a page was last given the state
+	gaveEnd  bool          // a page was given the final state
 	nfails   int           // failures taken, ever (failures keeps the latest)
 	nwarns   int           // warnings taken, ever
 	ended    chan struct{} // closed by Finish
@@ -256,6 +257,7 @@ func (m *Model) state(have *since) State {
 	defer m.mu.Unlock()
 	m.apply()
 	m.polled = now
+	m.gaveEnd = m.gaveEnd || m.done
 	st := State{Live: true, Done: m.done, Command: m.cmd, Started: m.start.Format(time.RFC3339),
 		Jobs: snap.Jobs, AllKnown: snap.AllKnown, Succeeded: snap.Succeeded, Failed: snap.Failed,
 		ElapsedS: now.Sub(m.start).Seconds(),
@@ -325,6 +327,13 @@ func hostRow(h distributor.HostSnapshot) HostRow {
 		r.CPUEff = h.CPU / h.JobTime.Seconds()
 	}
 	return r
+}
+
+// endGiven reports whether a page was given the run's final state.
+func (m *Model) endGiven() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gaveEnd
 }
 
 // lastPoll is when a page was last given the state.

@@ -86,17 +86,18 @@ func (s *Server) URL() string { return s.url }
 // Close stops serving.
 func (s *Server) Close() error { return s.srv.Close() }
 
-// Linger gives pages that were watching the run up to max to fetch its
-// final state, so that they show how it ended once dsub has exited.
+// Linger gives pages that were watching the run up to max to be given
+// its final state, so that they show how it ended once dsub has exited.
+// A stream sends it the moment the run ends: most often Linger returns
+// at once.
 func (s *Server) Linger(ctx context.Context, max time.Duration) {
-	end := time.Now()
 	if time.Since(s.m.lastPoll()) > 5*time.Second {
 		return // nobody watching
 	}
-	tick := time.NewTicker(50 * time.Millisecond)
+	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(max)
-	for !s.m.lastPoll().After(end) {
+	for !s.m.endGiven() {
 		select {
 		case <-tick.C:
 		case <-deadline:

@@ -196,3 +196,30 @@ func TestStreamEndsWithPage(t *testing.T) {
 	}
 	_, _ = io.Copy(io.Discard, br)
 }
+
+// When the run ends, dsub lingers until a watching page has been given
+// the final state, and no longer: a stream gives it at once.
+func TestLingerUntilEndGiven(t *testing.T) {
+	f := startFakeRun(t, 4)
+	srv, err := Serve(f.m, ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ch := openStream(t, srv.URL(), "")
+	<-ch // watching
+	close(f.release)
+	f.wait(t)
+	var last message
+	for m := range ch {
+		last = m
+	}
+	if !last.st.Done {
+		t.Fatal("the stream ended without the final state")
+	}
+	start := time.Now()
+	srv.Linger(t.Context(), 20*time.Second)
+	if time.Since(start) >= 20*time.Second {
+		t.Error("Linger waited its whole 20 s although the page had been given the end")
+	}
+}
