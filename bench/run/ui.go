@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,17 +36,25 @@ func (b *bench) ui(ctx context.Context) error {
 	if err := chromedp.Run(bctx); err != nil {
 		return fmt.Errorf("chromium: %w", err)
 	}
-	modes := []string{"no --ui", "--ui, no page", "--ui + Chromium"}
+	// A stream reader is a page that costs nothing to draw: against
+	// Chromium, it tells the monitor's own cost from the browser's, which
+	// shares the two cores (and slows whatever runs beside it).
+	modes := []string{"no --ui", "--ui, no page", "--ui + stream reader", "--ui + Chromium"}
 	cpu := map[string][]time.Duration{}
 	wall := map[string][]time.Duration{}
+	var chromium []time.Duration // the browser's own CPU per run
 	for r := 0; r < b.rounds; r++ {
 		// Each round in another order: the first run of a round was seen
 		// to cost more (by ~30%), whatever its mode.
 		for i := range modes {
 			mode := modes[(i+r)%len(modes)]
+			before := treeCPU(browserPID(bctx))
 			c, w, err := b.uiRound(bctx, cmds, mode)
 			if err != nil {
 				return fmt.Errorf("%s: %w", mode, err)
+			}
+			if mode == "--ui + Chromium" {
+				chromium = append(chromium, treeCPU(browserPID(bctx))-before)
 			}
 			cpu[mode], wall[mode] = append(cpu[mode], c), append(wall[mode], w)
 			fmt.Fprintf(os.Stderr, "ui round %d %s: cpu %s wall %s\n", r+1, mode, c, w)
@@ -65,7 +74,62 @@ func (b *bench) ui(ctx context.Context) error {
 		fmt.Printf("   %-18s CPU %6.3fs  paired median %+5.1f%% (rounds from %+.0f%% to %+.0f%%)  wall %6.2fs\n", mode, med(cpu[mode]).Seconds(),
 			100*(ratios[len(ratios)/2]-1), 100*(ratios[0]-1), 100*(ratios[len(ratios)-1]-1), med(wall[mode]).Seconds())
 	}
+	fmt.Printf("   Chromium's own CPU while it showed the page: %.3fs a run (median), on the same two cores\n", med(chromium).Seconds())
 	return b.uiProfile(bctx, cmds)
+}
+
+// browserPID is the headless Chromium's process (0 if unknown).
+func browserPID(bctx context.Context) int {
+	if c := chromedp.FromContext(bctx); c != nil && c.Browser != nil && c.Browser.Process() != nil {
+		return c.Browser.Process().Pid
+	}
+	return 0
+}
+
+// treeCPU is the user + system CPU so far of pid and every process
+// below it (Chromium's renderers and helpers), from /proc.
+func treeCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	type proc struct {
+		ppid int
+		cpu  time.Duration
+	}
+	procs := map[int]proc{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// After "(comm)": state ppid ... utime (14th field) stime (15th).
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		ut, _ := strconv.Atoi(f[11])
+		st, _ := strconv.Atoi(f[12])
+		procs[p] = proc{ppid, time.Duration(ut+st) * time.Second / 100} // USER_HZ
+	}
+	var total time.Duration
+	for p, pr := range procs {
+		for q := p; q > 1; q = procs[q].ppid {
+			if q == pid {
+				total += pr.cpu
+				break
+			}
+			if _, ok := procs[q]; !ok {
+				break
+			}
+		}
+	}
+	return total
 }
 
 // uiProfile runs again with --ui and Chromium under dsub's CPU profile
@@ -125,6 +189,9 @@ func (b *bench) uiRound(bctx context.Context, cmds, mode string) (cpu, wall time
 	var tail []string
 	for sc.Scan() {
 		tail = append(tail, sc.Text())
+		if m := re.FindStringSubmatch(sc.Text()); m != nil && mode == "--ui + stream reader" {
+			go readStream(m[1] + "api/events")
+		}
 		if m := re.FindStringSubmatch(sc.Text()); m != nil && mode == "--ui + Chromium" {
 			// The page follows the run from now until it ends.
 			if err := chromedp.Run(bctx, chromedp.Navigate(m[1])); err != nil {
@@ -191,4 +258,15 @@ func med(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// readStream reads the page's event stream to its end, as a page that
+// draws nothing would.
+func readStream(url string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
 }
