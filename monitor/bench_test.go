@@ -31,27 +31,15 @@ func BenchmarkModelEvents(b *testing.B) {
 // One page's poll, answered over HTTP, in a run of 1,000 jobs at 100
 // jobs/s: 100 new bars since the last poll, 16 running, 4 hosts.
 func BenchmarkPoll(b *testing.B) {
-	m := NewModel("bench")
+	r := newBenchRun()
+	m := r.m
 	srv := &Server{m: m}
-	now := time.Now()
-	seq := 0
-	job := func(kind distributor.EventKind) {
-		m.Event(distributor.Event{Kind: kind, Seq: seq, Job: seq, Host: []string{"h1", "h2", "h3", "h4"}[seq%4], Time: now, Command: "echo 1", Outcome: "recorded"})
-	}
-	for ; seq < 1000; seq++ {
-		job(distributor.Started)
-		job(distributor.Ended)
-	}
 	st := m.State(-1, -1)
 	epoch, after := st.Timeline.Epoch, lastID(st.Timeline.Ended)
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
-		for i := 0; i < 100; i++ {
-			job(distributor.Started)
-			job(distributor.Ended)
-			seq++
-		}
+		r.add(100)
 		b.StartTimer()
 		rec := httptest.NewRecorder()
 		srv.state(rec, httptest.NewRequest("GET", "/api/state?epoch="+itoa(epoch)+"&after="+itoa(after), nil))
@@ -67,22 +55,38 @@ func BenchmarkPoll(b *testing.B) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
+// benchRun feeds a Model the run of the benchmarks: 1,000 tiny jobs on 4
+// hosts to start with; add adds n more (100 is a second at 100 jobs/s).
+type benchRun struct {
+	m   *Model
+	now time.Time
+	seq int
+}
+
+func newBenchRun() *benchRun {
+	r := &benchRun{m: NewModel("bench"), now: time.Now()}
+	r.add(1000)
+	return r
+}
+
+func (r *benchRun) add(n int) {
+	for i := 0; i < n; i++ {
+		e := distributor.Event{Kind: distributor.Started, Seq: r.seq, Job: r.seq, Host: []string{"h1", "h2", "h3", "h4"}[r.seq%4], Time: r.now, Command: "echo 1", Outcome: "recorded"}
+		r.m.Event(e)
+		e.Kind = distributor.Ended
+		r.m.Event(e)
+		r.seq++
+	}
+}
+
 // One message of a page's stream in the same run: the state since the
 // page's last message (100 new bars), encoded into the stream's buffer.
 // This is the monitor's cost per second while a page watches.
 func BenchmarkStreamMessage(b *testing.B) {
-	m := NewModel("bench")
-	now := time.Now()
-	seq := 0
-	job := func(kind distributor.EventKind) {
-		m.Event(distributor.Event{Kind: kind, Seq: seq, Job: seq, Host: []string{"h1", "h2", "h3", "h4"}[seq%4], Time: now, Command: "echo 1", Outcome: "recorded"})
-	}
-	for ; seq < 1000; seq++ {
-		job(distributor.Started)
-		job(distributor.Ended)
-	}
+	r := newBenchRun()
+	m := r.m
 	for i := 1; i <= 16; i++ { // running all along
-		m.Event(distributor.Event{Kind: distributor.Started, Seq: -i, Job: -i, Host: "h1", Time: now, Command: "sleep 1"})
+		m.Event(distributor.Event{Kind: distributor.Started, Seq: -i, Job: -i, Host: "h1", Time: r.now, Command: "sleep 1"})
 	}
 	have := parseCursor("")
 	st := m.state(&have)
@@ -90,11 +94,7 @@ func BenchmarkStreamMessage(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
-		for i := 0; i < 100; i++ {
-			job(distributor.Started)
-			job(distributor.Ended)
-			seq++
-		}
+		r.add(100)
 		b.StartTimer()
 		st := m.state(&have)
 		buf = appendState(buf[:0], &st)
