@@ -265,9 +265,10 @@ func stripTrailingSep(s string) string {
 // first non-blank character is "#") are not jobs: they are skipped, and
 // {#} counts only jobs.
 type LineReader struct {
-	r    *bufio.Reader
-	name string
-	line int
+	r     *bufio.Reader
+	name  string
+	line  int
+	every bool // blank and comment lines are values too
 }
 
 // NewLineReader reads lines from r; name is used in errors.
@@ -275,11 +276,20 @@ func NewLineReader(r io.Reader, name string) *LineReader {
 	return &LineReader{r: bufio.NewReaderSize(r, 64<<10), name: name}
 }
 
+// NewValueReader reads every line of r as it is, blank and comment lines
+// and a trailing "\r" included, as GNU parallel reads a :::: file: there
+// a line is a value, and an empty one is an empty argument.
+func NewValueReader(r io.Reader, name string) *LineReader {
+	l := NewLineReader(r, name)
+	l.every = true
+	return l
+}
+
 // MaxInputLine bounds one input line.
 const MaxInputLine = 16 << 20
 
-// Next returns the next job line (not blank, not a comment) and its
-// 1-based line number, or io.EOF.
+// Next returns the next job line (not blank, not a comment, unless the
+// reader keeps every line) and its 1-based line number, or io.EOF.
 func (l *LineReader) Next() (string, int, error) {
 	for {
 		var b []byte
@@ -306,8 +316,11 @@ func (l *LineReader) Next() (string, int, error) {
 			// connection): refused, naming the line.
 			return "", 0, fmt.Errorf("%s:%d: the line contains a NUL byte", l.name, l.line)
 		}
-		s := strings.TrimRight(string(b), "\r\n")
-		if t := strings.TrimSpace(s); t != "" && !strings.HasPrefix(t, "#") {
+		s := strings.TrimSuffix(string(b), "\n")
+		if !l.every {
+			s = strings.TrimRight(s, "\r") // a :::: value keeps it, as in GNU parallel
+		}
+		if t := strings.TrimSpace(s); l.every || t != "" && !strings.HasPrefix(t, "#") {
 			return s, l.line, nil
 		}
 	}

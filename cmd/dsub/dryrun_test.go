@@ -152,6 +152,9 @@ func TestInputSourcesMatchGNUParallel(t *testing.T) {
 		{"linked", nil, seq("echo", "{1}", "{2}", "{3}", "x{}y", ":::", values(4), ":::+", values(3), ":::", values(2))},
 		{"file and colsep", []string{"--colsep", ","}, seq("echo", "{1}", "{2//}", "{}", "::::", file("csv", csv), ":::", values(2))},
 		{"two files", nil, seq("echo", "{2}", "{1}", "::::", file("f1", values(3)), file("f2", values(2)))},
+		// A :::: file's lines are values as they are: blank, spaces only
+		// or starting with # (not comments, unlike --args-file).
+		{"file lines as they are", nil, seq("echo", "x{}y", "{1/}", "::::", file("f3", seq(values(2), "", "# "+values(1)[0], "  ", "#", "crlf\r", values(1))))},
 		{"program", []string{"--binary", "/bin/echo"}, seq("{1}", "--", "{2/}", "{#}", ":::", values(5), ":::+", values(5))},
 	}
 	for _, tt := range tests {

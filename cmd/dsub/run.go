@@ -260,7 +260,8 @@ Jobs:
   DSUB_ATTEMPT and DSUB_RUN (the run id, by which its processes are found).
 
   In --commands and --args-file, blank lines and lines starting with #
-  are not jobs ({#} counts only jobs).
+  are not jobs ({#} counts only jobs). In a :::: file, as in GNU
+  parallel's, every line is a value, blank ones included.
 
 Per host: --setup CMD runs once on each host before its first job (again
 when a lost host re-joins, and on resume); --teardown CMD once after its

@@ -67,8 +67,9 @@ func splitSources(args []string) (template []string, srcs []inputSource, err err
 	return template, srcs, nil
 }
 
-// readSources reads the files of :::: sources, each line a value; blank
-// and comment lines are skipped, as in --args-file.
+// readSources reads the files of :::: sources, each line a value as GNU
+// parallel reads them: blank and comment lines too (unlike --args-file,
+// where they are not jobs).
 func readSources(srcs []inputSource, stdin io.Reader) error {
 	for i := range srcs {
 		s := &srcs[i]
@@ -86,7 +87,7 @@ func readSources(srcs []inputSource, stdin io.Reader) error {
 		} else if stdin == nil {
 			return usagef("run: %s -: no stdin", mFiles)
 		}
-		lr := distributor.NewLineReader(r, s.name)
+		lr := distributor.NewValueReader(r, s.name)
 		for {
 			line, _, err := lr.Next()
 			if err == io.EOF {
