@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/inventory"
+	"github.com/dsub-dev/dsub/remote"
 	"github.com/dsub-dev/dsub/remote/fakehost"
 )
 
@@ -704,5 +706,42 @@ func TestEngineWindowTakeBack(t *testing.T) {
 	}
 	if got := outcomesOf(t, run.dir, "f01")["returned"]; got != 1 {
 		t.Errorf("joblog on f01: %v, want one returned", outcomesOf(t, run.dir, "f01"))
+	}
+}
+
+// Hosts that took no part in a run are named in its stats with their
+// state: one still being prepared when the jobs ran out, one unreachable.
+func TestEngineUnusedHosts(t *testing.T) {
+	ctx := testCtx(t)
+	c, hs := fakeCluster(t, 3, 2)
+	// f02's preparation ends once the run has stopped taking events
+	// (the run's end would otherwise wait 30 s for it): too late to
+	// count.
+	loopDone := make(chan chan struct{}, 1)
+	hs[1].SetAdmin(func(ctx context.Context, cmd *remote.Cmd) error {
+		select {
+		case done := <-loopDone:
+			loopDone <- done
+			<-done
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	hs[2].Down()
+	run := startFake(ctx, t, c, RunOptions{})
+	loopDone <- run.loopDone
+	const n = 6
+	go run.submitShell(ctx, t, n)
+	st, res, err := run.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSum(t, res, n)
+	if len(st.Hosts) != 1 || st.Hosts[0].Name != "f01" {
+		t.Errorf("hosts in the table: %+v, want f01 alone", st.Hosts)
+	}
+	want := []UnusedHost{{Name: "f02", State: "preparing"}, {Name: "f03", State: "down"}}
+	if !slices.Equal(st.Unused, want) {
+		t.Errorf("unused hosts %+v, want %+v", st.Unused, want)
 	}
 }

@@ -119,6 +119,7 @@ func (d *dispatcher) stats() *Stats {
 	for _, name := range d.order {
 		t := d.tally[name]
 		if t.slots == 0 && t.done == 0 {
+			st.Unused = append(st.Unused, UnusedHost{Name: name, State: t.state})
 			continue // never took part
 		}
 		st.Hosts = append(st.Hosts, HostStats{Name: name, Jobs: t.done, JobTime: t.jobTime.Seconds(), Failed: t.fails, Lost: t.lost, Slots: t.slots, State: t.state,

@@ -247,6 +247,12 @@ type HostStats struct {
 	Launcher string  `json:"launcher,omitempty"`
 }
 
+// UnusedHost is a host that took no part in a run, and its state then.
+type UnusedHost struct {
+	Name  string `json:"name"`
+	State string `json:"state"` // preparing, down, failed
+}
+
 // Stats summarise a run.
 type Stats struct {
 	Jobs      int         `json:"jobs"`      // jobs submitted
@@ -255,6 +261,10 @@ type Stats struct {
 	Resumed   int         `json:"resumed"`   // jobs taken over from the run being resumed
 	Wall      float64     `json:"wall_s"`
 	Hosts     []HostStats `json:"hosts"`
+	// Unused are the hosts that gave the run no slot and ran no job:
+	// still being prepared when the jobs ran out, unreachable, or failed
+	// (the run's warnings say why), with that state.
+	Unused []UnusedHost `json:"unused,omitempty"`
 	// Backups counts speculative executions started (--speculate), and
 	// BackupsWon those that finished first.
 	Backups    int `json:"backups,omitempty"`
@@ -348,6 +358,14 @@ func (s *Stats) WriteTable(w io.Writer) {
 	backups := ""
 	if s.Backups > 0 {
 		backups = fmt.Sprintf("; %d backups, %d won", s.Backups, s.BackupsWon)
+	}
+	if len(s.Unused) > 0 {
+		// Not rows: they would read as hosts that were given no work.
+		names := make([]string, len(s.Unused))
+		for i, h := range s.Unused {
+			names[i] = h.Name + " (" + h.State + ")"
+		}
+		fmt.Fprintf(w, "not used: %s\n", strings.Join(names, ", "))
 	}
 	fmt.Fprintf(w, "jobs %d: %d succeeded, %d failed%s%s; wall %.2fs; speedup %.2fx; efficiency %.1f%% of %d slots\n",
 		s.Jobs, s.Succeeded, s.Failed, resumed, backups, s.Wall, s.Speedup(), eff, s.Slots())

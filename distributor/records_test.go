@@ -34,7 +34,7 @@ func TestStatsTableGolden(t *testing.T) {
 		{Name: "h01", Jobs: 6, JobTime: 18.75, Slots: 2},
 		{Name: "h02", Jobs: 5, JobTime: 15.5, Slots: 2, Failed: 2},
 		{Name: "node-with-long-name", Jobs: 5, JobTime: 16.0, Slots: 4, Lost: 1},
-	}}
+	}, Unused: []UnusedHost{{Name: "h03", State: "preparing"}, {Name: "h04", State: "down"}}}
 	var b bytes.Buffer
 	s.WriteTable(&b)
 	golden(t, "stats_table.golden", b.Bytes())

@@ -203,7 +203,9 @@ type runSummary struct {
 	RunDir    string          `json:"run_dir"`
 	Error     string          `json:"error,omitempty"`
 	Hosts     []hostSummary   `json:"hosts"`
-	Failures  []jobFailure    `json:"failures"`
+	// Unused are the hosts that ran nothing, with their state then.
+	Unused   []distributor.UnusedHost `json:"unused,omitempty"`
+	Failures []jobFailure             `json:"failures"`
 }
 
 type hostSummary struct {
@@ -225,7 +227,7 @@ type jobFailure struct {
 
 func writeSummary(w io.Writer, run *distributor.Run, stats *distributor.Stats, result string, complete bool, failures []distributor.Result, runErr error) {
 	s := runSummary{Jobs: stats.Jobs, Succeeded: stats.Succeeded, Failed: stats.Failed, WallS: stats.Wall,
-		Speedup: stats.Speedup(), RunDir: run.Dir(), Hosts: []hostSummary{}, Failures: []jobFailure{}}
+		Speedup: stats.Speedup(), RunDir: run.Dir(), Hosts: []hostSummary{}, Unused: stats.Unused, Failures: []jobFailure{}}
 	if complete {
 		s.Result = distributor.ResultValue(result)
 	}
