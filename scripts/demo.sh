@@ -24,8 +24,8 @@ say dsub exec --hosts "$hosts" -- printf '[%s]\\n' 'a b' '$(x)'
 $dsub exec --hosts "$hosts" -- printf '[%s]\n' 'a b' '$(x)'
 
 if $dsub run --help >/dev/null 2>&1; then
-	say dsub run --hosts "$hosts" --build ./examples/primes --shards 16 --reduce sum -- count --shard '{shard}' --of '{shards}' --upto 10000000
-	$dsub run --hosts "$hosts" --build ./examples/primes --shards 16 --reduce sum -- count --shard '{shard}' --of '{shards}' --upto 10000000
+	say dsub run --hosts "$hosts" --build ./examples/primes --shards 16 --reduce sum -- count --shard '{shard}' --of '{shards}' --upto 1000000000
+	$dsub run --hosts "$hosts" --build ./examples/primes --shards 16 --reduce sum -- count --shard '{shard}' --of '{shards}' --upto 1000000000
 fi
 
 printf '\nThe cluster is still up: try  %s exec -- uptime   (./hosts.toml describes it)\nRemove it with: make demo-down\n' "$dsub"
