@@ -261,9 +261,10 @@ func stripTrailingSep(s string) string {
 
 // LineReader streams input lines for jobs: one job per line, read lazily
 // so that a huge input is never held in memory. Lines may be arbitrarily
-// long; a trailing "\r" is dropped. Blank lines and comment lines (whose
-// first non-blank character is "#") are not jobs: they are skipped, and
-// {#} counts only jobs.
+// long. From NewLineReader, a trailing "\r" is dropped, and blank lines
+// and comment lines (whose first non-blank character is "#") are not
+// jobs: they are skipped, and {#} counts only jobs. NewValueReader keeps
+// every line as it is.
 type LineReader struct {
 	r     *bufio.Reader
 	name  string
@@ -317,10 +318,11 @@ func (l *LineReader) Next() (string, int, error) {
 			return "", 0, fmt.Errorf("%s:%d: the line contains a NUL byte", l.name, l.line)
 		}
 		s := strings.TrimSuffix(string(b), "\n")
-		if !l.every {
-			s = strings.TrimRight(s, "\r") // a :::: value keeps it, as in GNU parallel
+		if l.every {
+			return s, l.line, nil
 		}
-		if t := strings.TrimSpace(s); l.every || t != "" && !strings.HasPrefix(t, "#") {
+		s = strings.TrimRight(s, "\r")
+		if t := strings.TrimSpace(s); t != "" && !strings.HasPrefix(t, "#") {
 			return s, l.line, nil
 		}
 	}
