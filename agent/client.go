@@ -263,6 +263,15 @@ func (c *Client) Run(ctx context.Context, j Job) (ExitMsg, int, error) {
 				j.Started(pgid)
 			}
 		case m := <-k.exit:
+			// The started frame came before the exit; both may be
+			// waiting, and select takes either.
+			select {
+			case pgid = <-k.pgid:
+				if j.Started != nil {
+					j.Started(pgid)
+				}
+			default:
+			}
 			switch {
 			case killed:
 				return m, pgid, ctx.Err()
