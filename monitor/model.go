@@ -257,7 +257,6 @@ func (m *Model) state(have *since) State {
 	defer m.mu.Unlock()
 	m.apply()
 	m.polled = now
-	m.gaveEnd = m.gaveEnd || m.done
 	st := State{Live: true, Done: m.done, Command: m.cmd, Started: m.start.Format(time.RFC3339),
 		Jobs: snap.Jobs, AllKnown: snap.AllKnown, Succeeded: snap.Succeeded, Failed: snap.Failed,
 		ElapsedS: now.Sub(m.start).Seconds(),
@@ -327,6 +326,19 @@ func hostRow(h distributor.HostSnapshot) HostRow {
 		r.CPUEff = h.CPU / h.JobTime.Seconds()
 	}
 	return r
+}
+
+// delivered notes that st has reached a page (written and flushed). Only
+// then does the final state count as given: Linger lets dsub exit on it,
+// and an exit while the final message is still being written cuts it
+// off, leaving the page on the state of a second before.
+func (m *Model) delivered(st *State) {
+	if !st.Done {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.gaveEnd = true
 }
 
 // endGiven reports whether a page was given the run's final state.

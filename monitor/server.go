@@ -160,7 +160,9 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 	}
 	st := s.m.State(epoch, after)
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(append(appendState(nil, &st), '\n'))
+	if _, err := w.Write(append(appendState(nil, &st), '\n')); err == nil && http.NewResponseController(w).Flush() == nil {
+		s.m.delivered(&st)
+	}
 }
 
 // control reports whether r may change the run: only with --ui-control,

@@ -39,7 +39,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		if _, err := w.Write(buf); err != nil {
 			return
 		}
-		if err := rc.Flush(); err != nil || st.Done {
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		if st.Done {
+			s.m.delivered(&st)
 			return
 		}
 		buf = buf[:0]

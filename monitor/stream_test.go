@@ -223,3 +223,32 @@ func TestLingerUntilEndGiven(t *testing.T) {
 		t.Error("Linger waited its whole 20 s although the page had been given the end")
 	}
 }
+
+// The final state counts as given only once it has been written to a
+// page, not when it is computed: Linger let dsub exit (closing the
+// server) while the last message was still being written, and the page
+// stayed on the state of a second before (seen in TestMonitorLive).
+func TestEndGivenOnlyWhenDelivered(t *testing.T) {
+	f := startFakeRun(t, 4)
+	close(f.release)
+	f.wait(t)
+	st := f.m.State(-1, -1)
+	if !st.Done {
+		t.Fatal("the run's state is not done")
+	}
+	if f.m.endGiven() {
+		t.Error("the final state counts as given once computed, before any page has it")
+	}
+	srv, err := Serve(f.m, ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var last message
+	for m := range openStream(t, srv.URL(), "") {
+		last = m
+	}
+	if !last.st.Done || !f.m.endGiven() {
+		t.Errorf("after a stream sent the final state (done %v): given %v", last.st.Done, f.m.endGiven())
+	}
+}
