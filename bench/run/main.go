@@ -5,6 +5,9 @@
 //     and with a pre-warmed ControlMaster, and the floor: a bare Go loop of
 //     sessions on persistent connections (no queue, logs or reduce).
 //     Targets: >= 30x parallel, >= 6x parallel+ControlMaster, >= 0.7x floor.
+//     Agent mode has its own floor: the same jobs through one dsub agent
+//     per host, driven by agent.Client with nothing of the engine, whose
+//     CPU per job is what the protocol and SSH alone cost the master.
 //
 //     1b. (wan) The same jobs with every host 50 ms RTT further away, through
 //     testenv's delay proxy: agent and session, and agent without delay.
@@ -57,6 +60,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "agentfloor" {
+		if err := agentFloor(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "agentfloor:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "floor" {
 		if err := floor(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "floor:", err)
@@ -219,6 +229,7 @@ func (b *bench) tinyJobs(ctx context.Context) {
 	}
 	tools = append(tools,
 		dsubRun("dsub run --launch agent", dsub, "--launch", "agent"),
+		benchutil.Tool{Name: "floor (bare agents)", Argv: []string{self, "agentfloor", c.Dir, strconv.Itoa(jobs), strconv.Itoa(slots)}, Check: countLines, Setup: b.shipAgentFloor},
 		// The spawn limit of this machine, where the hosts share its cores.
 		benchutil.Tool{Name: fmt.Sprintf("local xargs -P %d", len(names)*slots), Argv: []string{"sh", "-c",
 			fmt.Sprintf("xargs -P %d -I{} sh -c 'echo {}' < %s", len(names)*slots, args)}, Check: countLines})
@@ -476,12 +487,7 @@ func floor(args []string) error {
 	}
 	jobs, _ := strconv.Atoi(args[1])
 	slots, _ := strconv.Atoi(args[2])
-	key, _ := os.ReadFile(c.KeyFile)
-	signer, err := ssh.ParsePrivateKey(key)
-	if err != nil {
-		return err
-	}
-	cb, err := knownhosts.New(c.KnownHosts)
+	dial, err := dialer(c)
 	if err != nil {
 		return err
 	}
@@ -490,8 +496,7 @@ func floor(args []string) error {
 	var wg sync.WaitGroup
 	var firstErr error
 	for _, h := range c.Hosts {
-		cl, err := ssh.Dial("tcp", h.HostPort(), &ssh.ClientConfig{User: h.User, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
-			HostKeyCallback: cb, HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}, Timeout: 10 * time.Second})
+		cl, err := dial(h)
 		if err != nil {
 			return err
 		}
@@ -528,6 +533,27 @@ func floor(args []string) error {
 	close(next)
 	wg.Wait()
 	return firstErr
+}
+
+// dialer returns a function that connects to a testenv host with the
+// cluster's key, checking its host key.
+func dialer(c *testenv.Cluster) (func(h *testenv.Host) (*ssh.Client, error), error) {
+	key, err := os.ReadFile(c.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ssh.ParsePrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	cb, err := knownhosts.New(c.KnownHosts)
+	if err != nil {
+		return nil, err
+	}
+	return func(h *testenv.Host) (*ssh.Client, error) {
+		return ssh.Dial("tcp", h.HostPort(), &ssh.ClientConfig{User: h.User, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+			HostKeyCallback: cb, HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}, Timeout: 10 * time.Second})
+	}, nil
 }
 
 // withSlots sets [defaults] slots in a testenv hosts.toml, replacing the
