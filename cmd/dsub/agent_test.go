@@ -239,3 +239,52 @@ func TestAgentBrokenPipeKillsJobs(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Through an agent a host's slots are not capped by sshd's MaxSessions
+// (10 here): one host with slots = 64 runs 64 jobs at once over its one
+// session. Each job waits at a barrier until all 64 have arrived there,
+// so a cap below 64 leaves the barrier unmet: the first job to give up
+// (after a minute) halts the run. No timing is asserted.
+func TestAgentSixtyFourSlots(t *testing.T) {
+	testenv.Require(t, cluster)
+	bin := buildDsub(t)
+	dir := t.TempDir()
+	hosts := filepath.Join(dir, "hosts.toml")
+	ht, _ := os.ReadFile(cluster.HostsFile)
+	if !strings.Contains(string(ht), "\nslots = 2\n") {
+		t.Fatalf("hosts file has no slots = 2 to replace:\n%s", ht)
+	}
+	os.WriteFile(hosts, []byte(strings.Replace(string(ht), "\nslots = 2\n", "\nslots = 64\n", 1)), 0o600)
+	const n = 64
+	barrier := fmt.Sprintf("/tmp/dsub-barrier-%d", time.Now().UnixNano())
+	var cmds strings.Builder
+	for i := 1; i <= n; i++ {
+		// Shell builtins only while waiting, but for sleep: 64 jobs
+		// forking fast would starve a small machine.
+		fmt.Fprintf(&cmds, `mkdir -p %[1]s && touch %[1]s/%[2]d && i=0 && while set -- %[1]s/*; [ $# -lt %[3]d ]; do i=$((i+1)); [ $i -gt 60 ] && echo "barrier: $# of %[3]d" >&2 && exit 3; sleep 1; done; echo 1`+"\n", barrier, i, n)
+	}
+	cf := filepath.Join(dir, "cmds.txt")
+	os.WriteFile(cf, []byte(cmds.String()), 0o600)
+	host := cluster.Hosts[0].Name
+	logs := filepath.Join(dir, "logs")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "run", "--hosts", hosts, "--on", host, "--logs", logs, "--commands", cf, "--reduce", "sum", "--launch", "agent",
+		"--retries", "0", "--halt", "now,fail=1")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, errb.String())
+	}
+	if got := strings.TrimSpace(string(out)); got != fmt.Sprint(n) {
+		t.Errorf("sum %q, want %d (every job past the barrier)", got, n)
+	}
+	m, err := distributor.ReadManifest(distributor.RunDir(runDir(t, logs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Stats.Hosts) != 1 || m.Stats.Hosts[0].Launcher != "agent" || m.Stats.Hosts[0].Slots != n || m.Stats.Hosts[0].Jobs != n {
+		t.Errorf("host stats %+v, want one agent host with %d slots and %d jobs", m.Stats.Hosts, n, n)
+	}
+}
