@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/agent"
-	"github.com/dsub-dev/dsub/testenv"
 )
 
 // agentFloorBin is where shipAgentFloor puts dsub on each host, relative
@@ -44,13 +43,7 @@ func (b *bench) shipAgentFloor() error {
 // (no queue, no logs, no journal, no reduce). Its CPU per job is what
 // the transport alone costs the master, below which dsub cannot go.
 func agentFloor(args []string) error {
-	c, err := testenv.Load(args[0])
-	if err != nil {
-		return err
-	}
-	jobs, _ := strconv.Atoi(args[1])
-	slots, _ := strconv.Atoi(args[2])
-	dial, err := dialer(c)
+	c, jobs, slots, dial, err := floorArgs(args)
 	if err != nil {
 		return err
 	}

@@ -481,13 +481,7 @@ func lastUploaded(logs string) int64 {
 // floor runs `echo N` jobs as bare sessions on one persistent connection
 // per host, slots workers per host: no queue, no logs, no reduce.
 func floor(args []string) error {
-	c, err := testenv.Load(args[0])
-	if err != nil {
-		return err
-	}
-	jobs, _ := strconv.Atoi(args[1])
-	slots, _ := strconv.Atoi(args[2])
-	dial, err := dialer(c)
+	c, jobs, slots, dial, err := floorArgs(args)
 	if err != nil {
 		return err
 	}
@@ -533,6 +527,21 @@ func floor(args []string) error {
 	close(next)
 	wg.Wait()
 	return firstErr
+}
+
+// floorArgs reads a floor's arguments (the cluster's state directory,
+// the jobs, the slots per host) and makes its dialer.
+func floorArgs(args []string) (c *testenv.Cluster, jobs, slots int, dial func(*testenv.Host) (*ssh.Client, error), err error) {
+	if len(args) != 3 {
+		return nil, 0, 0, nil, fmt.Errorf("want DIR JOBS SLOTS, got %q", args)
+	}
+	if c, err = testenv.Load(args[0]); err != nil {
+		return nil, 0, 0, nil, err
+	}
+	jobs, _ = strconv.Atoi(args[1])
+	slots, _ = strconv.Atoi(args[2])
+	dial, err = dialer(c)
+	return c, jobs, slots, dial, err
 }
 
 // dialer returns a function that connects to a testenv host with the

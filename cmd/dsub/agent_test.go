@@ -249,12 +249,7 @@ func TestAgentSixtyFourSlots(t *testing.T) {
 	testenv.Require(t, cluster)
 	bin := buildDsub(t)
 	dir := t.TempDir()
-	hosts := filepath.Join(dir, "hosts.toml")
-	ht, _ := os.ReadFile(cluster.HostsFile)
-	if !strings.Contains(string(ht), "\nslots = 2\n") {
-		t.Fatalf("hosts file has no slots = 2 to replace:\n%s", ht)
-	}
-	os.WriteFile(hosts, []byte(strings.Replace(string(ht), "\nslots = 2\n", "\nslots = 64\n", 1)), 0o600)
+	hosts := hostsWithSlots(t, dir, 64)
 	const n = 64
 	barrier := fmt.Sprintf("/tmp/dsub-barrier-%d", time.Now().UnixNano())
 	var cmds strings.Builder

@@ -92,6 +92,24 @@ func TestGigabyteOutputKeepsMemoryFlat(t *testing.T) {
 	}
 }
 
+// hostsWithSlots writes a copy of the cluster's hosts file into dir with
+// n slots per host instead of testenv's 2, and returns its path.
+func hostsWithSlots(t *testing.T, dir string, n int) string {
+	t.Helper()
+	ht, err := os.ReadFile(cluster.HostsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ht), "\nslots = 2\n") {
+		t.Fatalf("%s has no slots = 2 to replace:\n%s", cluster.HostsFile, ht)
+	}
+	hosts := filepath.Join(dir, "hosts.toml")
+	if err := os.WriteFile(hosts, []byte(strings.Replace(string(ht), "\nslots = 2\n", fmt.Sprintf("\nslots = %d\n", n), 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return hosts
+}
+
 // TestManyJobsKeepMemoryFlat: jobs stream from an args file and the
 // queue pulls input only as slots free up, so the master's memory does not
 // grow with the number of jobs. Measured at two sizes, 4,000 and 16,000
@@ -103,9 +121,7 @@ func TestManyJobsKeepMemoryFlat(t *testing.T) {
 	testenv.Require(t, cluster)
 	bin := buildDsub(t)
 	dir := t.TempDir()
-	hosts := filepath.Join(dir, "hosts.toml")
-	ht, _ := os.ReadFile(cluster.HostsFile)
-	os.WriteFile(hosts, []byte(strings.Replace(string(ht), "\nslots = 2\n", "\nslots = 6\n", 1)), 0o600)
+	hosts := hostsWithSlots(t, dir, 6)
 	echo := filepath.Join(dir, "echo.sh")
 	os.WriteFile(echo, []byte("#!/bin/sh\necho \"$1\"\n"), 0o755)
 	rss := map[int]float64{}
