@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -356,6 +357,19 @@ func (c *Cluster) save() error {
 		return err
 	}
 	return writeFileAtomic(filepath.Join(c.Dir, stateFile), append(b, '\n'), 0o600)
+}
+
+// slotsLine is the [defaults] slots line of a hosts.toml testenv writes.
+var slotsLine = regexp.MustCompile(`(?m)^slots = .*$`)
+
+// WithSlots returns hostsToml, a hosts.toml testenv wrote (or Delay
+// rewrote), with slots per host instead of testenv's 2.
+func WithSlots(hostsToml string, slots int) string {
+	line := fmt.Sprintf("slots = %d", slots)
+	if slotsLine.MatchString(hostsToml) {
+		return slotsLine.ReplaceAllString(hostsToml, line)
+	}
+	return strings.Replace(hostsToml, "[defaults]\n", "[defaults]\n"+line+"\n", 1)
 }
 
 // writeClientFiles writes known_hosts, hosts.toml and ssh_config.

@@ -303,3 +303,15 @@ func testFaults(t *testing.T, c *testenv.Cluster) {
 		}
 	})
 }
+
+// WithSlots replaces the slots line testenv writes, or adds one.
+func TestWithSlots(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"[defaults]\nuser = \"dsub\"\nslots = 2\n\n[[host]]\nname = \"h01\"\n", "[defaults]\nuser = \"dsub\"\nslots = 64\n\n[[host]]\nname = \"h01\"\n"},
+		{"[defaults]\nuser = \"dsub\"\n", "[defaults]\nslots = 64\nuser = \"dsub\"\n"},
+	} {
+		if got := testenv.WithSlots(tc.in, 64); got != tc.want {
+			t.Errorf("WithSlots(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -88,7 +89,9 @@ func agentFloor(args []string) error {
 					if n > int64(jobs) {
 						return
 					}
-					var buf lockedWriter
+					// The client writes a job's output from its one
+					// reader, and before the exit that ends Run.
+					var buf bytes.Buffer
 					m, _, err := ac.Run(ctx, agent.Job{Start: agent.StartMsg{Shell: "echo " + strconv.FormatInt(n, 10)}, Stdout: &buf, Stderr: &buf})
 					if err == nil && m.Status != 0 {
 						err = fmt.Errorf("job %d: exit %d", n, m.Status)
@@ -98,7 +101,7 @@ func agentFloor(args []string) error {
 						return
 					}
 					mu.Lock()
-					os.Stdout.Write(buf.b)
+					os.Stdout.Write(buf.Bytes())
 					mu.Unlock()
 				}
 			}()
@@ -106,18 +109,4 @@ func agentFloor(args []string) error {
 	}
 	wg.Wait()
 	return firstErr
-}
-
-// lockedWriter collects a job's output (the agent client writes a job's
-// stdout and stderr from its one reader, but may be asked from two).
-type lockedWriter struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	w.b = append(w.b, p...)
-	w.mu.Unlock()
-	return len(p), nil
 }

@@ -44,7 +44,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -141,7 +140,7 @@ func (b *bench) run(only string) error {
 	}
 	hostsToml, _ := os.ReadFile(c.HostsFile)
 	b.hostsSlots = filepath.Join(b.tmp, "hosts.toml")
-	os.WriteFile(b.hostsSlots, []byte(withSlots(string(hostsToml), b.slots)), 0o600)
+	os.WriteFile(b.hostsSlots, []byte(testenv.WithSlots(string(hostsToml), b.slots)), 0o600)
 	// Records go where dsub puts them by default, the working directory:
 	// on some machines /tmp is far slower at creating files.
 	if b.logs, err = os.MkdirTemp(".", ".bench-logs-"); err != nil {
@@ -301,7 +300,7 @@ func (b *bench) wan(ctx context.Context, rtt time.Duration) error {
 	}
 	delayed, _ := os.ReadFile(b.c.HostsFile)
 	hostsWAN := filepath.Join(b.tmp, "hosts-wan.toml")
-	if err := os.WriteFile(hostsWAN, []byte(withSlots(string(delayed), b.slots)), 0o600); err != nil {
+	if err := os.WriteFile(hostsWAN, []byte(testenv.WithSlots(string(delayed), b.slots)), 0o600); err != nil {
 		return err
 	}
 	cmds := filepath.Join(b.tmp, "cmds.txt")
@@ -563,15 +562,4 @@ func dialer(c *testenv.Cluster) (func(h *testenv.Host) (*ssh.Client, error), err
 		return ssh.Dial("tcp", h.HostPort(), &ssh.ClientConfig{User: h.User, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
 			HostKeyCallback: cb, HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}, Timeout: 10 * time.Second})
 	}, nil
-}
-
-// withSlots sets [defaults] slots in a testenv hosts.toml, replacing the
-// value testenv writes (a key may appear only once).
-func withSlots(hostsToml string, slots int) string {
-	line := fmt.Sprintf("slots = %d", slots)
-	re := regexp.MustCompile(`(?m)^slots = .*$`)
-	if re.MatchString(hostsToml) {
-		return re.ReplaceAllString(hostsToml, line)
-	}
-	return strings.Replace(hostsToml, "[defaults]\n", "[defaults]\n"+line+"\n", 1)
 }
