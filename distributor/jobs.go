@@ -60,6 +60,7 @@ type Template struct {
 	usesInput bool // any of {} {N} and their path forms
 	usesCount bool // {shards}
 	usesSlot  bool // {%}
+	usesAny   bool // any placeholder at all, {#} and {%} included
 }
 
 var placeholder = regexp.MustCompile(`\{(#|%|shard|shards|([1-9][0-9]*)?(|\.|/|//|/\.))\}`)
@@ -77,6 +78,7 @@ func NewTemplate(args []string) *Template {
 	t := &Template{args: args}
 	for _, a := range args {
 		for _, m := range placeholder.FindAllStringSubmatch(a, -1) {
+			t.usesAny = true
 			switch m[1] {
 			case "shards":
 				t.usesCount = true
@@ -89,6 +91,17 @@ func NewTemplate(args []string) *Template {
 		}
 	}
 	return t
+}
+
+// WithInput is the template for jobs made from input: as GNU parallel
+// does, a template with no placeholder at all ({#} and {%} count, {foo}
+// does not) gets {} appended, so that each job gets its input as
+// trailing words (`echo ::: a b` runs `echo a` and `echo b`).
+func (t *Template) WithInput() *Template {
+	if t.usesAny {
+		return t
+	}
+	return NewTemplate(append(append([]string(nil), t.args...), "{}"))
 }
 
 // UsesInput reports whether the template refers to the input.

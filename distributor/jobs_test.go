@@ -52,6 +52,29 @@ func TestTemplateExpand(t *testing.T) {
 	}
 }
 
+// WithInput appends {} to a template with no placeholder at all, as GNU
+// parallel does; any placeholder, {#} and {%} included, keeps it as it is.
+func TestTemplateWithInput(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "a|b c"},
+		{[]string{"gzip"}, "gzip|a|b c"},
+		{[]string{"echo", "{foo}"}, "echo|{foo}|a|b c"},
+		{[]string{"echo", "n{#}"}, "echo|n3"},
+		{[]string{"echo", "{%}"}, "echo|" + SlotMark},
+		{[]string{"echo", "{shards}"}, "echo|9"},
+		{[]string{"echo", "{2}"}, "echo|b c"},
+	}
+	for _, tt := range tests {
+		got := strings.Join(NewTemplate(tt.args).WithInput().Expand(3, 9, []string{"a", "b c"}), "|")
+		if got != tt.want {
+			t.Errorf("WithInput(%q) expands to %q, want %q", tt.args, got, tt.want)
+		}
+	}
+}
+
 // ExpandShell joins the arguments as a command line and quotes each value.
 func TestTemplateExpandShell(t *testing.T) {
 	tp := NewTemplate([]string{"gzip -9 <{1}", ">", "{1.}.gz;", "echo", "{#}", "{2}", "{3}", "{}"})

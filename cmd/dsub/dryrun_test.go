@@ -65,29 +65,46 @@ func TestDryRunMatchesGNUParallel(t *testing.T) {
 	}
 	in := filepath.Join(t.TempDir(), "in")
 	os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
-	template := []string{"{}", "{.}", "{/}", "{//}", "{/.}", "n{#}", "--"}
-
-	var out, errb bytes.Buffer
-	// No hosts file exists: a dry run contacts no host.
-	args := append([]string{"run", "--dry-run", "--hosts", filepath.Join(t.TempDir(), "none.toml"), "--binary", "/bin/echo", "--args-file", in, "--"}, template...)
-	if err := run(context.Background(), args, strings.NewReader(""), &out, &errb); err != nil {
-		t.Fatalf("dsub run --dry-run: %v\n%s", err, errb.String())
+	tests := []struct {
+		name     string
+		binary   string   // "" for shell mode
+		template []string // parallel's command is binary then template
+	}{
+		{"replacement strings", "/bin/echo", []string{"{}", "{.}", "{/}", "{//}", "{/.}", "n{#}", "--"}},
+		// No replacement string: parallel appends the line.
+		{"implicit input, program", "/bin/echo", []string{"-n"}},
+		{"implicit input, shell", "", []string{"wc", "-l"}},
 	}
-	want, err := exec.Command("parallel", append([]string{"--will-cite", "--dry-run", "-k", "-a", in, "/bin/echo"}, template...)...).Output()
-	if err != nil {
-		t.Fatalf("parallel --dry-run: %v", err)
-	}
-	ours, theirs := shellWords(t, out.String()), shellWords(t, string(want))
-	if len(ours) != len(lines) || len(theirs) != len(lines) {
-		t.Fatalf("%d and %d command lines for %d inputs", len(ours), len(theirs), len(lines))
-	}
-	for i := range lines {
-		if !slices.Equal(ours[i], theirs[i]) {
-			t.Errorf("input %q: dsub %q, GNU parallel %q", lines[i], ours[i], theirs[i])
-		}
-	}
-	if errb.Len() != 0 {
-		t.Errorf("a dry run wrote to stderr: %s", errb.String())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			// No hosts file exists: a dry run contacts no host.
+			args := []string{"run", "--dry-run", "--hosts", filepath.Join(t.TempDir(), "none.toml"), "--args-file", in}
+			pcmd := tt.template
+			if tt.binary != "" {
+				args = append(args, "--binary", tt.binary)
+				pcmd = append([]string{tt.binary}, pcmd...)
+			}
+			if err := run(context.Background(), append(append(args, "--"), tt.template...), strings.NewReader(""), &out, &errb); err != nil {
+				t.Fatalf("dsub run --dry-run: %v\n%s", err, errb.String())
+			}
+			want, err := exec.Command("parallel", append([]string{"--will-cite", "--dry-run", "-k", "-a", in}, pcmd...)...).Output()
+			if err != nil {
+				t.Fatalf("parallel --dry-run: %v", err)
+			}
+			ours, theirs := shellWords(t, out.String()), shellWords(t, string(want))
+			if len(ours) != len(lines) || len(theirs) != len(lines) {
+				t.Fatalf("%d and %d command lines for %d inputs", len(ours), len(theirs), len(lines))
+			}
+			for i := range lines {
+				if !slices.Equal(ours[i], theirs[i]) {
+					t.Errorf("input %q: dsub %q, GNU parallel %q", lines[i], ours[i], theirs[i])
+				}
+			}
+			if errb.Len() != 0 {
+				t.Errorf("a dry run wrote to stderr: %s", errb.String())
+			}
+		})
 	}
 }
 
@@ -156,6 +173,14 @@ func TestInputSourcesMatchGNUParallel(t *testing.T) {
 		// or starting with # (not comments, unlike --args-file).
 		{"file lines as they are", nil, seq("echo", "x{}y", "{1/}", "::::", file("f3", seq(values(2), "", "# "+values(1)[0], "  ", "#", "crlf\r", values(1))))},
 		{"program", []string{"--binary", "/bin/echo"}, seq("{1}", "--", "{2/}", "{#}", ":::", values(5), ":::+", values(5))},
+		// No replacement string: the input is appended, as quoted words
+		// ({} of every column), unless {#} or {%} is there; {foo} is
+		// not a replacement string.
+		{"implicit input", nil, seq("echo", ":::", values(5))},
+		{"implicit combinations", nil, seq("printf", "%s|", ":::", values(3), ":::+", values(3), ":::", values(2))},
+		{"implicit colsep", []string{"--colsep", ","}, seq("echo", "{foo}", "::::", file("csv2", csv))},
+		{"job number only", nil, seq("echo", "n{#}", ":::", values(3))},
+		{"implicit program", []string{"--binary", "/bin/echo"}, seq("-n", ":::", values(4))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

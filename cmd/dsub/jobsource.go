@@ -25,7 +25,9 @@ type jobSource struct {
 	save *inputCopy
 }
 
-// openJobs opens the jobs that f describes. It is called before anything
+// openJobs opens the jobs that f describes. Jobs made from input (:::,
+// ::::, --args-file) get it appended when the template names none, as
+// GNU parallel's do (Template.WithInput). It is called before anything
 // touches a host, so bad input is a usage error with nothing run.
 func openJobs(f *runFlags, tmpl *distributor.Template, stdin io.Reader) (*jobSource, error) {
 	s := &jobSource{tmpl: tmpl, shell: f.binary == "" && f.build == "" && f.commands == "", transfer: f.transfer}
@@ -60,8 +62,10 @@ func openJobs(f *runFlags, tmpl *distributor.Template, stdin io.Reader) (*jobSou
 			return distributor.JobSpec{Shell: line, Shard: n - 1, Input: line}, err == nil, err
 		}
 	case len(f.sources) > 0:
+		s.tmpl = tmpl.WithInput()
 		return s, s.openSources(f, stdin)
 	case f.argsFile != "":
+		s.tmpl = tmpl.WithInput()
 		return s, s.openArgs(f, tmpl, stdin)
 	default:
 		if tmpl.UsesInput() {
