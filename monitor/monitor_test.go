@@ -206,9 +206,10 @@ func TestReportNotARun(t *testing.T) {
 	}
 }
 
-// The server answers only what it should: a loopback monitor only for
-// loopback host names, one bound elsewhere only with its token, and stop
-// only with --ui-control and the page's header.
+// The server answers only what it should: only with its token, wherever
+// it is bound (another user of the machine reaches loopback too), a
+// loopback monitor only for loopback host names, and stop only with
+// --ui-control and the page's header.
 func TestServerGuards(t *testing.T) {
 	var stopped atomic.Int32
 	stop := func() { stopped.Add(1) }
@@ -234,32 +235,36 @@ func TestServerGuards(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer open.Close()
-	if !strings.Contains(open.URL(), "?token=") || strings.Contains(loop.URL(), "token") {
-		t.Fatalf("URLs %s and %s: want a token only off loopback", open.URL(), loop.URL())
+	if !strings.Contains(open.URL(), "?token=") || !strings.Contains(loop.URL(), "?token=") || loop.token == open.token {
+		t.Fatalf("URLs %s and %s: want a token of its own in each", open.URL(), loop.URL())
 	}
 	noToken := strings.Split(open.URL(), "?")[0]
+	loopNoToken := strings.Split(loop.URL(), "?")[0]
 	for _, tc := range []struct {
 		name, method, url, host string
 		header                  bool
 		want                    int
 	}{
 		{"loopback page", "GET", loop.URL(), "", false, 200},
-		{"loopback state", "GET", loop.URL() + "api/state", "", false, 200},
+		{"loopback state", "GET", at(loop, "api/state"), "", false, 200},
 		{"loopback, foreign host name", "GET", loop.URL(), "evil.example:80", false, 403},
 		{"localhost name", "GET", loop.URL(), "localhost", false, 200},
+		{"loopback, no token", "GET", loopNoToken, "", false, 403},
+		{"loopback, no token, state", "GET", loopNoToken + "api/state", "", false, 403},
+		{"loopback, wrong token", "GET", loopNoToken + "?token=" + open.token, "", false, 403},
 		{"token page", "GET", open.URL(), "", false, 200},
 		{"no token", "GET", noToken, "", false, 403},
 		{"no token, state", "GET", noToken + "api/state", "", false, 403},
 		{"wrong token", "GET", noToken + "?token=00", "", false, 403},
-		{"stop, read-only", "POST", loop.URL() + "api/stop", "", true, 403},
-		{"stop, no header", "POST", ctl.URL() + "api/stop", "", false, 403},
-		{"stop, GET", "GET", ctl.URL() + "api/stop", "", true, 405},
-		{"stop", "POST", ctl.URL() + "api/stop", "", true, 204},
-		{"cancel, read-only", "POST", loop.URL() + "api/cancel?job=7", "", true, 403},
-		{"cancel, no header", "POST", ctl.URL() + "api/cancel?job=7", "", false, 403},
-		{"cancel, no job", "POST", ctl.URL() + "api/cancel", "", true, 400},
-		{"cancel, not running", "POST", ctl.URL() + "api/cancel?job=8", "", true, 409},
-		{"cancel", "POST", ctl.URL() + "api/cancel?job=7", "", true, 204},
+		{"stop, read-only", "POST", at(loop, "api/stop"), "", true, 403},
+		{"stop, no header", "POST", at(ctl, "api/stop"), "", false, 403},
+		{"stop, GET", "GET", at(ctl, "api/stop"), "", true, 405},
+		{"stop", "POST", at(ctl, "api/stop"), "", true, 204},
+		{"cancel, read-only", "POST", at(loop, "api/cancel") + "&job=7", "", true, 403},
+		{"cancel, no header", "POST", at(ctl, "api/cancel") + "&job=7", "", false, 403},
+		{"cancel, no job", "POST", at(ctl, "api/cancel"), "", true, 400},
+		{"cancel, not running", "POST", at(ctl, "api/cancel") + "&job=8", "", true, 409},
+		{"cancel", "POST", at(ctl, "api/cancel") + "&job=7", "", true, 204},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tc.method, tc.url, nil)
@@ -284,6 +289,9 @@ func TestServerGuards(t *testing.T) {
 		t.Errorf("stop called %d times, cancel %d: want once each (by the one allowed request)", stopped.Load(), cancelled.Load())
 	}
 }
+
+// at is the URL of path on s, with its token.
+func at(s *Server, path string) string { return strings.Split(s.URL(), "?")[0] + path + "?token=" + s.token }
 
 // nonLoopback is an address of this machine that is not loopback (the
 // unspecified address if it has none).

@@ -17,8 +17,8 @@ import (
 // ServerOptions configure a live monitor.
 type ServerOptions struct {
 	// Addr is where it listens; default 127.0.0.1:0 (loopback, any
-	// port). Bound to anything but loopback, every request needs the
-	// token that URL carries.
+	// port). Wherever it is bound, every request needs the token that
+	// URL carries.
 	Addr string
 	// Stop, if set, lets the page stop the run, as Ctrl-C does, and
 	// CancelJob cancel one job (--ui-control); without them the page is
@@ -33,7 +33,7 @@ type Server struct {
 	opts  ServerOptions
 	ln    net.Listener
 	srv   *http.Server
-	token string // "" on loopback
+	token string // every request's ?token=
 	url   string
 }
 
@@ -47,25 +47,23 @@ func Serve(m *Model, opts ServerOptions) (*Server, error) {
 		return nil, fmt.Errorf("--ui %s: %w", opts.Addr, err)
 	}
 	s := &Server{m: m, opts: opts, ln: ln}
-	host := "127.0.0.1"
-	if ap := ln.Addr().(*net.TCPAddr); !ap.IP.IsLoopback() {
-		b := make([]byte, 16)
-		if _, err := rand.Read(b); err != nil {
-			ln.Close()
-			return nil, err
-		}
-		s.token = hex.EncodeToString(b)
-		host = ap.IP.String()
-		if ap.IP.IsUnspecified() {
-			if h, err := os.Hostname(); err == nil {
-				host = h
-			}
+	// Every request needs the token, on loopback too: another user of
+	// this machine can reach a loopback port as well as the run's owner.
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s.token = hex.EncodeToString(b)
+	ap := ln.Addr().(*net.TCPAddr)
+	host := ap.IP.String()
+	if ap.IP.IsUnspecified() {
+		host = "127.0.0.1"
+		if h, err := os.Hostname(); err == nil {
+			host = h
 		}
 	}
-	s.url = "http://" + net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)) + "/"
-	if s.token != "" {
-		s.url += "?token=" + s.token
-	}
+	s.url = "http://" + net.JoinHostPort(host, strconv.Itoa(ap.Port)) + "/?token=" + s.token
 	m.mu.Lock()
 	m.control = opts.Stop != nil
 	m.mu.Unlock()
@@ -108,27 +106,29 @@ func (s *Server) Linger(ctx context.Context, max time.Duration) {
 	}
 }
 
-// guard refuses requests without the token (when one is needed), and,
-// on loopback, requests for any other host name: a web page elsewhere
-// cannot read the monitor by pointing a name of its own at 127.0.0.1.
+// guard refuses requests without the token, and, on loopback, requests
+// for any other host name: a web page elsewhere cannot read the monitor
+// by pointing a name of its own at 127.0.0.1 (the token already stops
+// it; this is a second wall).
 func (s *Server) guard(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("X-Frame-Options", "DENY")
 		w.Header().Set("Referrer-Policy", "no-referrer")
 		w.Header().Set("Cache-Control", "no-store")
-		if s.token != "" {
-			if subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("token")), []byte(s.token)) != 1 {
-				http.Error(w, "forbidden: this monitor needs the token in the URL that dsub printed", http.StatusForbidden)
-				return
-			}
-		} else if !loopbackHost(r.Host) {
+		if subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("token")), []byte(s.token)) != 1 {
+			http.Error(w, "forbidden: this monitor needs the token in the URL that dsub printed", http.StatusForbidden)
+			return
+		}
+		if s.loopback() && !loopbackHost(r.Host) {
 			http.Error(w, "forbidden: host "+r.Host, http.StatusForbidden)
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
 }
+
+func (s *Server) loopback() bool { return s.ln.Addr().(*net.TCPAddr).IP.IsLoopback() }
 
 func loopbackHost(hostport string) bool {
 	host, _, err := net.SplitHostPort(hostport)

@@ -18,9 +18,9 @@ type message struct {
 
 // openStream opens the page's event stream, from cursor id if not "", and
 // sends its messages to the returned channel until the stream ends.
-func openStream(t *testing.T, url, id string) <-chan message {
+func openStream(t *testing.T, srv *Server, id string) <-chan message {
 	t.Helper()
-	req, _ := http.NewRequest("GET", url+"api/events", nil)
+	req, _ := http.NewRequest("GET", at(srv, "api/events"), nil)
 	if id != "" {
 		req.Header.Set("Last-Event-ID", id)
 	}
@@ -69,7 +69,7 @@ func TestStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	ch := openStream(t, srv.URL(), "")
+	ch := openStream(t, srv, "")
 	bars := map[int]Segment{} // every ended bar sent, by ID
 	take := func(m message) {
 		for _, s := range m.st.Timeline.Ended {
@@ -141,7 +141,7 @@ func TestStream(t *testing.T) {
 	}
 	// A page that reconnects with mid's id gets the bars after it only,
 	// and the failure again (its list is whole in each message).
-	again := <-openStream(t, srv.URL(), mid.id)
+	again := <-openStream(t, srv, mid.id)
 	after := parseCursor(mid.id).after
 	want := 0
 	for id := range bars {
@@ -178,7 +178,7 @@ func TestStreamEndsWithPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	resp, err := http.Get(srv.URL() + "api/events")
+	resp, err := http.Get(at(srv, "api/events"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestLingerUntilEndGiven(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	ch := openStream(t, srv.URL(), "")
+	ch := openStream(t, srv, "")
 	<-ch // watching
 	close(f.release)
 	f.wait(t)
@@ -245,7 +245,7 @@ func TestEndGivenOnlyWhenDelivered(t *testing.T) {
 	}
 	defer srv.Close()
 	var last message
-	for m := range openStream(t, srv.URL(), "") {
+	for m := range openStream(t, srv, "") {
 		last = m
 	}
 	if !last.st.Done || !f.m.endGiven() {

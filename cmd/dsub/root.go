@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -62,13 +63,49 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 // run executes the dsub command line args. It is main without the process:
 // tests call it directly.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	args, err := optionalValues(args)
+	if err != nil {
+		return err
+	}
 	root := newRootCmd(stdin, stdout, stderr)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	err = root.ExecuteContext(ctx)
 	if err != nil && (strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag")) {
 		return usageError{err}
 	}
 	return err
+}
+
+// addrWord is a word that reads as a listen address: host:port, [v6]:port
+// or :port.
+var addrWord = regexp.MustCompile(`^(\[[0-9A-Fa-f:.%]+\]|[A-Za-z0-9._-]*):[0-9]+$`)
+
+// optionalValues joins `--ui ADDR` into `--ui=ADDR`. --ui's address is
+// optional (alone it is 127.0.0.1:0), so the flag parser would leave the
+// address as the first word of every job's command line; a bare port
+// (`--ui 8080`) is refused, since it could be either. Only words before
+// "--" are flags.
+func optionalValues(args []string) ([]string, error) {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...), nil
+		}
+		if a == "--ui" && i+1 < len(args) {
+			next := args[i+1]
+			switch {
+			case addrWord.MatchString(next):
+				out = append(out, "--ui="+next)
+				i++
+				continue
+			case strings.Trim(next, "0123456789") == "" && next != "":
+				return nil, usagef("--ui %s: a port alone is ambiguous; give --ui=:%s (or --ui=ADDR)", next, next)
+			}
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {

@@ -328,7 +328,7 @@ func registerRunFlags(c *cobra.Command, f *runFlags) {
 	fl.DurationVar(&f.timeout, "timeout", 0, "per-job time limit; the job's remote processes are killed")
 	fl.BoolVar(&f.keepRemote, "keep-remote", false, "keep the remote run directory")
 	fl.DurationVar(&f.progressEvery, "progress-interval", 5*time.Second, "when not on a terminal, print a progress line this often")
-	fl.StringVar(&f.ui, "ui", "", "serve a live web page of the run at `ADDR` (default 127.0.0.1:0 when given alone; any other address needs the printed token)")
+	fl.StringVar(&f.ui, "ui", "", "serve a live web page of the run at `ADDR` (127.0.0.1:0 when given alone; every request needs the token in the printed URL)")
 	fl.Lookup("ui").NoOptDefVal = "127.0.0.1:0"
 	fl.BoolVar(&f.uiControl, "ui-control", false, "let the --ui page stop the run (as Ctrl-C)")
 	fl.StringVar(&f.resume, "resume", "", "continue the run recorded in RUN_DIR: run only jobs without a recorded result")

@@ -117,8 +117,8 @@ func TestMonitorLive(t *testing.T) {
 		return fmt.Sprintf("sleep 1.%d; echo %d", i%10, i)
 	})
 	u := startUIRun(t, bin, "--hosts", cluster.HostsFile, "--logs", filepath.Join(dir, "logs"), "--commands", cf, "--reduce", "sum", "--ui")
-	if !strings.HasPrefix(u.url, "http://127.0.0.1:") || strings.Contains(u.url, "token") {
-		t.Errorf("URL %s: want loopback, without a token", u.url)
+	if !regexp.MustCompile(`^http://127\.0\.0\.1:[0-9]+/\?token=[0-9a-f]{32}$`).MatchString(u.url) {
+		t.Errorf("URL %s: want loopback, with a token", u.url)
 	}
 	if err := chromedp.Run(ctx, chromedp.Navigate(u.url)); err != nil {
 		t.Fatal(err)
