@@ -291,7 +291,9 @@ func TestServerGuards(t *testing.T) {
 }
 
 // at is the URL of path on s, with its token.
-func at(s *Server, path string) string { return strings.Split(s.URL(), "?")[0] + path + "?token=" + s.token }
+func at(s *Server, path string) string {
+	return strings.Split(s.URL(), "?")[0] + path + "?token=" + s.token
+}
 
 // nonLoopback is an address of this machine that is not loopback (the
 // unspecified address if it has none).
