@@ -168,7 +168,7 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 		limit.Stop()
 	}
 	if c.Usage != nil {
-		*c.Usage = remote.Usage{User: m.User, Sys: m.Sys, MaxRSS: m.MaxRSS}
+		*c.Usage = remote.Usage{User: m.User, Sys: m.Sys, MaxRSS: m.MaxRSS, Wall: time.Duration(m.Runtime * float64(time.Second))}
 	}
 	switch {
 	case errors.Is(err, ErrLost):

@@ -127,10 +127,14 @@ type ExitMsg struct {
 	// Abandoned: the agent killed it as it shut down, its master gone
 	// (silent, or its session ended): the host's failure, not the job's.
 	// Such an exit reaches a master only if the connection comes back.
-	Abandoned bool    `json:"abandoned,omitempty"`
-	User      float64 `json:"user_s"` // CPU seconds, from wait4
-	Sys       float64 `json:"sys_s"`
-	MaxRSS    int64   `json:"max_rss_kb"`
+	Abandoned bool `json:"abandoned,omitempty"`
+	// Runtime is how long the process ran, from its start to its exit
+	// (its output forwarded), by the agent's clock: the master's would
+	// count the frames' delays.
+	Runtime float64 `json:"runtime_s,omitempty"`
+	User    float64 `json:"user_s"` // CPU seconds, from wait4
+	Sys     float64 `json:"sys_s"`
+	MaxRSS  int64   `json:"max_rss_kb"`
 }
 
 // ErrFrameTooLong is a length field beyond MaxFrame.

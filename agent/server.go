@@ -155,6 +155,9 @@ type job struct {
 	in       chan []byte
 	inClosed bool
 	pgid     int // 0 until the process has started
+	// started is when its process started, by the agent's clock: a
+	// job's run time is measured here, where it runs (ExitMsg.Runtime).
+	started time.Time
 	// killed: the master killed it before its process started; it is
 	// killed the moment it starts. (Between leaving the queue and
 	// starting, a job is in neither; a kill then must not be lost.)
@@ -393,12 +396,16 @@ func (s *server) spawn(m StartMsg, j *job) (stdout, stderr io.Reader, killed boo
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return nil, nil, false, err
 	}
+	// Stamped before the start, so that no delay after it (a busy
+	// machine, the lock) shortens the job's recorded run time.
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, nil, false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	j.pgid = cmd.Process.Pid
+	j.started = started
 	return stdout, stderr, j.killed || s.opts.Slots < 0, nil
 }
 
@@ -419,9 +426,11 @@ func (s *server) wait(h uint32, j *job, stdout, stderr io.Reader) {
 	go func() { defer wg.Done(); s.forward(TStderr, h, stderr) }()
 	wg.Wait()
 	_ = j.cmd.Wait()
+	runtime := time.Since(j.started)
 	s.mu.Lock()
 	delete(s.jobs, h)
 	m := exitMsg(j.cmd.ProcessState)
+	m.Runtime = runtime.Seconds()
 	m.Abandoned = j.abandoned
 	s.mu.Unlock()
 	close(j.done)

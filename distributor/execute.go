@@ -196,6 +196,12 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 		c.start = *t
 	}
 	c.dur = time.Since(c.start)
+	if w := c.usage.Wall; w > 0 {
+		// The host measured it: the Started frame reached us late
+		// (under load, or together with the exit). The execution ended
+		// now and ran w.
+		c.dur, c.start = w, time.Now().Add(-w)
+	}
 	o.close()
 	c.recv = o.rw.bytes + o.sw.bytes
 	c.tail = o.sw.Tail()

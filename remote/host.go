@@ -138,4 +138,8 @@ type Cmd struct {
 type Usage struct {
 	User, Sys float64 // CPU seconds
 	MaxRSS    int64   // KiB
+	// Wall is how long the command ran, measured where it ran (0:
+	// unknown). A master that learns of a start late, from a frame,
+	// records this instead of its own clock's difference.
+	Wall time.Duration
 }
