@@ -188,7 +188,7 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 		}
 		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindRemoteExit, Err: &remote.ExitError{Status: 127}}
 	case m.Status != 0 || m.Signal != "":
-		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindRemoteExit, Err: &remote.ExitError{Status: m.Status, Signal: m.Signal}}
+		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindRemoteExit, Err: &remote.ExitError{Status: m.Status, Signal: remote.Signal(m.Signal)}}
 	}
 	return nil
 }

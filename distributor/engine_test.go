@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -148,10 +149,11 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// outcomesOf counts a run's joblog outcomes on host ("" for all).
+// outcomesOf counts a run's executions' outcomes on host ("" for all),
+// from executions.tsv.
 func outcomesOf(t *testing.T, dir RunDir, host string) map[string]int {
 	t.Helper()
-	b, err := os.ReadFile(dir.Joblog())
+	b, err := os.ReadFile(dir.Executions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -704,8 +706,13 @@ func TestEngineWindowTakeBack(t *testing.T) {
 	if j := notFirst.Load(); j != 0 {
 		t.Errorf("job %d succeeded as a later attempt: the execution taken back counted as one (DSUB_ATTEMPT)", j)
 	}
-	if got := outcomesOf(t, run.dir, "f01")["returned"]; got != 1 {
-		t.Errorf("joblog on f01: %v, want one returned", outcomesOf(t, run.dir, "f01"))
+	// The execution taken back never started: no row, in the joblog
+	// (as GNU parallel's) nor in executions.tsv.
+	for _, rec := range []string{run.dir.Executions(), run.dir.Joblog()} {
+		rows, _, err := ReadJoblog(rec)
+		if err != nil || len(rows) != n {
+			t.Errorf("%s: %d rows for %d jobs (%v), want one each: %v", filepath.Base(rec), len(rows), n, err, outcomesOf(t, run.dir, ""))
+		}
 	}
 }
 

@@ -80,8 +80,9 @@ func TestEngineEvents(t *testing.T) {
 // ReadJoblog reads back what the joblog wrote, and leaves out a torn
 // last line.
 func TestReadJoblog(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "joblog.tsv")
-	l, err := openJoblog(p)
+	d := RunDir(t.TempDir())
+	p := d.Joblog()
+	l, err := openJoblog(d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestReadJoblog(t *testing.T) {
 		{Job: 2, Host: "h2", Start: start, Runtime: time.Second, Exit: -1, Signal: "KILL", Command: "sleep 9", Outcome: "gave-up: timed out"},
 	}
 	for _, r := range rows {
-		l.Write(r)
+		l.Write(r, true)
 	}
 	l.Close()
 	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
@@ -102,6 +103,7 @@ func TestReadJoblog(t *testing.T) {
 		t.Fatalf("ReadJoblog: %d rows, %d bad, %v", len(got), bad, err)
 	}
 	rows[0].Command = "echo a b" // tabs are written as spaces
+	rows[1].Signal = "9"         // the signal's number, as parallel's
 	for i := range rows {
 		g, w := got[i], rows[i]
 		if g.Job != w.Job || g.Host != w.Host || !g.Start.Equal(w.Start) || g.Runtime != w.Runtime || g.Exit != w.Exit ||

@@ -219,6 +219,15 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 	return c
 }
 
+// killedBy records that dsub ended the execution with sig (TERM, then
+// KILL after a grace), as GNU parallel's joblog does for a timeout
+// (Exitval -1, Signal 15), unless the host told how it ended.
+func (c *completion) killedBy(sig string) {
+	if c.signal == "" {
+		c.exit, c.signal = -1, sig
+	}
+}
+
 func recordsErr(e queue.Exec, err error) error {
 	return &errs.Error{Op: errs.OpRecord, Host: e.Host, Job: e.Job.ID, Kind: errs.KindLocal, Err: fmt.Errorf("%w: %v", ErrRecords, err)}
 }
@@ -252,11 +261,13 @@ func (r *Run) classify(ctx context.Context, c *completion, err error, o *jobOutp
 		c.why = "no result line"
 	case ctx.Err() != nil:
 		c.outcome, c.err = queue.Canceled, err
+		c.killedBy("TERM")
 	case remote.KindOf(err) == remote.KindRemoteExit:
 		c.outcome, c.err = queue.Failed, ee
 	case remote.KindOf(err) == remote.KindTimeout:
 		c.outcome, c.err = queue.Failed, fmt.Errorf("timed out after %s; its remote processes were killed", r.opts.Timeout)
 		c.why = "timed out"
+		c.killedBy("TERM")
 	case remote.KindOf(err) == remote.KindTransport:
 		c.outcome, c.err = queue.Lost, err // the host, not the job: requeue for free
 		var re *remote.Error

@@ -511,10 +511,11 @@ func speculateStragglers(t *testing.T, o distributor.RunOptions) {
 	noStrays(t, "sleep 301")
 }
 
-// joblogRows reads a run's joblog.tsv, without its header.
+// joblogRows reads a run's executions.tsv (joblog.tsv's columns, every
+// execution that started), without its header.
 func joblogRows(t *testing.T, dir string) [][]string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "joblog.tsv"))
+	b, err := os.ReadFile(distributor.RunDir(dir).Executions())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,9 @@ func (d *dispatcher) handle(c completion) {
 	disp := d.q.Finish(c.e, c.outcome)
 	row := JoblogRow{Job: c.e.Job.ID, Host: c.e.Host, Start: c.start, Runtime: c.dur, Receive: c.recv,
 		Exit: c.exit, Signal: c.signal, Command: c.command, Outcome: joblogOutcome(c, disp)}
-	_ = d.jl.Write(row)
+	if started(c, es) {
+		_ = d.jl.Write(row, !(c.outcome == queue.Failed && disp == queue.Requeued))
+	}
 	t := d.tally[c.e.Host]
 	t.cpu += c.usage.User + c.usage.Sys
 	switch c.outcome {
@@ -84,6 +86,16 @@ func (d *dispatcher) handle(c completion) {
 func (d *dispatcher) endEvent(c completion, es *execState, row JoblogRow, er string) {
 	d.r.event(Event{Kind: Ended, Seq: c.e.Seq, Job: c.e.Job.ID, Host: c.e.Host, Attempt: c.e.Attempt, Backup: es.backup,
 		Time: c.start.Add(c.dur), Outcome: row.Outcome, Exit: c.exit, Signal: c.signal, Duration: c.dur, StderrTail: c.tail, Stderr: er})
+}
+
+// started reports whether an execution started: one taken back from an
+// agent's window, or lost with its host before it started, did not, and
+// has no row in the joblog or executions.tsv. Of those that did, GNU
+// parallel's joblog has a row for each but a failed attempt that is
+// retried: parallel --retries writes one row per job, the attempt that
+// settles it (executions.tsv has them all).
+func started(c completion, es *execState) bool {
+	return es.started.Load() || c.pgid != 0
 }
 
 // joblogOutcome is the joblog's Outcome column for an execution.

@@ -15,7 +15,10 @@ import (
 //
 //	run.json        the Manifest
 //	results.jsonl   the journal: one JournalRecord per recorded job
-//	joblog.tsv      one row per execution (GNU parallel's --joblog)
+//	joblog.tsv      GNU parallel's --joblog: a row per execution that
+//	                started, a retried failure's none
+//	executions.tsv  the same columns, a row for every execution that
+//	                started (the report's timeline)
 //	jobs/N.out|err  job N's output; jobs/N.tryA.* an earlier attempt's
 //	input           the jobs read from stdin (input.part until EOF)
 //	hosts/H/setup.out|err, teardown.out|err
@@ -34,6 +37,18 @@ func (d RunDir) Journal() string { return d.path("results.jsonl") }
 
 // Joblog is joblog.tsv.
 func (d RunDir) Joblog() string { return d.path("joblog.tsv") }
+
+// Executions is executions.tsv.
+func (d RunDir) Executions() string { return d.path("executions.tsv") }
+
+// Timeline is the record a report draws: executions.tsv, or joblog.tsv
+// for a run recorded before there was one.
+func (d RunDir) Timeline() string {
+	if _, err := os.Stat(d.Executions()); err == nil {
+		return d.Executions()
+	}
+	return d.Joblog()
+}
 
 // Jobs is the directory of the jobs' logs.
 func (d RunDir) Jobs() string { return d.path("jobs") }

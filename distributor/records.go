@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dsub-dev/dsub/remote"
 )
 
 func floatBits(f float64) uint64 { return math.Float64bits(f) }
@@ -147,27 +149,48 @@ func (j *journal) Close() error {
 }
 
 // joblog writes joblog.tsv with GNU parallel's --joblog columns, one row
-// per execution, plus an Outcome column: recorded (the job's result),
-// requeued (failed, will run again), lost (its host failed; will run
-// again), gave-up (failed for good), discarded (a late or duplicate
-// result), superseded (killed: another execution of the job won) or
-// dropped (the run stopped first).
+// per execution that started (see joblogged: a failed attempt that is
+// retried has none, as in parallel's), plus an Outcome column: recorded
+// (the job's result), lost (its host failed; will run again), gave-up
+// (failed for good), discarded (a late or duplicate result), superseded
+// (killed: another execution of the job won) or dropped (the run stopped
+// first). Signal is the number of the signal that ended it (15 for a
+// time limit's TERM), Exitval -1 then.
 type joblog struct {
 	mu sync.Mutex
-	w  *bufio.Writer
-	f  *os.File
+	// parallel is joblog.tsv, all executions.tsv (every execution that
+	// started: the retried failures too).
+	parallel, all *tsvFile
 }
 
-func openJoblog(path string) (*joblog, error) {
+type tsvFile struct {
+	w *bufio.Writer
+	f *os.File
+}
+
+func openTSV(path string) (*tsvFile, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	l := &joblog{f: f, w: bufio.NewWriter(f)}
+	t := &tsvFile{f: f, w: bufio.NewWriter(f)}
 	if fi, err := f.Stat(); err == nil && fi.Size() == 0 { // a resumed run appends
-		fmt.Fprintln(l.w, JoblogHeader)
+		fmt.Fprintln(t.w, JoblogHeader)
 	}
-	return l, nil
+	return t, nil
+}
+
+func openJoblog(d RunDir) (*joblog, error) {
+	p, err := openTSV(d.Joblog())
+	if err != nil {
+		return nil, err
+	}
+	a, err := openTSV(d.Executions())
+	if err != nil {
+		p.f.Close()
+		return nil, err
+	}
+	return &joblog{parallel: p, all: a}, nil
 }
 
 // JoblogRow is one execution.
@@ -184,10 +207,15 @@ type JoblogRow struct {
 	Outcome string
 }
 
-func (l *joblog) Write(r JoblogRow) error {
+// Write writes r to executions.tsv and, with parallel, to joblog.tsv.
+func (l *joblog) Write(r JoblogRow, parallel bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return r.Write(l.w)
+	err := r.Write(l.all.w)
+	if parallel {
+		err = errors.Join(err, r.Write(l.parallel.w))
+	}
+	return err
 }
 
 // JoblogHeader is joblog.tsv's first line.
@@ -195,8 +223,12 @@ const JoblogHeader = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\t
 
 // Write writes r as a joblog.tsv line, as ReadJoblog reads it.
 func (r JoblogRow) Write(w io.Writer) error {
+	// The signal's number, as GNU parallel writes it (a row read back
+	// holds one already).
 	sig := "0"
-	if r.Signal != "" {
+	if n, ok := remote.SignalNumber(r.Signal); ok {
+		sig = strconv.Itoa(n)
+	} else if _, err := strconv.Atoi(r.Signal); err == nil {
 		sig = r.Signal
 	}
 	cmd := strings.NewReplacer("\t", " ", "\n", " ").Replace(r.Command)
@@ -208,15 +240,12 @@ func (r JoblogRow) Write(w io.Writer) error {
 func (l *joblog) Flush() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Flush()
+	return errors.Join(l.parallel.w.Flush(), l.all.w.Flush())
 }
 
 func (l *joblog) Close() error {
 	err := l.Flush()
-	if cerr := l.f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return errors.Join(err, l.parallel.f.Close(), l.all.f.Close())
 }
 
 // writeJSONFile writes v to path atomically.

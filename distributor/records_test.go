@@ -40,21 +40,26 @@ func TestStatsTableGolden(t *testing.T) {
 	golden(t, "stats_table.golden", b.Bytes())
 }
 
+// joblog.tsv is GNU parallel's (a failed attempt that is retried has no
+// row; a signal is its number); executions.tsv has every execution.
 func TestJoblogGolden(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "joblog.tsv")
-	l, err := openJoblog(p)
+	d := RunDir(t.TempDir())
+	p := d.Joblog()
+	l, err := openJoblog(d)
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Unix(1700000000, 123e6)
-	l.Write(JoblogRow{Job: 1, Host: "h01", Start: start, Runtime: 1500 * time.Millisecond, Receive: 12, Command: "primes count --shard 0", Outcome: "recorded"})
-	l.Write(JoblogRow{Job: 2, Host: "h02", Start: start, Runtime: 20 * time.Millisecond, Receive: 3, Exit: 3, Command: "echo a\tb\nc", Outcome: "requeued"})
-	l.Write(JoblogRow{Job: 3, Host: "h02", Start: start, Runtime: time.Second, Exit: -1, Signal: "KILL", Command: "sleep 9", Outcome: "gave-up"})
+	l.Write(JoblogRow{Job: 1, Host: "h01", Start: start, Runtime: 1500 * time.Millisecond, Receive: 12, Command: "primes count --shard 0", Outcome: "recorded"}, true)
+	l.Write(JoblogRow{Job: 2, Host: "h02", Start: start, Runtime: 20 * time.Millisecond, Receive: 3, Exit: 3, Command: "echo a\tb\nc", Outcome: "requeued"}, false)
+	l.Write(JoblogRow{Job: 3, Host: "h02", Start: start, Runtime: time.Second, Exit: -1, Signal: "KILL", Command: "sleep 9", Outcome: "gave-up"}, true)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(p)
 	golden(t, "joblog.golden", b)
+	all, _ := os.ReadFile(d.Executions())
+	golden(t, "executions.golden", all)
 	if !strings.HasPrefix(string(b), "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand") {
 		t.Error("joblog header is not GNU parallel's")
 	}

@@ -1,7 +1,6 @@
 package distributor_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -12,6 +11,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -290,7 +290,7 @@ func TestFailureAndRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The retry ran on another host than the failed attempt.
-	jl, _ := os.ReadFile(filepath.Join(run.Dir(), "joblog.tsv"))
+	jl, _ := os.ReadFile(distributor.RunDir(run.Dir()).Executions())
 	var hostsOf1 []string
 	for _, l := range strings.Split(string(jl), "\n") {
 		if cols := strings.Split(l, "\t"); len(cols) > 9 && cols[0] == "1" {
@@ -402,23 +402,25 @@ func TestSubmitBackpressure(t *testing.T) {
 	run.Wait()
 }
 
+// executions.tsv has a row for every execution; joblog.tsv, as GNU
+// parallel's with --retries, only the attempt that settled the job.
 func TestJoblogCountsEveryExecution(t *testing.T) {
 	c := newCluster(t)
 	var col collected
 	run, _, _, _ := runJobs(t, c, col.opts(distributor.RunOptions{Retries: 2}), []distributor.JobSpec{{Shell: "exit 5"}})
-	f, _ := os.Open(filepath.Join(run.Dir(), "joblog.tsv"))
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	var outcomes []string
-	for sc.Scan() {
-		cols := strings.Split(sc.Text(), "\t")
-		if cols[0] == "Seq" {
-			continue
+	rd := distributor.RunDir(run.Dir())
+	for _, tc := range []struct{ path, want string }{
+		{rd.Executions(), "5:requeued,5:requeued,5:gave-up"},
+		{rd.Joblog(), "5:gave-up"},
+	} {
+		rows, _, err := distributor.ReadJoblog(tc.path)
+		var outcomes []string
+		for _, r := range rows {
+			outcomes = append(outcomes, strconv.Itoa(r.Exit)+":"+r.Outcome)
 		}
-		outcomes = append(outcomes, cols[6]+":"+cols[9])
-	}
-	if got := strings.Join(outcomes, ","); got != "5:requeued,5:requeued,5:gave-up" {
-		t.Errorf("joblog outcomes = %s", got)
+		if got := strings.Join(outcomes, ","); got != tc.want || err != nil {
+			t.Errorf("%s outcomes = %s (%v), want %s", filepath.Base(tc.path), got, err, tc.want)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(run.Dir(), "jobs", "1.try1.err")); err != nil {
 		t.Errorf("first attempt's log not kept: %v", err)

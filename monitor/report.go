@@ -33,7 +33,7 @@ func FromRecords(dir string) (State, error) {
 		}
 		return State{}, err
 	}
-	rows, bad, err := distributor.ReadJoblog(rd.Joblog())
+	rows, bad, err := distributor.ReadJoblog(rd.Timeline())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return State{}, err
 	}
@@ -44,7 +44,7 @@ func FromRecords(dir string) (State, error) {
 	b := &reportBuilder{st: State{ID: man.ID, Dir: dir, Started: man.Started, Done: man.Finished != "", Error: man.Error,
 		Command: commandOf(man), Speedup: man.Speedup, EtaS: -1}, rd: rd, man: man, journal: journal}
 	if bad > 0 {
-		b.st.Notes = append(b.st.Notes, fmt.Sprintf("%d lines of %s could not be read", bad, rd.Joblog()))
+		b.st.Notes = append(b.st.Notes, fmt.Sprintf("%d lines of %s could not be read", bad, rd.Timeline()))
 	}
 	if !b.st.Done {
 		b.st.Notes = append(b.st.Notes, "the run had not finished when this report was made: it shows what its records held then")

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/dsub-dev/dsub/errs"
 )
 
@@ -43,6 +45,27 @@ func KindOf(err error) Kind { return errs.KindOf(err) }
 type ExitError struct {
 	Status int    // exit status; -1 when killed by a signal
 	Signal string // signal name without "SIG", when killed by one
+}
+
+// Signal checks a signal name that a host sent (an SSH exit-signal, an
+// agent's exit frame): a known signal's name without "SIG" is itself,
+// anything else is "UNKNOWN", so that no host's word reaches a record or
+// a terminal as it came.
+func Signal(name string) string {
+	if name == "" {
+		return ""
+	}
+	if _, ok := SignalNumber(name); !ok {
+		return "UNKNOWN"
+	}
+	return name
+}
+
+// SignalNumber is the number of a signal named without "SIG" ("TERM":
+// 15), as GNU parallel's joblog writes it.
+func SignalNumber(name string) (int, bool) {
+	n := unix.SignalNum("SIG" + name)
+	return int(n), n != 0
 }
 
 func (e *ExitError) Error() string {

@@ -577,7 +577,7 @@ func (h *SSHHost) exitErr(err error, cn *conn, pg *pgidWriter) error {
 	}
 	var ee *ssh.ExitError
 	if errors.As(err, &ee) {
-		x := &ExitError{Status: ee.ExitStatus(), Signal: ee.Signal()}
+		x := &ExitError{Status: ee.ExitStatus(), Signal: Signal(ee.Signal())}
 		if x.Signal != "" {
 			x.Status = -1
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsub-dev/dsub/distributor"
 	"github.com/dsub-dev/dsub/testenv"
 )
 
@@ -32,10 +33,10 @@ func runDir(t *testing.T, logs string) string {
 	return filepath.Dir(dirs[0])
 }
 
-// executions counts the joblog's execution rows per job.
+// executions counts each job's executions, from executions.tsv.
 func executions(t *testing.T, dir string) map[string]int {
 	t.Helper()
-	b, _ := os.ReadFile(filepath.Join(dir, "joblog.tsv"))
+	b, _ := os.ReadFile(distributor.RunDir(dir).Executions())
 	n := map[string]int{}
 	for _, l := range strings.Split(string(b), "\n") {
 		if c := strings.Split(l, "\t"); len(c) > 9 && c[0] != "Seq" {

@@ -292,8 +292,11 @@ per-host table go to stderr. --json prints a summary object instead, with
 the failed jobs and why they failed.
 
 Records in <logs>/<run-id>/: jobs/<#>.out and .err, joblog.tsv (GNU
-parallel's columns: Exitval is the job's exit status, Outcome says why a
-job that exited 0 failed), results.jsonl, run.json; with --args-file -,
+parallel's: one row per job that ran, the attempt that settled it;
+Exitval is the job's exit status, Signal the number of the signal that
+ended it, Outcome says why a job that exited 0 failed), executions.tsv
+(the same columns, every execution), results.jsonl, run.json; with
+--args-file -,
 the input as read (input), so that --resume needs no stdin.` + exitHelp,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.resume != "" {
