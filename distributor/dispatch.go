@@ -99,7 +99,7 @@ func newDispatcher(ctx context.Context, r *Run) (*dispatcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
-	jl, err := openJoblog(r.dir)
+	jl, err := openJoblog(r.dir, r.opts.JoblogCopy, r.opts.ResumeDir != "")
 	if err != nil {
 		jrn.Close()
 		return nil, fmt.Errorf("open joblog: %w", err)

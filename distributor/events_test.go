@@ -82,7 +82,7 @@ func TestEngineEvents(t *testing.T) {
 func TestReadJoblog(t *testing.T) {
 	d := RunDir(t.TempDir())
 	p := d.Joblog()
-	l, err := openJoblog(d)
+	l, err := openJoblog(d, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}

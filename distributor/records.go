@@ -159,8 +159,9 @@ func (j *journal) Close() error {
 type joblog struct {
 	mu sync.Mutex
 	// parallel is joblog.tsv, all executions.tsv (every execution that
-	// started: the retried failures too).
-	parallel, all *tsvFile
+	// started: the retried failures too); extra, if any, the user's
+	// --joblog FILE, with parallel's rows.
+	parallel, all, extra *tsvFile
 }
 
 type tsvFile struct {
@@ -168,8 +169,8 @@ type tsvFile struct {
 	f *os.File
 }
 
-func openTSV(path string) (*tsvFile, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+func openTSV(path string, flag int) (*tsvFile, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|flag, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -180,17 +181,37 @@ func openTSV(path string) (*tsvFile, error) {
 	return t, nil
 }
 
-func openJoblog(d RunDir) (*joblog, error) {
-	p, err := openTSV(d.Joblog())
-	if err != nil {
+// openJoblog opens d's joblogs, and extra (if not "") for a copy of
+// joblog.tsv's rows: appended to when resumed, else truncated.
+func openJoblog(d RunDir, extra string, resumed bool) (*joblog, error) {
+	l := &joblog{}
+	var err error
+	if l.parallel, err = openTSV(d.Joblog(), os.O_APPEND); err != nil {
 		return nil, err
 	}
-	a, err := openTSV(d.Executions())
-	if err != nil {
-		p.f.Close()
+	if l.all, err = openTSV(d.Executions(), os.O_APPEND); err != nil {
+		l.parallel.f.Close()
 		return nil, err
 	}
-	return &joblog{parallel: p, all: a}, nil
+	if extra != "" {
+		flag := os.O_TRUNC
+		if resumed {
+			flag = os.O_APPEND
+		}
+		if l.extra, err = openTSV(extra, flag); err != nil {
+			l.parallel.f.Close()
+			l.all.f.Close()
+			return nil, fmt.Errorf("--joblog: %w", err)
+		}
+	}
+	return l, nil
+}
+
+func (l *joblog) files() []*tsvFile {
+	if l.extra == nil {
+		return []*tsvFile{l.parallel, l.all}
+	}
+	return []*tsvFile{l.parallel, l.all, l.extra}
 }
 
 // JoblogRow is one execution.
@@ -214,6 +235,9 @@ func (l *joblog) Write(r JoblogRow, parallel bool) error {
 	err := r.Write(l.all.w)
 	if parallel {
 		err = errors.Join(err, r.Write(l.parallel.w))
+		if l.extra != nil {
+			err = errors.Join(err, r.Write(l.extra.w))
+		}
 	}
 	return err
 }
@@ -240,12 +264,19 @@ func (r JoblogRow) Write(w io.Writer) error {
 func (l *joblog) Flush() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return errors.Join(l.parallel.w.Flush(), l.all.w.Flush())
+	var err error
+	for _, t := range l.files() {
+		err = errors.Join(err, t.w.Flush())
+	}
+	return err
 }
 
 func (l *joblog) Close() error {
 	err := l.Flush()
-	return errors.Join(err, l.parallel.f.Close(), l.all.f.Close())
+	for _, t := range l.files() {
+		err = errors.Join(err, t.f.Close())
+	}
+	return err
 }
 
 // writeJSONFile writes v to path atomically.

@@ -45,7 +45,7 @@ func TestStatsTableGolden(t *testing.T) {
 func TestJoblogGolden(t *testing.T) {
 	d := RunDir(t.TempDir())
 	p := d.Joblog()
-	l, err := openJoblog(d)
+	l, err := openJoblog(d, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,10 @@ type RunOptions struct {
 	Timeout    time.Duration // per job; its remote process group is killed when it passes
 	KeepRemote bool          // keep the remote run directories
 	LogsDir    string        // local records; default "dsub-runs"
+	// JoblogCopy, if set, is a file that gets joblog.tsv's rows too, as
+	// they are written (GNU parallel's --joblog FILE): truncated by a new
+	// run, appended to by a resumed one.
+	JoblogCopy string
 	Reducer    Reducer       // folds results; nil: none
 	// OnResult receives each job's final outcome (a result, or a failure
 	// for good), in completion order, from a single goroutine.

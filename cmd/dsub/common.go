@@ -30,6 +30,9 @@ type hostFlags struct {
 	fanout    int
 	format    string // --hosts-format
 	local     string // --local N|auto
+	// slots, when set (run's -j N), is the slots of each host whose
+	// slots were not given, as GNU parallel's -j for its sshlogins.
+	slots int
 	// dir, when set, is where a relative default ./hosts.toml is looked
 	// up instead of the working directory (a resumed run's directory).
 	dir string
@@ -119,6 +122,11 @@ func (f *hostFlags) hosts() ([]*inventory.Host, error) {
 			}
 		}
 		hosts = append(hosts, local)
+	}
+	for _, h := range hosts {
+		if f.slots > 0 && h.Slots == 0 {
+			h.Slots, h.Origin.Slots = f.slots, "-j"
+		}
 	}
 	if hosts, err = inventory.Select(hosts, f.on); err != nil {
 		return nil, usageError{err}

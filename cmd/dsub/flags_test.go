@@ -38,6 +38,7 @@ func TestEveryFlagRejectsBadValues(t *testing.T) {
 		"return=0", "return=-1", "return=garbage", // file names in the job's directory
 		"logs=0", "logs=-1", "logs=garbage", "out=0", "out=-1", "out=garbage", // directory names
 		"output=0", "output=-1", "output=garbage", // report: file names
+		"joblog=0", "joblog=-1", "joblog=garbage", // run: a file name
 		"halt=garbage", // checked below: this one must be refused
 	} {
 		accepts[s] = true
@@ -124,4 +125,22 @@ func runCaught(t *testing.T, args []string) (code int, stderr string) {
 	ctx := context.Background()
 	code = exitCode(ctx, run(ctx, args, nil, &out, &errb), &errb)
 	return code, errb.String()
+}
+
+// -j N sets the slots of each host whose slots were not given, as GNU
+// parallel's -j does for its sshlogins: an explicit N/ (or a hosts
+// file's slots) wins.
+func TestJobsSetsDefaultSlots(t *testing.T) {
+	hf := hostFlags{list: "a,3/b", sshConfig: "none", fanout: 1, slots: 2}
+	hosts, err := hf.hosts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, h := range hosts {
+		got[h.Name] = h.Slots
+	}
+	if got["a"] != 2 || got["b"] != 3 || len(got) != 2 {
+		t.Errorf("slots %v, want a:2 (-j) and b:3 (3/b)", got)
+	}
 }

@@ -55,6 +55,7 @@ func resumeRun(cmd *cobra.Command, hf *hostFlags, f *runFlags, args []string, st
 	abs(&rf.binary)
 	abs(&rf.commands)
 	abs(&rf.argsFile)
+	abs(&rf.joblog)
 	abs(&rf.returnDir)
 	if rf.build != "" && distributor.IsLocalPackage(rf.build) {
 		abs(&rf.build)

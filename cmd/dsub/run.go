@@ -24,6 +24,9 @@ type runFlags struct {
 	files                   []string
 	reduce, reduceCmd       string
 	keepOrder               bool
+	jobs                    string // -j N: slots of each host whose slots are not given
+	slots                   int    // -j's N (0: not given)
+	joblog                  string // --joblog FILE: joblog.tsv written there too
 	logs                    string
 	asJSON                  bool
 	retries                 int
@@ -117,6 +120,13 @@ func (f *runFlags) validateInputs(fl *pflag.FlagSet, args []string) error {
 
 // validateFlags checks the flags' values and combinations.
 func (f *runFlags) validateFlags(fl *pflag.FlagSet) error {
+	if fl.Changed("jobs") {
+		n, err := strconv.Atoi(f.jobs)
+		if err != nil || n < 1 {
+			return usagef("run: -j %q: want a number of slots per host, 1 or more (GNU parallel's -j 0, +N and N%% are not taken)", f.jobs)
+		}
+		f.slots = n
+	}
 	modes := 0
 	for _, s := range []string{f.binary, f.build, f.commands} {
 		if s != "" {
@@ -319,11 +329,13 @@ func registerRunFlags(c *cobra.Command, f *runFlags) {
 	fl.StringVar(&f.build, "build", "", "Go package to build (CGO_ENABLED=0) for each remote platform")
 	fl.StringVar(&f.commands, "commands", "", "file of shell command lines, one job each")
 	fl.IntVar(&f.shards, "shards", 0, "number of jobs")
-	fl.StringVar(&f.argsFile, "args-file", "", "one job per line of this file (- = stdin)")
+	fl.StringVarP(&f.argsFile, "args-file", "a", "", "one job per line of this file (- = stdin)")
 	fl.StringArrayVar(&f.files, "file", nil, "extra input file shipped into the run directory (repeatable)")
 	fl.StringVar(&f.reduce, "reduce", "", "sum, min, max (per key when results are JSON objects), count, concat, list or none (default none)")
 	fl.StringVar(&f.reduceCmd, "reduce-cmd", "", "local command that reduces the results")
-	fl.BoolVar(&f.keepOrder, "keep-order", false, "with --reduce none: print the jobs' outputs in job order")
+	fl.BoolVarP(&f.keepOrder, "keep-order", "k", false, "with --reduce none: print the jobs' outputs in job order")
+	fl.StringVarP(&f.jobs, "jobs", "j", "", "`N` slots on each host whose slots are not given (as GNU parallel's -j: a hosts file's slots, -w N/host and --local N win)")
+	fl.StringVar(&f.joblog, "joblog", "", "also write the joblog (GNU parallel's columns) to `FILE`, as the run goes")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print each job's command line, shell-quoted, and run nothing (no host is contacted)")
 	fl.StringVar(&f.logs, "logs", "dsub-runs", "directory for run records")
 	fl.BoolVar(&f.asJSON, "json", false, "print a JSON summary on stdout")

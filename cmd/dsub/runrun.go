@@ -38,6 +38,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 	// One sink for every warning, the cluster's included: the progress
 	// display shows what is written to se above its bars.
 	se := &lockedWriter{w: stderr}
+	hf.slots = f.slots
 	cl, err := hf.cluster(se)
 	if err != nil {
 		return err
@@ -52,7 +53,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 	defer ui.close(ctx)
 	run, err := cl.Start(ctx, distributor.RunOptions{
 		Binary: f.binary, Build: f.build, Files: f.files, Retries: f.retries, Timeout: f.timeout,
-		KeepRemote: f.keepRemote, LogsDir: f.logs, Reducer: reducer, OnResult: out.add,
+		KeepRemote: f.keepRemote, LogsDir: f.logs, JoblogCopy: f.joblog, Reducer: reducer, OnResult: out.add,
 		Warn:    ui.warn(func(msg string) { fmt.Fprintln(se, "dsub: warning:", visible(msg)) }),
 		OnEvent: ui.onEvent(),
 		Record:  record, ResumeDir: f.resume, ResumeFailed: f.resumeFailed,
