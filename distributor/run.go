@@ -33,7 +33,7 @@ type RunOptions struct {
 	// they are written (GNU parallel's --joblog FILE): truncated by a new
 	// run, appended to by a resumed one.
 	JoblogCopy string
-	Reducer    Reducer       // folds results; nil: none
+	Reducer    Reducer // folds results; nil: none
 	// OnResult receives each job's final outcome (a result, or a failure
 	// for good), in completion order, from a single goroutine.
 	OnResult func(Result)
