@@ -111,14 +111,15 @@ func (d *Dialer) Close() error {
 
 // dial opens one authenticated connection to cfg's host. The whole of TCP
 // connect, handshake and authentication is bounded by cfg.ConnectTimeout
-// (x/crypto's ClientConfig.Timeout covers only the TCP connect). A
-// handshake cut off by EOF or reset, which is how sshd's MaxStartups sheds
-// load, is retried with jitter while time remains.
+// (x/crypto's ClientConfig.Timeout covers only the TCP connect), and that
+// clock runs only once the host's turn has come: time spent waiting for
+// a handshake slot (Fanout, PerJump) is dsub's queue, not the host's
+// slowness, and counts against parent's deadline alone. No connection is
+// opened before its slot, so none waits in a listen backlog. A handshake
+// cut off by EOF or reset, which is how sshd's MaxStartups sheds load, is
+// retried with jitter while the host's time remains.
 func (d *Dialer) dial(parent context.Context, cfg *Config) (*ssh.Client, error) {
 	d.init()
-	ctx, cancel := context.WithTimeout(parent, cfg.ConnectTimeout)
-	defer cancel()
-
 	auth, err := d.authMethod(cfg)
 	if err != nil {
 		// Nothing local to authenticate with: fix the configuration.
@@ -135,45 +136,53 @@ func (d *Dialer) dial(parent context.Context, cfg *Config) (*ssh.Client, error) 
 		HostKeyAlgorithms: algos,
 		ClientVersion:     "SSH-2.0-dsub",
 	}
+	left := cfg.ConnectTimeout // the host's own time, spent from its turn
 	for attempt := 0; ; attempt++ {
-		client, err := d.dialOnce(ctx, cfg, sc)
+		client, spent, err := d.dialOnce(parent, cfg, sc, left)
 		if err == nil {
 			return client, nil
 		}
+		left -= spent
 		kind := classifyDial(err)
-		if kind == KindTransport && retryableHandshake(err) && attempt < 5 {
+		if kind == KindTransport && retryableHandshake(err) && attempt < 5 && left > 0 {
 			wait := time.Duration(50+rand.IntN(200)) * time.Millisecond << attempt
 			select {
 			case <-time.After(wait):
 				continue
-			case <-ctx.Done():
+			case <-parent.Done():
 			}
 		}
-		e := &Error{Op: OpConnect, Host: cfg.Name, Kind: kind, Err: err}
-		if kind == KindTransport && (ctx.Err() != nil || isNetTimeout(err)) {
-			// Whose deadline was it? The caller's makes this a timeout
-			// or a cancellation; our own connect timeout means the host
-			// did not answer in time: a transport failure.
-			pd, hasPD := parent.Deadline()
-			cd, _ := ctx.Deadline()
-			switch {
-			case errors.Is(parent.Err(), context.Canceled):
-				e.Kind = KindCanceled
-			case parent.Err() != nil || hasPD && !pd.After(cd):
-				e.Kind = KindTimeout
-			default:
-				e.Err = fmt.Errorf("%w (no answer within connect timeout %s: TCP, handshake and auth)", err, cfg.ConnectTimeout)
-			}
-		}
-		var hk *HostKeyError
-		if errors.As(err, &hk) {
-			e.Err, e.Hint = hk, hk.hint() // drop x/crypto's "handshake failed" wrapping
-		}
-		if kind == KindAuth {
-			e.Hint = fmt.Sprintf("check that %s@%s accepts one of your keys (identity files: %s)", cfg.User, cfg.Host, strings.Join(cfg.IdentityFiles, ", "))
-		}
-		return nil, e
+		return nil, d.dialError(parent, cfg, kind, err)
 	}
+}
+
+// dialError names a failed dial: whose deadline ended it (the caller's
+// makes it a timeout or a cancellation; the host's own connect timeout
+// means it did not answer in time, a transport failure), and the hints.
+func (d *Dialer) dialError(parent context.Context, cfg *Config, kind Kind, err error) error {
+	e := &Error{Op: OpConnect, Host: cfg.Name, Kind: kind, Err: err}
+	// The caller's deadline may have passed a moment before its context
+	// says so (the connection's deadline fired first): its time is up.
+	pd, hasPD := parent.Deadline()
+	callers := parent.Err() != nil || hasPD && !time.Now().Before(pd)
+	if kind == KindTransport && (callers || isNetTimeout(err)) {
+		switch {
+		case errors.Is(parent.Err(), context.Canceled):
+			e.Kind = KindCanceled
+		case callers:
+			e.Kind = KindTimeout
+		default:
+			e.Err = fmt.Errorf("%w (no answer within connect timeout %s: TCP, handshake and auth, timed from its turn)", err, cfg.ConnectTimeout)
+		}
+	}
+	var hk *HostKeyError
+	if errors.As(err, &hk) {
+		e.Err, e.Hint = hk, hk.hint() // drop x/crypto's "handshake failed" wrapping
+	}
+	if kind == KindAuth {
+		e.Hint = fmt.Sprintf("check that %s@%s accepts one of your keys (identity files: %s)", cfg.User, cfg.Host, strings.Join(cfg.IdentityFiles, ", "))
+	}
+	return e
 }
 
 func isNetTimeout(err error) bool {
@@ -181,7 +190,9 @@ func isNetTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
 }
 
-func (d *Dialer) dialOnce(ctx context.Context, cfg *Config, sc *ssh.ClientConfig) (*ssh.Client, error) {
+// dialOnce makes one attempt, with left of the host's time once its turn
+// has come; spent is how much of it the attempt used.
+func (d *Dialer) dialOnce(parent context.Context, cfg *Config, sc *ssh.ClientConfig, left time.Duration) (_ *ssh.Client, spent time.Duration, _ error) {
 	// The jump host's connection comes first, outside the handshake slot:
 	// dialling it takes a slot of its own, so holding ours while waiting
 	// for it would deadlock once every slot waits on the same jump host
@@ -189,29 +200,53 @@ func (d *Dialer) dialOnce(ctx context.Context, cfg *Config, sc *ssh.ClientConfig
 	var j *jumpConn
 	if len(cfg.ProxyJump) > 0 {
 		var err error
-		if j, err = d.jump(ctx, cfg, len(cfg.ProxyJump)); err != nil {
-			return nil, err
+		if j, err = d.jump(parent, cfg, len(cfg.ProxyJump)); err != nil {
+			return nil, 0, err
 		}
 	}
-	select {
-	case d.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for a handshake slot: %w", ctx.Err())
+	if err := acquire(parent, d.sem); err != nil {
+		return nil, 0, err
 	}
 	defer func() { <-d.sem }()
-
+	if j != nil {
+		// Handshakes through one jump host are limited to PerJump.
+		if err := acquire(parent, j.sem); err != nil {
+			return nil, 0, err
+		}
+		defer func() { <-j.sem }()
+	}
+	// The host's turn: its clock starts now.
+	turn := time.Now()
+	ctx, cancel := context.WithTimeout(parent, left)
+	defer cancel()
 	var conn net.Conn
 	var err error
 	if j != nil {
-		conn, err = d.dialViaJump(ctx, cfg, j)
+		conn, err = j.client.DialContext(ctx, "tcp", cfg.addr())
 	} else {
 		var nd net.Dialer
 		conn, err = nd.DialContext(ctx, "tcp", cfg.addr())
 	}
-	if err != nil {
-		return nil, err
+	if err == nil {
+		var c *ssh.Client
+		if c, err = handshake(ctx, conn, cfg.addr(), sc); err == nil {
+			return c, time.Since(turn), nil
+		}
 	}
-	return handshake(ctx, conn, cfg.addr(), sc)
+	if ctx.Err() != nil && parent.Err() == nil {
+		err = fmt.Errorf("%w: %w", err, context.DeadlineExceeded) // the host's own time ran out
+	}
+	return nil, time.Since(turn), err
+}
+
+// acquire takes a place in sem, or fails when ctx ends first.
+func acquire(ctx context.Context, sem chan struct{}) error {
+	select {
+	case sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for a handshake slot: %w", ctx.Err())
+	}
 }
 
 // handshake runs the SSH handshake on conn, bounded by ctx's deadline and
@@ -232,19 +267,6 @@ func handshake(ctx context.Context, conn net.Conn, addr string, sc *ssh.ClientCo
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return ssh.NewClient(c, chans, reqs), nil
-}
-
-// dialViaJump reaches cfg's host through its ProxyJump chain. The
-// connection to each chain prefix is shared by every host behind it, and
-// handshakes through one jump host are limited to PerJump at a time.
-func (d *Dialer) dialViaJump(ctx context.Context, cfg *Config, j *jumpConn) (net.Conn, error) {
-	select {
-	case j.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { <-j.sem }()
-	return j.client.DialContext(ctx, "tcp", cfg.addr())
 }
 
 // jump returns the shared client for the first n hops of cfg.ProxyJump.

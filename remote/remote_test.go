@@ -784,3 +784,41 @@ func TestProbe(t *testing.T) {
 }
 
 var _ io.Writer = (*bytes.Buffer)(nil)
+
+// A host that waits for its turn is not a dead one: its connect timeout
+// runs from when it gets a handshake slot, not while others hold them.
+// One slot (Fanout 1) is held by a paused host for its whole timeout,
+// 6 s; the hosts queued behind it, with 3 s each, still connect once it
+// gives the slot up.
+func TestQueuedHostIsNotTimedOut(t *testing.T) {
+	needCluster(t)
+	ctx := context.Background()
+	if err := cluster.Pause(ctx, "h04"); err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Unpause(ctx, "h04")
+	d := &remote.Dialer{NoAgent: true, Fanout: 1}
+	dial := func(name string, timeout time.Duration) <-chan error {
+		cfg := hostConfig(t, name)
+		cfg.ConnectTimeout = timeout
+		h := d.Host(cfg)
+		t.Cleanup(func() { h.Close() })
+		errc := make(chan error, 1)
+		go func() { errc <- h.Connect(ctx) }()
+		return errc
+	}
+	paused := dial("h04", 6*time.Second)
+	time.Sleep(300 * time.Millisecond) // h04 takes the one slot
+	var queued []<-chan error
+	for _, name := range []string{"h01", "h02", "h03"} {
+		queued = append(queued, dial(name, 3*time.Second))
+	}
+	if err := <-paused; remote.KindOf(err) != remote.KindTransport || !strings.Contains(err.Error(), "connect timeout") {
+		t.Errorf("paused h04: %v, want its own connect timeout", err)
+	}
+	for i, errc := range queued {
+		if err := <-errc; err != nil {
+			t.Errorf("h0%d, queued behind h04: %v; want connected once its turn came", i+1, err)
+		}
+	}
+}
