@@ -290,7 +290,7 @@ func (d *dispatcher) noHostLeft() bool {
 	if len(down) > 0 {
 		why += fmt.Sprintf("; waited %s for %s", r.opts.NoHostTimeout, strings.Join(down, ", "))
 	}
-	r.err = fmt.Errorf("%w (%d jobs unfinished: %s); the journal in %s keeps every recorded result", ErrNoHosts, q.Pending(), why, r.dir)
+	r.err = fmt.Errorf("%w (%d unfinished: %s); the journal in %s keeps every recorded result", ErrNoHosts, q.Pending(), why, r.dir)
 	return true
 }
 

@@ -141,7 +141,11 @@ func (d *dispatcher) settle() {
 		}
 	}
 	if d.halted && r.err == nil {
-		r.err = fmt.Errorf("%w: %d jobs failed (halt after %d)", ErrHalted, d.failedJobs, r.opts.HaltAfter)
+		jobs := "jobs"
+		if d.failedJobs == 1 {
+			jobs = "job"
+		}
+		r.err = fmt.Errorf("%w: %d %s failed (halt after %d)", ErrHalted, d.failedJobs, jobs, r.opts.HaltAfter)
 	}
 	if d.interrupted && r.err == nil {
 		r.err = fmt.Errorf("run interrupted: %w", context.Cause(d.ctx))

@@ -294,3 +294,11 @@ func (p *linePrefixer) Flush() error {
 	}
 	return p.err
 }
+
+// plural is n and word, with an s unless n is 1: "1 host", "2 hosts".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}

@@ -181,8 +181,8 @@ func (o *execOutput) run(ctx context.Context, cl *distributor.Cluster, rc remote
 	for _, err := range o.errs {
 		fmt.Fprintln(o.stderr, "dsub:", err)
 	}
-	fmt.Fprintf(o.stderr, "dsub exec: %d ok, %d failed, %d unreachable (%d hosts, %.2fs)\n",
-		ok, failed, unreachable, len(res), time.Since(start).Seconds())
+	fmt.Fprintf(o.stderr, "dsub exec: %d ok, %d failed, %d unreachable (%s, %.2fs)\n",
+		ok, failed, unreachable, plural(len(res), "host"), time.Since(start).Seconds())
 	if ok != len(res) || len(o.errs) > 0 {
 		return errReported
 	}

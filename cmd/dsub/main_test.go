@@ -129,6 +129,8 @@ func TestExitCodes(t *testing.T) {
 		{"missing hosts file", []string{"ping", "--hosts", filepath.Join(dir, "missing.toml")}, 2, "missing.toml: cannot read hosts file"},
 		{"duplicate after range", []string{"exec", "--hosts", bad, "--", "true"}, 2, `bad.toml:3: duplicate host name "n2"`},
 		{"put arity", []string{"put", "x"}, 2, "takes 2 arguments"},
+		{"report arity", []string{"report"}, 2, "report takes 1 argument, got 0"},
+		{"report two runs", []string{"report", dir, dir}, 2, "report takes 1 argument, got 2"},
 		{"bad selector", []string{"ping", "--hosts", bad, "--on", "zz"}, 2, "bad.toml"},
 		{"report of no run", []string{"report", dir}, 2, dir + " is not a run directory"},
 		{"ui-control alone", []string{"run", "--local", "1", "--ui-control", "--", "true"}, 2, "--ui-control needs --ui"},

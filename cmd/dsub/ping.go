@@ -78,7 +78,7 @@ open connection, dsub's slots for the host, and any error.` + exitHelp,
 					config = config || remote.KindOf(r.Err) == remote.KindConfig
 				}
 			}
-			fmt.Fprintf(stderr, "dsub ping: %d of %d hosts failed: %s\n", failed, len(res), hostrange.Fold(bad))
+			fmt.Fprintf(stderr, "dsub ping: %d of %s failed: %s\n", failed, plural(len(res), "host"), hostrange.Fold(bad))
 			if config {
 				return usagef("ping: fix the configuration of the hosts whose ERROR says so")
 			}

@@ -26,7 +26,7 @@ opens offline and can be mailed.
 The report goes to RUN_DIR/report.html unless -o names a file ("-":
 standard output). Like the run's other records it is readable by you
 alone.` + exitHelp,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := args[0]
 			if out == "" {

@@ -133,5 +133,20 @@ the hosts beyond a stock sshd and an account you can log into.` + exitHelp,
 	root.SetVersionTemplate("dsub {{.Version}}\n")
 	root.AddCommand(newPingCmd(stdout, stderr), newExecCmd(stdin, stdout, stderr), newPutCmd(stdout, stderr), newGetCmd(stdout, stderr),
 		newRunCmd(stdin, stdout, stderr), newCleanCmd(stdout, stderr), newAgentCmd(stdin, stdout), newHostsCmd(stdout), newReportCmd(stdout, stderr))
+	for _, c := range root.Commands() {
+		if args := c.Args; args != nil {
+			// Wrong arguments are a usage error, whichever check found it.
+			c.Args = func(cmd *cobra.Command, a []string) error {
+				if err := args(cmd, a); err != nil {
+					var ue usageError
+					if !errors.As(err, &ue) {
+						return usageError{err}
+					}
+					return err
+				}
+				return nil
+			}
+		}
+	}
 	return root
 }

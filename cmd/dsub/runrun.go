@@ -156,8 +156,8 @@ func finishRun(ctx context.Context, f *runFlags, run *distributor.Run, out *runO
 		fmt.Fprintln(stdout, result)
 	case reduced && runErr == nil && stats.Failed > 0:
 		// A reduce over some of the jobs would be silently wrong.
-		fmt.Fprintf(se, "dsub: no reduced result: %d jobs failed; the other results are kept in %s\n",
-			stats.Failed, distributor.RunDir(run.Dir()).Journal())
+		fmt.Fprintf(se, "dsub: no reduced result: %s failed; the other results are kept in %s\n",
+			plural(stats.Failed, "job"), distributor.RunDir(run.Dir()).Journal())
 	}
 	stats.WriteTable(se)
 	fmt.Fprintf(se, "records: %s\n", run.Dir())
@@ -169,8 +169,8 @@ func finishRun(ctx context.Context, f *runFlags, run *distributor.Run, out *runO
 	}
 	if runErr != nil {
 		if ctx.Err() != nil || errors.Is(runErr, distributor.ErrHalted) || errors.Is(runErr, distributor.ErrNoHosts) || errors.Is(runErr, distributor.ErrRecords) {
-			fmt.Fprintf(se, "dsub: %d of %d jobs recorded in %s; resume with: dsub run --resume %s\n",
-				stats.Succeeded, stats.Jobs, distributor.RunDir(run.Dir()).Journal(), run.Dir())
+			fmt.Fprintf(se, "dsub: %d of %s recorded in %s; resume with: dsub run --resume %s\n",
+				stats.Succeeded, plural(stats.Jobs, "job"), distributor.RunDir(run.Dir()).Journal(), run.Dir())
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -182,7 +182,7 @@ func finishRun(ctx context.Context, f *runFlags, run *distributor.Run, out *runO
 		for _, r := range out.failures {
 			ids = append(ids, fmt.Sprint(r.Job))
 		}
-		fmt.Fprintf(se, "dsub run: %d of %d jobs failed: %s\n", stats.Failed, stats.Jobs, strings.Join(ids, ","))
+		fmt.Fprintf(se, "dsub run: %d of %s failed: %s\n", stats.Failed, plural(stats.Jobs, "job"), strings.Join(ids, ","))
 		return errReported
 	}
 	if len(out.errs) > 0 {

@@ -104,7 +104,7 @@ func reportTransfers(op string, res []distributor.TransferResult, start time.Tim
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usagef("%s takes %d arguments, got %d (see dsub %s --help)", cmd.Name(), n, len(args), cmd.Name())
+			return usagef("%s takes %s, got %d (see dsub %s --help)", cmd.Name(), plural(n, "argument"), len(args), cmd.Name())
 		}
 		return nil
 	}
