@@ -2,6 +2,7 @@ package distributor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -77,19 +78,33 @@ type Outputs func(host string) (stdin io.Reader, stdout, stderr io.Writer)
 // group killed.
 func (c *Cluster) Exec(ctx context.Context, cmd remote.Cmd, timeout time.Duration, out Outputs) []ExecResult {
 	res := make([]ExecResult, len(c.members))
-	c.each(ctx, func(ctx context.Context, i int, m *Member) {
+	c.each(ctx, func(parent context.Context, i int, m *Member) {
+		ctx := parent
 		if timeout > 0 {
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, timeout)
+			ctx, cancel = context.WithTimeout(parent, timeout)
 			defer cancel()
 		}
 		hc := cmd
 		hc.Stdin, hc.Stdout, hc.Stderr = out(m.Name())
 		start := time.Now()
 		err := m.Host.Run(ctx, &hc)
+		if err != nil && parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = execTimeout(m.Name(), timeout, err)
+		}
 		res[i] = ExecResult{Host: m.Name(), Exit: remote.ExitStatus(err), Duration: time.Since(start), Err: err}
 	})
 	return res
+}
+
+// execTimeout is the error of a command that ran past Exec's timeout, in
+// run's words, not Go's ("context deadline exceeded").
+func execTimeout(host string, timeout time.Duration, err error) error {
+	var e *remote.Error
+	if errors.As(err, &e) && e.Op == errs.OpConnect {
+		return &remote.Error{Op: errs.OpConnect, Host: host, Kind: remote.KindTimeout, Err: fmt.Errorf("timed out after %s while connecting", timeout)}
+	}
+	return &remote.Error{Op: errs.OpExec, Host: host, Kind: remote.KindTimeout, Err: fmt.Errorf("timed out after %s; its remote processes were killed", timeout)}
 }
 
 // CleanResult is what Clean did on one host.

@@ -31,6 +31,7 @@ func newExecCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		asJSON  bool
 		outDir  string
 		noStdin bool
+		maxStat bool
 	)
 	c := &cobra.Command{
 		Use:   "exec [flags] [--] CMD [ARG...]",
@@ -56,7 +57,8 @@ or interleave.
   --json    one JSON object per host: host, exit, duration_ms, error,
             stdout and stderr (stdout_base64, stderr_base64 when not UTF-8)
   --out DIR write DIR/<host>.out and DIR/<host>.err instead
-A summary line (ok, failed, unreachable) ends the run on stderr.` + exitHelp,
+A summary line (ok, failed, unreachable) ends the run on stderr.
+With -S the exit status is instead the largest remote one, as pdsh -S's.` + exitHelp,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usagef("exec needs a command: dsub exec [flags] -- CMD [ARG...]")
@@ -96,7 +98,7 @@ A summary line (ok, failed, unreachable) ends the run on stderr.` + exitHelp,
 				}
 				defer in.Close()
 			}
-			out := newExecOutput(execMode{group: group, json: asJSON, outDir: outDir}, in, stdout, stderr)
+			out := newExecOutput(execMode{group: group, json: asJSON, outDir: outDir, maxStatus: maxStat}, in, stdout, stderr)
 			return out.run(cmd.Context(), cl, rc, timeout)
 		},
 	}
@@ -108,12 +110,14 @@ A summary line (ok, failed, unreachable) ends the run on stderr.` + exitHelp,
 	fl.BoolVar(&asJSON, "json", false, "one JSON object per host")
 	fl.StringVar(&outDir, "out", "", "write each host's stdout/stderr to DIR/<host>.out and .err")
 	fl.BoolVar(&noStdin, "no-stdin", false, "do not forward dsub's stdin to the commands")
+	fl.BoolVarP(&maxStat, "max-status", "S", false, "exit with the largest remote exit status, as pdsh -S (128+N for signal N; 255 for a host that did not run it, as ssh's)")
 	return c
 }
 
 type execMode struct {
 	group, json bool
 	outDir      string
+	maxStatus   bool // -S
 }
 
 // execOutput routes each host's output where the mode sends it: prefixed
@@ -183,10 +187,40 @@ func (o *execOutput) run(ctx context.Context, cl *distributor.Cluster, rc remote
 	}
 	fmt.Fprintf(o.stderr, "dsub exec: %d ok, %d failed, %d unreachable (%s, %.2fs)\n",
 		ok, failed, unreachable, plural(len(res), "host"), time.Since(start).Seconds())
+	if o.mode.maxStatus {
+		if n := maxStatus(res); n > 0 {
+			return statusError(n)
+		}
+	}
 	if ok != len(res) || len(o.errs) > 0 {
 		return errReported
 	}
 	return nil
+}
+
+// maxStatus is the largest remote exit status of res, as pdsh -S
+// returns: 128+N for a command killed by signal N, and 255 for a host
+// that did not run it (unreachable, lost, timed out), as ssh's.
+func maxStatus(res []distributor.ExecResult) int {
+	top := 0
+	for _, r := range res {
+		n := 0
+		var ee *remote.ExitError
+		switch {
+		case r.Err == nil:
+		case errors.As(r.Err, &ee) && ee.Signal != "":
+			n = 255
+			if sig, ok := remote.SignalNumber(ee.Signal); ok {
+				n = 128 + sig
+			}
+		case errors.As(r.Err, &ee):
+			n = ee.Status
+		default:
+			n = 255
+		}
+		top = max(top, n)
+	}
+	return top
 }
 
 // writers gives one host its stdin, stdout and stderr.

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +17,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/remote"
 )
 
 // TestEveryFlagRejectsBadValues feeds every value-taking flag of every
@@ -142,5 +146,33 @@ func TestJobsSetsDefaultSlots(t *testing.T) {
 	}
 	if got["a"] != 2 || got["b"] != 3 || len(got) != 2 {
 		t.Errorf("slots %v, want a:2 (-j) and b:3 (3/b)", got)
+	}
+}
+
+// exec -S's status is the largest remote one: 128+N for signal N, 255
+// for a host that did not run the command.
+func TestMaxStatus(t *testing.T) {
+	exit := func(n int) error {
+		return &remote.Error{Kind: remote.KindRemoteExit, Err: &remote.ExitError{Status: n}}
+	}
+	killed := &remote.Error{Kind: remote.KindRemoteExit, Err: &remote.ExitError{Status: -1, Signal: "KILL"}}
+	lost := &remote.Error{Op: "connect", Kind: remote.KindTransport, Err: errors.New("refused")}
+	tests := []struct {
+		errs []error
+		want int
+	}{
+		{[]error{nil, nil}, 0},
+		{[]error{nil, exit(3), exit(7), exit(2)}, 7},
+		{[]error{exit(3), killed}, 137},
+		{[]error{killed, lost}, 255},
+	}
+	for _, tt := range tests {
+		var res []distributor.ExecResult
+		for _, err := range tt.errs {
+			res = append(res, distributor.ExecResult{Err: err})
+		}
+		if got := maxStatus(res); got != tt.want {
+			t.Errorf("maxStatus(%v) = %d, want %d", tt.errs, got, tt.want)
+		}
 	}
 }

@@ -38,6 +38,12 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
+// statusError is an exit status chosen by the command (exec -S: the
+// largest remote one), its failures already reported.
+type statusError int
+
+func (e statusError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
 // errReported is returned when the failure was already reported in full
 // (per-host rows, a summary line): exit 1 without repeating it.
 var errReported = errors.New("some hosts failed")
@@ -53,6 +59,10 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	if errors.As(err, &ue) || errs.KindOf(err) == errs.KindConfig || inventory.IsConfigError(err) {
 		fmt.Fprintln(stderr, "dsub:", visible(err.Error()))
 		return exitUsage
+	}
+	var se statusError
+	if errors.As(err, &se) {
+		return int(se)
 	}
 	if !errors.Is(err, errReported) {
 		fmt.Fprintln(stderr, "dsub:", visible(err.Error()))
