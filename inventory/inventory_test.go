@@ -137,23 +137,33 @@ labels = ["gpu", "big"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct{ sel, want, err string }{
-		{"", "n1,n2,n3,n4,g1,g2", ""},
-		{"n[2-3]", "n2,n3", ""},
-		{"!n1", "n2,n3,n4,g1,g2", ""},
-		{"n*,!n[2-3]", "n1,n4", ""},
-		{"g?,!label:big", "g1", ""},
-		{"!label:gpu,!n[1-3]", "n4", ""},
-		{"!n9", "", `no host named "n9"`},
-		{"x*", "", `no host name matches "x*"`},
-		{"!*", "", "selects no host"},
-		{"label:gpu,n1", "n1,g1,g2", ""},
-		{"g2,label:big", "g2", ""},
-		{"n9", "", `no host named "n9"`},
-		{"label:tpu", "", `no host has label "tpu"`},
+	tests := []struct{ sel, want, err, warn string }{
+		{"", "n1,n2,n3,n4,g1,g2", "", ""},
+		{"n[2-3]", "n2,n3", "", ""},
+		{"!n1", "n2,n3,n4,g1,g2", "", ""},
+		{"n*,!n[2-3]", "n1,n4", "", ""},
+		{"g?,!label:big", "g1", "", ""},
+		{"!label:gpu,!n[1-3]", "n4", "", ""},
+		{"!n9", "", `no host named "n9"`, ""},
+		{"x*", "", `no host name matches "x*"`, ""},
+		{"!*", "", "selects no host", ""},
+		{"label:gpu,n1", "n1,g1,g2", "", ""},
+		{"g2,label:big", "g2", "", ""},
+		{"n9", "", `no host named "n9"`, ""},
+		{"label:tpu", "", `no host has label "tpu"`, ""},
+		// An inclusion that matches nothing warns when the rest select
+		// hosts (an exclusion that matches nothing stays an error).
+		{"n[1-2],label:tpu,!n2", "n1", "", `--on label:tpu: no host has label "tpu"; the other items select 1 host`},
+		{"x*,g1", "g1", "", `--on x*: no host name matches "x*"`},
+		{"n1,!label:tpu", "", `no host has label "tpu"`, ""},
+		{"n[1-2],g[1", "", "--on g[1", ""}, // malformed: an error, never a warning
 	}
 	for _, tt := range tests {
-		got, err := Select(hosts, tt.sel)
+		var warned []string
+		got, err := Select(hosts, tt.sel, func(w string) { warned = append(warned, w) })
+		if w := strings.Join(warned, "\n"); tt.warn == "" && w != "" || !strings.Contains(w, tt.warn) {
+			t.Errorf("Select(%q) warned %q, want %q", tt.sel, w, tt.warn)
+		}
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("Select(%q) err = %v, want %q", tt.sel, err, tt.err)

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -13,10 +14,13 @@ import (
 // globs ("web*", "node?[1-3]" as path.Match has them) and labels
 // ("label:gpu"). An item prefixed with "!" excludes what it matches; a
 // list of exclusions alone starts from every host. An empty sel picks
-// every host. An item that matches no host is an error, so a typo never
-// silently shrinks a run nor keeps a host meant to be left out.
-func Select(hosts []*Host, sel string) ([]*Host, error) {
-	return selectHosts(hosts, sel, "--on", sel)
+// every host. An exclusion that matches no host is an error, so that a
+// typo never keeps a host meant to be left out; an inclusion that matches
+// none is told to warn (the README's 'h[01-04],label:gpu,!h02' on hosts
+// without GPUs) when the others select some, and an error when nothing
+// is selected.
+func Select(hosts []*Host, sel string, warn func(string)) ([]*Host, error) {
+	return selectHosts(hosts, sel, "--on", sel, warn)
 }
 
 // Exclude drops the hosts that list names (pdsh's -x): the same items as
@@ -26,26 +30,40 @@ func Exclude(hosts []*Host, list string) ([]*Host, error) {
 	for _, it := range hostrange.SplitList(list) {
 		items = append(items, "!"+strings.TrimPrefix(it, "!"))
 	}
-	return selectHosts(hosts, strings.Join(items, ","), "-x", list)
+	return selectHosts(hosts, strings.Join(items, ","), "-x", list, nil)
 }
 
-// selectHosts applies sel; flag and shown name it in errors.
-func selectHosts(hosts []*Host, sel, flag, shown string) ([]*Host, error) {
+// noMatch is an item that is well formed and matches no host.
+type noMatch string
+
+func (e noMatch) Error() string { return string(e) }
+
+func noMatchf(format string, args ...any) error { return noMatch(fmt.Sprintf(format, args...)) }
+
+// selectHosts applies sel; flag and shown name it in errors; warn, if not
+// nil, is told of inclusions that match nothing (else they are errors).
+func selectHosts(hosts []*Host, sel, flag, shown string, warn func(string)) ([]*Host, error) {
 	if strings.TrimSpace(sel) == "" {
 		return hosts, nil
 	}
 	want := map[string]bool{}
 	drop := map[string]bool{}
 	included := false
+	var unmatched []error
 	for _, item := range hostrange.SplitList(sel) {
 		item = strings.TrimSpace(item)
 		set := want
+		exclusion := false
 		if rest, ok := strings.CutPrefix(item, "!"); ok {
-			item, set = rest, drop
+			item, set, exclusion = rest, drop, true
 		} else {
 			included = true
 		}
 		names, err := match(hosts, item)
+		if err != nil && !exclusion && warn != nil && errors.As(err, new(noMatch)) {
+			unmatched = append(unmatched, fmt.Errorf("%s %s: %w", flag, item, err))
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", flag, item, err)
 		}
@@ -60,9 +78,22 @@ func selectHosts(hosts []*Host, sel, flag, shown string) ([]*Host, error) {
 		}
 	}
 	if len(out) == 0 {
+		if len(unmatched) > 0 {
+			return nil, errors.Join(unmatched...)
+		}
 		return nil, fmt.Errorf("%s %s: selects no host", flag, shown)
 	}
+	for _, err := range unmatched {
+		warn(err.Error() + "; the other items select " + plural(len(out), "host"))
+	}
 	return out, nil
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 // match returns the names of the hosts one selection item matches.
@@ -78,7 +109,7 @@ func match(hosts []*Host, item string) ([]string, error) {
 			}
 		}
 		if len(out) == 0 {
-			return nil, fmt.Errorf("no host has label %q", label)
+			return nil, noMatchf("no host has label %q", label)
 		}
 		return out, nil
 	}
@@ -92,7 +123,7 @@ func match(hosts []*Host, item string) ([]string, error) {
 			}
 		}
 		if len(out) == 0 {
-			return nil, fmt.Errorf("no host name matches %q", item)
+			return nil, noMatchf("no host name matches %q", item)
 		}
 		return out, nil
 	}
@@ -106,7 +137,7 @@ func match(hosts []*Host, item string) ([]string, error) {
 	}
 	for _, n := range names {
 		if !byName[n] {
-			return nil, fmt.Errorf("no host named %q in the host list", n)
+			return nil, noMatchf("no host named %q in the host list", n)
 		}
 	}
 	return names, nil

@@ -128,13 +128,23 @@ func (f *hostFlags) hosts() ([]*inventory.Host, error) {
 			h.Slots, h.Origin.Slots = f.slots, "-j"
 		}
 	}
-	if hosts, err = inventory.Select(hosts, f.on); err != nil {
+	if hosts, err = inventory.Select(hosts, f.on, f.warn); err != nil {
 		return nil, usageError{err}
 	}
 	if hosts, err = inventory.Exclude(hosts, f.exclude); err != nil {
 		return nil, usageError{err}
 	}
 	return hosts, nil
+}
+
+// warn prints a warning about the host selection on the command's
+// stderr.
+func (f *hostFlags) warn(msg string) {
+	w := io.Writer(os.Stderr)
+	if f.cmd != nil {
+		w = f.cmd.ErrOrStderr()
+	}
+	fmt.Fprintln(w, "dsub: warning:", visible(msg))
 }
 
 // localHost is the host --local asks for, or nil.
