@@ -381,7 +381,22 @@ func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 	if c.NoProcessGroup {
 		pg.state = pgPassthrough
 	}
-	s.Stdin = c.Stdin
+	var stdin func()
+	if c.Stdin != nil {
+		// Our own copy, not Session.Stdin's: Wait would wait for that
+		// one to reach the input's end, so a command that is done while
+		// stdin is still open (a pipe that has not ended) would keep
+		// Run waiting. This copy ends at the input's end or at the first
+		// write after the session has closed.
+		w, err := s.StdinPipe()
+		if err != nil {
+			return &Error{Op: OpExec, Host: h.cfg.Name, Kind: KindTransport, Err: err}
+		}
+		stdin = func() {
+			_, _ = io.Copy(w, c.Stdin)
+			w.Close()
+		}
+	}
 	s.Stdout = c.Stdout
 	if s.Stdout == nil {
 		s.Stdout = io.Discard
@@ -389,6 +404,9 @@ func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 	s.Stderr = pg
 	if err := s.Start(line); err != nil {
 		return &Error{Op: OpExec, Host: h.cfg.Name, Kind: KindTransport, Err: err}
+	}
+	if stdin != nil {
+		go stdin()
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Wait() }()

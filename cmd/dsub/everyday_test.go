@@ -176,3 +176,41 @@ func TestInterruptedPutLeavesNoTempFiles(t *testing.T) {
 		t.Errorf("clean removed the marker while a temporary file remains:\n%s", s)
 	}
 }
+
+// exec starts at once and streams stdin as it comes, as pdsh does: a
+// command that is done after the first line ends, and dsub with it,
+// while stdin is still open (it once waited for stdin's end first).
+func TestExecStreamsStdin(t *testing.T) {
+	testenv.Require(t, cluster)
+	bin := buildDsub(t)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	cmd := exec.Command(bin, "exec", "--hosts", cluster.HostsFile, "--on", "h0[1-2]", "--", "head -n1")
+	cmd.Stdin = pr
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	fmt.Fprintln(pw, "first") // and stdin stays open
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("dsub exec: %v\n%s", err, errb.String())
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("dsub exec still waits for stdin's end, its commands done:\n%s", errb.String())
+	}
+	for _, h := range []string{"h01", "h02"} {
+		if !strings.Contains(out.String(), h+": first\n") {
+			t.Errorf("%s did not get the line as it came: stdout %q", h, out.String())
+		}
+	}
+}

@@ -46,8 +46,9 @@ byte, whatever characters the arguments hold:
     dsub exec -- printf '[%s]' 'a b' '$(x)'      prints [a b][$(x)]
 
 Input: when dsub's stdin is not a terminal, every host's command reads
-all of it, byte for byte (a pipe is spooled to a temporary file first, so
-memory stays flat); --no-stdin gives the commands no input.
+all of it, byte for byte, as it comes (a pipe is spooled to a temporary
+file as it arrives, so memory stays flat and no host waits for another);
+--no-stdin gives the commands no input.
     tar cz conf/ | dsub exec -w 'node[01-16]' -- 'tar xz -C /etc/app'
 
 Output: every stdout line is printed whole as "host: line", however long;
@@ -151,6 +152,9 @@ func (o *execOutput) run(ctx context.Context, cl *distributor.Cluster, rc remote
 	res := cl.Exec(ctx, rc, timeout, o.writers)
 	defer o.close()
 	o.finish()
+	if err := o.in.Err(); err != nil {
+		o.errs = append(o.errs, err) // the commands got only part of it
+	}
 	ok, failed, unreachable := 0, 0, 0
 	for _, r := range res {
 		switch {

@@ -7,6 +7,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/term"
@@ -118,12 +119,21 @@ func (s *spool) Close() error {
 }
 
 // sharedInput lets every host read the same input, each at its own pace,
-// in bounded memory: a regular file is read in place, anything else (a
-// pipe) is first spooled to an unlinked temporary file.
+// in bounded memory: a regular file is read in place; anything else (a
+// pipe) is spooled to an unlinked temporary file as it arrives, and each
+// host reads what has arrived so far, waiting for more until the input
+// ends. So the commands start at once and get their input as it comes,
+// as pdsh's do, rather than after stdin's end.
 type sharedInput struct {
-	f         *os.File
-	off, size int64 // the part of f to read
-	tmp       bool
+	f   *os.File
+	off int64 // where the input starts in f
+	tmp bool
+
+	mu   sync.Mutex
+	more *sync.Cond // size grew, or the input ended
+	size int64      // bytes of input in f so far; guarded by mu
+	done bool       // the whole input is in f (or it was closed); guarded by mu
+	err  error      // why reading stdin failed; guarded by mu
 }
 
 // shareInput prepares r for every host. It returns nil when r is a
@@ -139,7 +149,9 @@ func shareInput(r io.Reader) (*sharedInput, error) {
 		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
 			pos, err := f.Seek(0, io.SeekCurrent)
 			if err == nil {
-				return &sharedInput{f: f, off: pos, size: fi.Size() - pos}, nil
+				s := &sharedInput{f: f, off: pos, size: fi.Size() - pos, done: true}
+				s.more = sync.NewCond(&s.mu)
+				return s, nil
 			}
 		}
 	}
@@ -147,12 +159,57 @@ func shareInput(r io.Reader) (*sharedInput, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool stdin: %w", err)
 	}
-	n, err := io.Copy(tmp, r)
-	if err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("spool stdin: %w", err)
+	s := &sharedInput{f: tmp, tmp: true}
+	s.more = sync.NewCond(&s.mu)
+	go s.fill(r)
+	return s, nil
+}
+
+// fill copies r into the spool as it arrives.
+func (s *sharedInput) fill(r io.Reader) {
+	buf := make([]byte, 64<<10)
+	var pos int64 // fill alone writes: its own count of size
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := s.f.WriteAt(buf[:n], pos); werr != nil {
+				s.end(fmt.Errorf("spool stdin: %w", werr))
+				return
+			}
+			pos += int64(n)
+			s.mu.Lock()
+			s.size = pos
+			s.more.Broadcast()
+			s.mu.Unlock()
+		}
+		if err == io.EOF {
+			s.end(nil)
+			return
+		}
+		if err != nil {
+			s.end(fmt.Errorf("read stdin: %w", err))
+			return
+		}
 	}
-	return &sharedInput{f: tmp, size: n, tmp: true}, nil
+}
+
+func (s *sharedInput) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.done {
+		s.done, s.err = true, err
+	}
+	s.more.Broadcast()
+}
+
+// Err is why stdin could not be read whole, if it could not.
+func (s *sharedInput) Err() error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 // Reader is one host's own reader of the whole input.
@@ -160,12 +217,48 @@ func (s *sharedInput) Reader() io.Reader {
 	if s == nil {
 		return nil
 	}
-	return io.NewSectionReader(s.f, s.off, s.size)
+	return &inputReader{s: s}
 }
 
-// Close releases a spooled input.
+// inputReader reads a sharedInput from the start, waiting at the end of
+// what has arrived until more does or the input ends.
+type inputReader struct {
+	s   *sharedInput
+	off int64
+}
+
+func (r *inputReader) Read(p []byte) (int, error) {
+	s := r.s
+	s.mu.Lock()
+	for r.off >= s.size && !s.done {
+		s.more.Wait()
+	}
+	size, err := s.size, s.err
+	s.mu.Unlock()
+	if r.off >= size {
+		if err != nil {
+			return 0, err
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > size-r.off {
+		p = p[:size-r.off]
+	}
+	n, rerr := s.f.ReadAt(p, s.off+r.off)
+	r.off += int64(n)
+	if rerr == io.EOF && n > 0 {
+		rerr = nil
+	}
+	return n, rerr
+}
+
+// Close releases a spooled input; readers still waiting get EOF.
 func (s *sharedInput) Close() error {
-	if s != nil && s.tmp {
+	if s == nil {
+		return nil
+	}
+	s.end(nil)
+	if s.tmp {
 		return s.f.Close()
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -49,5 +50,39 @@ func TestWriteJSONString(t *testing.T) {
 	var back string
 	if err := json.Unmarshal(b.Bytes(), &back); err != nil || back != text {
 		t.Fatalf("round trip: %v (equal %v)", err, back == text)
+	}
+}
+
+// A piped input reaches every reader as it arrives, whole and in order,
+// each at its own pace, and ends for all when the pipe does.
+func TestSharedInputStreams(t *testing.T) {
+	pr, pw := io.Pipe()
+	in, err := shareInput(pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	readers := []*bufio.Reader{bufio.NewReader(in.Reader()), bufio.NewReader(in.Reader())}
+	var want strings.Builder
+	for i := range 50 {
+		line := fmt.Sprintf("line %d %s\n", i, strings.Repeat("x", i*97))
+		want.WriteString(line)
+		pw.Write([]byte(line))
+		for j, r := range readers { // each line is there before the next is written
+			got, err := r.ReadString('\n')
+			if err != nil || got != line {
+				t.Fatalf("reader %d: %q, %v; want %q", j, got, err, line)
+			}
+		}
+	}
+	pw.Close()
+	late, err := io.ReadAll(in.Reader()) // a reader that starts late gets it all
+	if err != nil || string(late) != want.String() {
+		t.Errorf("late reader: %d bytes, %v; want %d", len(late), err, want.Len())
+	}
+	for j, r := range readers {
+		if _, err := r.ReadByte(); err != io.EOF {
+			t.Errorf("reader %d after the end: %v, want EOF", j, err)
+		}
 	}
 }
