@@ -5,7 +5,7 @@ LDFLAGS := -X main.version=$(VERSION)
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: help setup build test unit lint demo demo-down bench fuzz clean screenshots
+.PHONY: help setup setup-demo build test unit lint demo demo-down bench fuzz clean screenshots
 
 help:
 	@echo "make build     build bin/dsub (version stamped: $(VERSION))"
@@ -17,7 +17,11 @@ help:
 	@echo "make screenshots  refresh docs/img: the --ui page of a real run, and a report"
 
 setup:
-	@./scripts/setup.sh
+	@./scripts/setup.sh test
+
+# The demo needs only debootstrap, OpenSSH and the Go modules.
+setup-demo:
+	@./scripts/setup.sh demo
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/dsub ./cmd/dsub
@@ -40,7 +44,7 @@ test: lint
 	CI= $(GO) test -short -count=1 ./...
 	$(GO) test -race -count=1 -timeout 60m ./...
 
-demo: setup build
+demo: setup-demo build
 	@./scripts/demo.sh
 
 demo-down:
