@@ -526,14 +526,19 @@ func (d *dispatcher) publish() {
 	defer r.mu.Unlock()
 	r.snap.Jobs, r.snap.AllKnown = d.nextID, d.closed
 	// Jobs a resumed run took from its journal count as done.
-	r.snap.Succeeded, r.snap.Failed, r.snap.Running = d.q.Succeeded()+d.resumedOK, d.failedJobs, d.q.Running()
+	r.snap.Succeeded, r.snap.Failed = d.q.Succeeded()+d.resumedOK, d.failedJobs
+	// Running counts only executions that have started; those waiting
+	// in a host's window are Queued.
+	r.snap.Running, r.snap.Queued = 0, 0
 	prog := map[string][]float64{} // of the started executions
 	queued := map[string]int{}     // waiting in a host's window
 	for _, es := range d.running {
 		if !es.started.Load() {
 			queued[es.host]++
+			r.snap.Queued++
 			continue
 		}
+		r.snap.Running++
 		prog[es.host] = append(prog[es.host], bitsFloat(es.progress.Load()))
 	}
 	if c, ok := r.opts.Reducer.(interface{ current() string }); ok && d.reduceNew {

@@ -752,3 +752,33 @@ func TestEngineUnusedHosts(t *testing.T) {
 		t.Errorf("unused hosts %+v, want %+v", st.Unused, want)
 	}
 }
+
+// "running" counts only executions that have started: those sent to a
+// host and waiting in its window for a slot are counted as queued, in
+// the snapshot and per host (12 running on 8 slots was once shown).
+func TestSnapshotRunningIsStarted(t *testing.T) {
+	ctx := testCtx(t)
+	h := fakehost.New("f01", fakehost.Options{Job: blockJob, Slots: 2})
+	c, err := NewClusterOf([]*Member{{Inv: fakeInv("f01", 2), Host: h, Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	run := startFake(ctx, t, c, RunOptions{})
+	if err := run.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run.submitShell(ctx, t, 6) // 2 slots and a window of 1: 3 placed
+	var s Snapshot
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s = run.Snapshot()
+		if s.Running+s.Queued == 3 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if s.Running != 2 || s.Queued != 1 || len(s.Hosts) != 1 || s.Hosts[0].Running != 2 || s.Hosts[0].Queued != 1 {
+		t.Errorf("snapshot: %d running, %d queued, hosts %+v; want 2 running (its slots) and 1 queued", s.Running, s.Queued, s.Hosts)
+	}
+	run.Close()
+	run.Wait()
+}

@@ -188,7 +188,8 @@ type Snapshot struct {
 	AllKnown  bool // no more jobs will be submitted
 	Succeeded int
 	Failed    int
-	Running   int
+	Running   int // executions that have started
+	Queued    int // executions sent to a host, waiting in its window for a slot
 	Elapsed   time.Duration
 	Hosts     []HostSnapshot
 	// Reduced is the reduce's running value, for reduces that have a

@@ -274,10 +274,8 @@ func (m *Model) state(have *since) State {
 	if st.Rate > 0 && snap.AllKnown {
 		st.EtaS = float64(snap.Jobs-snap.Succeeded-snap.Failed) / st.Rate
 	}
-	st.Running = snap.Running
+	st.Running, st.Queued = snap.Running, snap.Queued
 	for _, h := range snap.Hosts {
-		st.Queued += h.Queued
-		st.Running -= h.Queued
 		m.tl.reserve(h.Name, h.Slots)
 		st.Hosts = append(st.Hosts, hostRow(h))
 	}

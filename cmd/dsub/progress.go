@@ -57,6 +57,9 @@ func summaryLine(s distributor.Snapshot) string {
 		total += "+"
 	}
 	line := fmt.Sprintf("%d/%s jobs done, %d failed, %d running, %s elapsed", s.Succeeded, total, s.Failed, s.Running, s.Elapsed.Round(time.Second))
+	if s.Queued > 0 {
+		line = strings.Replace(line, " running,", fmt.Sprintf(" running, %d queued at hosts,", s.Queued), 1)
+	}
 	if eta, ok := estimate(s); ok {
 		line += ", eta " + eta.Round(time.Second).String()
 	}
@@ -89,7 +92,7 @@ func mpbProgress(run *distributor.Run, msgs *lockedWriter, term *os.File) func()
 		})),
 		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
 			s := get()
-			out := fmt.Sprintf(" %d running, %d failed, %s", s.Running, s.Failed, s.Elapsed.Round(time.Second))
+			out := fmt.Sprintf(" %d running, %d queued, %d failed, %s", s.Running, s.Queued, s.Failed, s.Elapsed.Round(time.Second))
 			if eta, ok := estimate(s); ok {
 				out += ", eta " + eta.Round(time.Second).String()
 			}
@@ -102,7 +105,7 @@ func mpbProgress(run *distributor.Run, msgs *lockedWriter, term *os.File) func()
 			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
 				for _, h := range get().Hosts {
 					if h.Name == name {
-						return fmt.Sprintf(" %-11s running %d, done %d, failed %d", h.State, h.Running, h.Done, h.Failed)
+						return fmt.Sprintf(" %-11s running %d, queued %d, done %d, failed %d", h.State, h.Running, h.Queued, h.Done, h.Failed)
 					}
 				}
 				return ""
