@@ -524,7 +524,7 @@ func (d *dispatcher) publish() {
 	r := d.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.snap.Jobs, r.snap.AllKnown = d.nextID, d.closed
+	r.snap.Jobs, r.snap.AllKnown = d.nextID, d.closed // Snapshot applies RunOptions.Total
 	// Jobs a resumed run took from its journal count as done.
 	r.snap.Succeeded, r.snap.Failed = d.q.Succeeded()+d.resumedOK, d.failedJobs
 	// Running counts only executions that have started; those waiting

@@ -33,7 +33,12 @@ type RunOptions struct {
 	// they are written (GNU parallel's --joblog FILE): truncated by a new
 	// run, appended to by a resumed one.
 	JoblogCopy string
-	Reducer    Reducer // folds results; nil: none
+	// Total, if positive, is how many jobs will be submitted, known up
+	// front (the input counted: ::: values, a file's lines): progress
+	// shows it, and an ETA, from the start rather than the jobs
+	// submitted so far.
+	Total   int
+	Reducer Reducer // folds results; nil: none
 	// OnResult receives each job's final outcome (a result, or a failure
 	// for good), in completion order, from a single goroutine.
 	OnResult func(Result)
@@ -184,8 +189,8 @@ type Run struct {
 
 // Snapshot is the live state of a run, for progress displays.
 type Snapshot struct {
-	Jobs      int  // submitted so far
-	AllKnown  bool // no more jobs will be submitted
+	Jobs      int  // submitted so far, or RunOptions.Total if more
+	AllKnown  bool // Jobs is the run's total: known up front, or no more will be submitted
 	Succeeded int
 	Failed    int
 	Running   int // executions that have started
@@ -478,6 +483,9 @@ func (r *Run) Snapshot() Snapshot {
 	s := r.snap
 	s.Hosts = append([]HostSnapshot(nil), r.snap.Hosts...)
 	s.Elapsed = time.Since(r.start)
+	if r.opts.Total > 0 { // before the first job too
+		s.Jobs, s.AllKnown = max(s.Jobs, r.opts.Total), true
+	}
 	return s
 }
 

@@ -16,6 +16,7 @@ import (
 type jobSource struct {
 	next     func() (distributor.JobSpec, bool, error)
 	tmpl     *distributor.Template
+	total    int  // the jobs the input gives, when known up front (0: a stream)
 	shell    bool // the template is a command line for the remote shell
 	transfer bool // --transfer: the columns are local files to upload
 	returns  *distributor.Template
@@ -43,7 +44,7 @@ func openJobs(f *runFlags, tmpl *distributor.Template, stdin io.Reader) (*jobSou
 		s.closers = append(s.closers, fh.Close)
 		// Read it all once first: a bad line (a NUL byte) is refused,
 		// naming it, before anything runs.
-		if _, err := distributor.CountLines(fh, f.commands); err != nil {
+		if s.total, err = distributor.CountLines(fh, f.commands); err != nil {
 			s.close()
 			return nil, usageError{err}
 		}
@@ -72,6 +73,7 @@ func openJobs(f *runFlags, tmpl *distributor.Template, stdin io.Reader) (*jobSou
 			return nil, usagef("run: {} and {1}, {.}, {/}... (the input and its columns) need --args-file, ::: or ::::")
 		}
 		total := max(f.shards, 1)
+		s.total = total
 		n := 0
 		s.next = func() (distributor.JobSpec, bool, error) {
 			if n == total {
@@ -102,7 +104,7 @@ func (s *jobSource) openArgs(f *runFlags, tmpl *distributor.Template, stdin io.R
 			s.close()
 			return err
 		}
-		r, name = fh, f.argsFile
+		r, name, s.total = fh, f.argsFile, count
 	} else {
 		if tmpl.UsesCount() {
 			return usagef("run: {shards} is unknown when jobs stream from stdin")
@@ -139,6 +141,7 @@ func (s *jobSource) openSources(f *runFlags, stdin io.Reader) error {
 	if err != nil {
 		return err
 	}
+	s.total = c.total
 	n := 0
 	s.next = func() (distributor.JobSpec, bool, error) {
 		if n == c.total {

@@ -53,7 +53,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 	defer ui.close(ctx)
 	run, err := cl.Start(ctx, distributor.RunOptions{
 		Binary: f.binary, Build: f.build, Files: f.files, Retries: f.retries, Timeout: f.timeout,
-		KeepRemote: f.keepRemote, LogsDir: f.logs, JoblogCopy: f.joblog, Reducer: reducer, OnResult: out.add,
+		KeepRemote: f.keepRemote, LogsDir: f.logs, JoblogCopy: f.joblog, Total: src.total, Reducer: reducer, OnResult: out.add,
 		Warn:    ui.warn(func(msg string) { fmt.Fprintln(se, "dsub: warning:", visible(msg)) }),
 		OnEvent: ui.onEvent(),
 		Record:  record, ResumeDir: f.resume, ResumeFailed: f.resumeFailed,
