@@ -15,10 +15,14 @@ import (
 	"github.com/dsub-dev/dsub/distributor"
 )
 
-// terminal returns w as a terminal, or nil if it is not one.
+// terminal returns w as a terminal whose size is known, or nil: on a
+// terminal of no known size (a fresh pty, some CI runners) live bars
+// cannot be drawn, and the plain progress line is printed instead.
 func terminal(w io.Writer) *os.File {
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		return f
+		if width, _, err := term.GetSize(int(f.Fd())); err == nil && width > 0 {
+			return f
+		}
 	}
 	return nil
 }
