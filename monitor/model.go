@@ -255,6 +255,9 @@ func (m *Model) state(have *since) State {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	for _, h := range snap.Hosts {
+		m.tl.reserve(h.Name, h.Slots) // before drawing: lanes are its slots
+	}
 	m.apply()
 	m.polled = now
 	st := State{Live: true, Done: m.done, Command: m.cmd, Started: m.start.Format(time.RFC3339),
@@ -276,7 +279,6 @@ func (m *Model) state(have *since) State {
 	}
 	st.Running, st.Queued = snap.Running, snap.Queued
 	for _, h := range snap.Hosts {
-		m.tl.reserve(h.Name, h.Slots)
 		st.Hosts = append(st.Hosts, hostRow(h))
 	}
 	st.Timeline = m.tl.view(have.epoch, have.after, have.lanes, ms(now.Sub(m.start)))

@@ -61,11 +61,16 @@ const (
 // timeline keeps a run's bars: pure, with no clock and no goroutines.
 // Invariants: len(ended) <= maxEnded after each add; the executions
 // counted by ended bars (their N) are every execution added; lanes only
-// grow, and a lane is used by one running execution at a time.
+// grow; a host whose slots are known (reserve) never has more lanes than
+// slots. A start can be told before the end of the execution whose slot
+// it took (an agent reports them from different goroutines): it then
+// shares that lane until the end comes, rather than drawing a lane the
+// host does not have.
 type timeline struct {
 	lanes  []Lane
 	byHost map[string][]int // host -> its lane indexes, slot order
-	busy   []bool           // lane -> a running execution holds it
+	slots  map[string]int   // host -> its slots, when known
+	busy   []int            // lane -> running executions holding it (1, 2 for a moment)
 	ended  []Segment
 	run    map[int]*Segment // running, by execution
 	nextID int
@@ -75,31 +80,45 @@ type timeline struct {
 }
 
 func newTimeline() *timeline {
-	return &timeline{byHost: map[string][]int{}, run: map[int]*Segment{}}
+	return &timeline{byHost: map[string][]int{}, slots: map[string]int{}, run: map[int]*Segment{}}
 }
 
-// lane gives host's lowest free lane, making one if all are busy.
+// lane gives host's lowest free lane. If all are busy it makes one,
+// unless the host has as many as its slots: then the start came before
+// an end, and it shares the least busy lane.
 func (t *timeline) lane(host string) int {
 	for _, l := range t.byHost[host] {
-		if !t.busy[l] {
-			t.busy[l] = true
+		if t.busy[l] == 0 {
+			t.busy[l]++
 			return l
 		}
+	}
+	if ls := t.byHost[host]; len(ls) > 0 && len(ls) >= t.slots[host] && t.slots[host] > 0 {
+		best := ls[0]
+		for _, l := range ls[1:] {
+			if t.busy[l] < t.busy[best] {
+				best = l
+			}
+		}
+		t.busy[best]++
+		return best
 	}
 	l := len(t.lanes)
 	t.lanes = append(t.lanes, Lane{Host: host, Slot: len(t.byHost[host]) + 1})
 	t.byHost[host] = append(t.byHost[host], l)
-	t.busy = append(t.busy, true)
+	t.busy = append(t.busy, 1)
 	return l
 }
 
-// reserve makes host have at least slots lanes, so that idle slots show.
+// reserve makes host have at least slots lanes, so that idle slots show,
+// and no more than that are drawn.
 func (t *timeline) reserve(host string, slots int) {
+	t.slots[host] = max(t.slots[host], slots)
 	for len(t.byHost[host]) < slots {
 		l := len(t.lanes)
 		t.lanes = append(t.lanes, Lane{Host: host, Slot: len(t.byHost[host]) + 1})
 		t.byHost[host] = append(t.byHost[host], l)
-		t.busy = append(t.busy, false)
+		t.busy = append(t.busy, 0)
 	}
 }
 
@@ -116,14 +135,14 @@ func (t *timeline) start(seq int, host string, job int, start int64, cmd string)
 func (t *timeline) end(seq int, s Segment) Segment {
 	if r, ok := t.run[seq]; ok {
 		delete(t.run, seq)
-		t.busy[r.Lane] = false
+		t.busy[r.Lane]--
 		s.Lane = r.Lane
 		if s.Cmd == "" {
 			s.Cmd = r.Cmd
 		}
 	} else {
 		s.Lane = t.lane(s.Host)
-		t.busy[s.Lane] = false
+		t.busy[s.Lane]--
 	}
 	return t.add(s)
 }

@@ -111,3 +111,32 @@ func TestKindOf(t *testing.T) {
 		}
 	}
 }
+
+// A host with 2 slots has 2 lanes, even when an agent's start of the
+// next job is told before the end of the one whose slot it took (a third
+// lane, busy, was once drawn); without known slots, lanes grow as needed.
+func TestTimelineLanesAreSlots(t *testing.T) {
+	tl := newTimeline()
+	tl.reserve("h1", 2)
+	tl.start(1, "h1", 1, 0, "a")
+	tl.start(2, "h1", 2, 0, "b")
+	tl.start(3, "h1", 3, 100, "c") // job 1 ended at 99: told later
+	tl.end(1, Segment{Start: 0, End: 99, Job: 1, Kind: "ok", Host: "h1"})
+	tl.start(4, "h1", 4, 120, "d") // job 3's end not yet told either
+	tl.end(2, Segment{Start: 0, End: 110, Job: 2, Kind: "ok", Host: "h1"})
+	tl.end(3, Segment{Start: 100, End: 130, Job: 3, Kind: "ok", Host: "h1"})
+	tl.end(4, Segment{Start: 120, End: 200, Job: 4, Kind: "ok", Host: "h1"})
+	if len(tl.lanes) != 2 {
+		t.Errorf("%d lanes for a host with 2 slots: %v", len(tl.lanes), tl.lanes)
+	}
+	for l, b := range tl.busy {
+		if b != 0 {
+			t.Errorf("lane %d still busy (%d) with nothing running", l, b)
+		}
+	}
+	tl.start(5, "h2", 5, 0, "e") // no slots known: lanes as needed
+	tl.start(6, "h2", 6, 0, "f")
+	if n := len(tl.byHost["h2"]); n != 2 {
+		t.Errorf("h2, slots unknown: %d lanes for 2 running, want 2", n)
+	}
+}
