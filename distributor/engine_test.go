@@ -782,3 +782,33 @@ func TestSnapshotRunningIsStarted(t *testing.T) {
 	run.Close()
 	run.Wait()
 }
+
+// The snapshot a run ends with has every result reduced: the final page
+// shows what the successes reduce to, not a value from before the last
+// commit (a page kept "78930" where the 399 successes summed to 80123).
+func TestFinalSnapshotIsReduced(t *testing.T) {
+	ctx := testCtx(t)
+	c, hs := fakeCluster(t, 2, 2)
+	for _, h := range hs {
+		h.SetJob(func(ctx context.Context, p *fakehost.Proc) error {
+			if p.Job == 7 {
+				return fakehost.Exit(3)
+			}
+			return printJob(ctx, p)
+		})
+	}
+	run := startFake(ctx, t, c, RunOptions{})
+	if err := run.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	run.submitShell(ctx, t, n)
+	st, _, _ := run.Wait()
+	if st.Failed != 1 {
+		t.Fatalf("%d failed, want job 7", st.Failed)
+	}
+	want := fmt.Sprint(n*(n+1)/2 - 7)
+	if got := run.Snapshot().Reduced; got != want {
+		t.Errorf("final snapshot: reduced %q, want %s (every success)", got, want)
+	}
+}

@@ -31,6 +31,7 @@ func (d *dispatcher) teardown() {
 	d.cancelJobs()
 	close(r.loopDone)
 	d.commit()
+	d.publish() // the last results reduced: the final page's value
 	d.waitPreparations()
 	d.orphanWG.Wait()
 	d.liveWG.Wait() // no beat may recreate a file after the cleanup below

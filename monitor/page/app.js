@@ -76,7 +76,13 @@
     text("speedup", st.speedup ? st.speedup.toFixed(2) + "×" : "–");
     const value = st.result || st.reduced;
     $("result-box").hidden = !value;
-    if (value) { text("result-label", st.result ? "result" : "reduced so far"); text("result", value); }
+    if (value) {
+      // A run that ended with failed jobs has no result: what its
+      // successes reduce to is shown as that, never as the result.
+      const partial = st.done ? "no result (" + st.failed + " failed); the successes reduce to" : "reduced so far";
+      text("result-label", st.result ? "result" : partial);
+      text("result", value);
+    }
     $("error-box").hidden = !st.error;
     text("error-box", st.error || "");
     $("control").hidden = !(st.control && st.live && !st.done);
