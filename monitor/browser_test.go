@@ -197,3 +197,49 @@ func TestLiveTimelineInBrowser(t *testing.T) {
 	add(10)
 	same("added after merging")
 }
+
+// The header shows a long command shortened to its first 200 characters,
+// the whole of it on a click; a run that ended with a failed job shows
+// what its successes reduce to as that, never as its result.
+func TestPageCommandAndPartialResult(t *testing.T) {
+	ctx := browser.New(t, 1280, 1000)
+	long := "dsub run -- echo ::: " + strings.Repeat("12345 ", 400)
+	m := NewModel(long)
+	srv, err := Serve(m, ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := chromedp.Run(ctx, chromedp.Navigate(srv.URL())); err != nil {
+		t.Fatal(err)
+	}
+	cmdText := `document.getElementById("command").textContent`
+	browser.WaitFor(t, ctx, cmdText+`.length > 0`, 10*time.Second)
+	if got := evalString(t, ctx, cmdText); len(got) > 260 || !strings.HasPrefix(got, long[:200]) || !strings.Contains(got, "click for all") {
+		t.Errorf("header command: %d characters %q, want the first 200 and a note", len(got), got[:min(len(got), 300)])
+	}
+	if err := chromedp.Run(ctx, chromedp.Click("#command", chromedp.ByID)); err != nil {
+		t.Fatal(err)
+	}
+	if got := evalString(t, ctx, cmdText); got != long {
+		t.Errorf("after a click: %d characters, want the whole command's %d", len(got), len(long))
+	}
+
+	f := startFakeRun(t, 12) // job 3 fails
+	srv2, err := Serve(f.m, ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Close()
+	close(f.release)
+	f.wait(t)
+	if err := chromedp.Run(ctx, chromedp.Navigate(srv2.URL())); err != nil {
+		t.Fatal(err)
+	}
+	browser.WaitFor(t, ctx, `document.getElementById("status").textContent === "ended" || document.getElementById("status").textContent === "finished with failures"`, 10*time.Second)
+	label := evalString(t, ctx, `document.getElementById("result-label").textContent`)
+	value := evalString(t, ctx, `document.getElementById("result").textContent`)
+	if !strings.HasPrefix(label, "no result (1 failed)") || value != fmt.Sprint(12*13/2-3) {
+		t.Errorf("final page: %q %q, want no result and the successes' sum %d", label, value, 12*13/2-3)
+	}
+}

@@ -26,6 +26,17 @@
     while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
     return (i ? n.toFixed(n < 10 ? 1 : 0) : n) + " " + u[i];
   }
+  // The command is shown shortened to its first 200 characters (2,000
+  // ::: values would fill the page); a click shows it whole, and back.
+  let commandWhole = false;
+  function showCommand(cmd) {
+    const e = $("command");
+    const long = cmd.length > 200;
+    text("command", long && !commandWhole ? cmd.slice(0, 200) + " \u2026 (" + cmd.length + " characters: click for all)" : cmd);
+    e.title = long ? (commandWhole ? "click to shorten" : "click to show the whole command") : "";
+    e.style.cursor = long ? "pointer" : "";
+    e.onclick = long ? () => { commandWhole = !commandWhole; showCommand(cmd); } : null;
+  }
   function text(id, v) { const e = $(id); if (e.textContent !== String(v)) e.textContent = v; }
   function el(tag, attrs, txt) {
     const e = document.createElement(tag);
@@ -60,7 +71,7 @@
     if (st.done && (st.error || st.failed > 0)) s = st.error ? "stopped" : "finished with failures";
     text("status", s);
     status.className = "status" + (st.done ? (st.error || st.failed > 0 ? " failed" : " done") : "");
-    text("command", st.command || "");
+    showCommand(st.command || "");
     const jobs = Math.max(st.jobs, 1);
     const bar = $("progress").children;
     bar[0].style.width = (100 * st.succeeded / jobs) + "%";
