@@ -182,19 +182,27 @@ func (c *Client) heartbeat(payload []byte) {
 	c.health.Store(&remote.Health{Load1: m.Load1, MemAvail: m.MemAvailKB << 10, MemTotal: m.MemTotalKB << 10, At: time.Now()})
 }
 
-// beat pings the agent and declares it lost after keepalive of silence.
+// beat pings the agent and declares it lost the moment keepalive has
+// passed with no word from it: a timer set to when that will be, not a
+// check on the ping's tick (which let a frozen host go unnoticed for up
+// to a tick more).
 func (c *Client) beat() {
-	t := time.NewTicker(c.keepalive / 3)
-	defer t.Stop()
+	ping := time.NewTicker(c.keepalive / 3)
+	defer ping.Stop()
+	check := time.NewTimer(c.keepalive)
+	defer check.Stop()
 	for {
 		select {
 		case <-c.dead:
 			return
-		case <-t.C:
-			if time.Since(time.Unix(0, c.heard.Load())) > c.keepalive {
+		case <-check.C:
+			idle := time.Since(time.Unix(0, c.heard.Load()))
+			if idle >= c.keepalive {
 				c.end(fmt.Errorf("%w: no word from the agent for %s", ErrLost, c.keepalive))
 				return
 			}
+			check.Reset(c.keepalive - idle)
+		case <-ping.C:
 			if err := c.w.Write(Frame{Type: TPing}); err != nil {
 				c.end(fmt.Errorf("%w: %v", ErrLost, err))
 				return

@@ -168,7 +168,9 @@ type job struct {
 }
 
 func (s *server) loop(ctx context.Context, frames <-chan Frame, readErr <-chan error) error {
-	ping := time.NewTicker(s.opts.Keepalive / 3)
+	// Five beats per window: a master, whose own window is 4/5 of the
+	// agent's, still hears three before it would declare the host lost.
+	ping := time.NewTicker(s.opts.Keepalive / 5)
 	defer ping.Stop()
 	for {
 		select {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -239,6 +240,11 @@ func TestHostPausedMidRun(t *testing.T) {
 	t.Run("agent, keepalive 1s", func(t *testing.T) {
 		pausedMidRun(t, distributor.RunOptions{Launch: distributor.LaunchAgent, Agent: agentBinary(t)}, time.Second)
 	})
+	// The default, agent mode, as most runs are: lost within 15 s of the
+	// freeze (the agent beats every 3 s, the master's window is 12 s).
+	t.Run("agent, default keepalive 5s", func(t *testing.T) {
+		pausedMidRun(t, distributor.RunOptions{Launch: distributor.LaunchAgent, Agent: agentBinary(t)}, 5*time.Second)
+	})
 }
 
 func pausedMidRun(t *testing.T, o distributor.RunOptions, keepalive time.Duration) {
@@ -277,6 +283,62 @@ func pausedMidRun(t *testing.T, o distributor.RunOptions, keepalive time.Duratio
 		t.Errorf("h03 did not re-join: %v", warns)
 	}
 	noStrays(t, stray(t))
+}
+
+// TestLostHostIsNotWaitedFor: a run ends when its work is done. A host
+// frozen for good is declared lost, its jobs finish elsewhere, and the
+// end does not wait on its cleanup: its run directory is recorded as
+// not cleaned (run.json, and a warning naming dsub clean), for the next
+// run there or dsub clean to sweep. The time from the last result to
+// the end is logged.
+func TestLostHostIsNotWaitedFor(t *testing.T) {
+	c := clusterFrom(t, func(s string) string {
+		return strings.Replace(s, "connect_timeout = \"10s\"", "connect_timeout = \"5s\"\nkeepalive = \"1s\"", 1)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	defer cluster.Unpause(context.Background(), "h03")
+	run, col := startSum(ctx, t, c, distributor.RunOptions{})
+	const n = 24
+	for i := 1; i <= n; i++ {
+		if i == 5 {
+			if err := cluster.Pause(ctx, "h03"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := run.Submit(ctx, distributor.JobSpec{Shell: fmt.Sprintf("sleep 0.5; echo %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run.Close()
+	st, res, err := run.Wait()
+	ended := time.Now()
+	if err != nil || st.Succeeded != n || res != fmt.Sprint(n*(n+1)/2) {
+		t.Fatalf("run: %v, %+v, sum %s", err, st, res)
+	}
+	var last time.Time
+	for _, r := range joblogRows(t, run.Dir()) {
+		if start, err := strconv.ParseFloat(r[2], 64); err == nil {
+			rt, _ := strconv.ParseFloat(r[3], 64)
+			if e := time.UnixMilli(int64((start + rt) * 1000)); e.After(last) {
+				last = e
+			}
+		}
+	}
+	t.Logf("the run ended %s after its last job", ended.Sub(last).Round(10*time.Millisecond))
+	all := col.warnings()
+	if !strings.Contains(all, "host h03 lost") || !strings.Contains(all, "host h03 is lost: ") || !strings.Contains(all, "dsub clean --runs --on h03") {
+		t.Errorf("warnings: want h03 lost, and its run directory left for dsub clean:\n%s", all)
+	}
+	m, err := distributor.ReadManifest(distributor.RunDir(run.Dir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range m.Hosts {
+		if (h.Name == "h03") != (h.Uncleaned != "") {
+			t.Errorf("run.json: host %s uncleaned %q; want only lost h03's run directory", h.Name, h.Uncleaned)
+		}
+	}
 }
 
 // TestPartitionThenHealRejoins: a cut-off host is dropped, reconnected with

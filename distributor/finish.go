@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/errs"
+	"github.com/dsub-dev/dsub/queue"
 )
 
 // teardown ends the run: kills what still runs, commits the last results,
@@ -20,11 +21,18 @@ import (
 func (d *dispatcher) teardown() {
 	r := d.r
 	d.publish()
-	// Hosts that never came back: one last try to kill what their lost
-	// executions left running, alongside the waits below. (The cleanup
-	// below then sweeps every run directory.)
+	// A host lost and not back is not waited for: the run ends when its
+	// work is done. What its lost executions left there, and its run
+	// directory, are recorded as not cleaned; the next run there (which
+	// kills a previous master's jobs) or dsub clean sweeps them.
+	gone := map[string]bool{}
+	for _, name := range d.order {
+		if d.q.HostState(name) == queue.Down {
+			gone[name] = true
+		}
+	}
 	for name, pg := range d.orphans.lost {
-		if h := d.hosts[name]; h != nil {
+		if h := d.hosts[name]; h != nil && !gone[name] {
 			d.reap(h, pg, false, 10*time.Second, nil)
 		}
 	}
@@ -36,11 +44,11 @@ func (d *dispatcher) teardown() {
 	d.orphanWG.Wait()
 	d.liveWG.Wait() // no beat may recreate a file after the cleanup below
 	r.cleanups.Wait()
-	d.teardownHosts() // before the agents go: each removes its run directory
+	d.teardownHosts(gone) // before the agents go: each removes its run directory
 	for _, h := range d.hosts {
 		h.closeAgent() // it kills what still runs there, and exits
 	}
-	d.cleanupHosts()
+	d.cleanupHosts(gone)
 	_ = d.jl.Close()
 	if err := d.jrn.Close(); err != nil && r.err == nil {
 		r.err = err
@@ -69,10 +77,11 @@ func (d *dispatcher) waitPreparations() {
 }
 
 // cleanupHosts cleans up the remote run directories, on every host that
-// may have one, with a deadline: it kills what jobs left running in the
-// run directory (background children, which outlive a job's exit), then,
-// unless KeepRemote, removes the directory.
-func (d *dispatcher) cleanupHosts() {
+// may have one but those gone (lost and not back: they are recorded as
+// not cleaned, and not waited for), with a deadline: it kills what jobs
+// left running in the run directory (background children, which outlive
+// a job's exit), then, unless KeepRemote, removes the directory.
+func (d *dispatcher) cleanupHosts(gone map[string]bool) {
 	r := d.r
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), 10*time.Second)
 	defer cancel()
@@ -81,6 +90,14 @@ func (d *dispatcher) cleanupHosts() {
 		h := d.hosts[m.Name()]
 		if h == nil && !m.Host.Connected() {
 			continue // never prepared, and no connection now: nothing to clean, or no way to
+		}
+		if gone[m.Name()] {
+			if h != nil && h.runDir != "" {
+				dir := h.runDir
+				r.setHostRecord(m.Name(), func(hr *HostRecord) { hr.Uncleaned = dir })
+				r.opts.Warn(fmt.Sprintf("host %s is lost: %s is left there, and what its jobs left running; the next run there, or dsub clean --runs --on %s, sweeps them", m.Name(), dir, m.Name()))
+			}
+			continue
 		}
 		wg.Add(1)
 		go func() {

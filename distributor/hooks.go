@@ -99,7 +99,7 @@ func (r *Run) setup(ctx context.Context, h *runHost) error {
 // setup ran (a preparation the run's end cut short may have set a host up),
 // at once, each bounded by TeardownTimeout, whatever ended the run: best
 // effort, a failure is a warning.
-func (d *dispatcher) teardownHosts() {
+func (d *dispatcher) teardownHosts(gone map[string]bool) {
 	r := d.r
 	if r.opts.Teardown == "" {
 		return
@@ -118,6 +118,9 @@ func (d *dispatcher) teardownHosts() {
 	r.mu.Unlock()
 	for name, h := range d.hosts {
 		hosts[name] = h
+	}
+	for name := range gone {
+		delete(hosts, name) // lost and not back: not waited for
 	}
 	var wg sync.WaitGroup
 	for _, h := range hosts {

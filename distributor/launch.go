@@ -76,7 +76,10 @@ func (r *Run) startAgent(ctx context.Context, h *runHost, wd string) error {
 	}
 	// Not in the run directory and without DSUB_RUN: the sweeps, which
 	// kill what carries the run's marker, must not take the agent.
-	ah := agent.NewHost(h.m.Host, argv, wd, ka)
+	// The master's window is 4/5 of the agent's (12 s of 15): the agent
+	// beats every 3 s, so a frozen host is declared lost at most 12 s
+	// after its last beat, within 15 s of the freeze.
+	ah := agent.NewHost(h.m.Host, argv, wd, ka-ka/5)
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := ah.Connect(actx); err != nil {

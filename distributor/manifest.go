@@ -139,6 +139,10 @@ type HostRecord struct {
 	// --teardown ran.
 	Setup    *HookRecord `json:"setup,omitempty"`
 	Teardown *HookRecord `json:"teardown,omitempty"`
+	// Uncleaned is the run directory left on a host that was lost and
+	// not back when the run ended (with what its jobs left running):
+	// the next run there, or dsub clean, sweeps it.
+	Uncleaned string `json:"uncleaned,omitempty"`
 }
 
 // HookRecord is how a --setup or --teardown ran on a host.

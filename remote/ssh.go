@@ -209,8 +209,10 @@ func (h *SSHHost) markDead(c *conn) {
 	c.client.Close()
 }
 
-// watch runs keepalives on c and marks it dead when the connection ends or
-// misses three keepalives in a row.
+// watch runs keepalives on c and marks it dead when the connection ends
+// or nothing has answered them for 12/5 of the keepalive interval (12 s
+// for 5 s): a keepalive goes out every 2/5 of it, so a hung host is
+// declared dead within 3 intervals of its last answer, 15 s by default.
 func (h *SSHHost) watch(c *conn) {
 	ended := make(chan struct{})
 	go func() {
@@ -225,22 +227,22 @@ func (h *SSHHost) watch(c *conn) {
 		<-ended
 		return
 	}
-	t := time.NewTicker(h.cfg.Keepalive)
+	window := h.cfg.Keepalive * 12 / 5
+	t := time.NewTicker(max(h.cfg.Keepalive*2/5, time.Millisecond))
 	defer t.Stop()
-	missed := 0
+	last := time.Now()      // of the last answer
 	var reply chan struct{} // non-nil while a keepalive is outstanding
 	for {
 		select {
 		case <-ended:
 			return
 		case <-reply:
-			reply, missed = nil, 0
+			reply, last = nil, time.Now()
 		case <-t.C:
+			if time.Since(last) >= window {
+				return // dead: no answer for the window
+			}
 			if reply != nil {
-				missed++
-				if missed >= 3 {
-					return // dead: three intervals without an answer
-				}
 				continue
 			}
 			r := make(chan struct{})
