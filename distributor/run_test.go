@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -575,4 +576,33 @@ func TestCleanKeepsIdleRunAndRemovesStale(t *testing.T) {
 		t.Fatalf("run after a clean: %v, result %s (want %s)", err, res, sumTo(8))
 	}
 	cleanedAfter(ctx, t, c, run, prog)
+}
+
+// A big program ships gzip'd where the host has gzip: the agent (dsub
+// itself) costs each fresh host well under its size, and runs (so it was
+// unpacked whole). A fresh workdir makes every host fresh.
+func TestAgentShipsCompressed(t *testing.T) {
+	wd := fmt.Sprintf("~/.dsub-gz-%d", time.Now().UnixNano())
+	c := clusterFrom(t, func(s string) string {
+		return strings.Replace(s, "connect_timeout = \"10s\"", "connect_timeout = \"10s\"\nworkdir = \""+wd+"\"", 1)
+	})
+	agent := agentBinary(t)
+	fi, err := os.Stat(agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var col collected
+	run, st, _, err := runJobs(t, c, col.opts(distributor.RunOptions{Launch: distributor.LaunchAgent, Agent: agent}), []distributor.JobSpec{{Shell: "echo 1"}, {Shell: "echo 2"}})
+	if err != nil || st.Failed != 0 || st.Succeeded != 2 {
+		t.Fatalf("run: %v, %+v", err, st)
+	}
+	for _, h := range readRunJSON(t, run.Dir())["hosts"].([]any) {
+		hm := h.(map[string]any)
+		sent, launcher := hm["bytes_uploaded"].(float64), hm["launcher"]
+		if launcher != "agent" || sent == 0 || sent > 0.6*float64(fi.Size()) {
+			t.Errorf("host %s: launcher %v, %v bytes uploaded for a %d-byte agent; want it gzip'd", hm["name"], launcher, sent, fi.Size())
+		}
+		t.Logf("host %s: %.0f bytes for the %d-byte agent", hm["name"], sent, fi.Size())
+	}
+	c.Exec(context.Background(), remote.Cmd{Shell: "rm -rf " + wd}, 30*time.Second, func(string) (io.Reader, io.Writer, io.Writer) { return nil, nil, nil })
 }
