@@ -78,7 +78,7 @@ func main() {
 	uiProfiles := flag.Int("ui-profiles", 0, "ui: profiled runs (default: as many as rounds, at least 3)")
 	upto := flag.Int("upto", 2000000000, "primes range for the CPU-bound benchmark")
 	slots := flag.Int("slots", 4, "slots per host for the tiny-jobs benchmark (all tools)")
-	only := flag.String("only", "jobs,wan,ship,primes,files,ui,report", "benchmarks to run")
+	only := flag.String("only", "jobs,wan,ship,primes,files,ui,report,startup", "benchmarks to run")
 	fileJobs := flag.Int("file-jobs", 1000, "jobs of the files benchmark")
 	fileSize := flag.Int("file-size", 1<<20, "bytes in and out per job in the files benchmark")
 	rtt := flag.Duration("rtt", 50*time.Millisecond, "the round trip the wan benchmark adds to every host")
@@ -175,6 +175,9 @@ func (b *bench) run(only string) error {
 		if err := b.report(ctx); err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
+	}
+	if strings.Contains(only, "startup") {
+		b.startup(ctx)
 	}
 	return nil
 }
