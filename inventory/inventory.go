@@ -297,10 +297,35 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	var headers []int
+	var headers []int   // the [[host]] lines
+	sections := []int{} // every [section] line, for where an entry ends
+	defaultsAt := 0
 	for i, l := range lines {
 		if hostHeader.MatchString(l) {
 			headers = append(headers, i+1)
+		}
+		if t := strings.TrimSpace(l); strings.HasPrefix(t, "[") {
+			sections = append(sections, i+1)
+			if strings.HasPrefix(t, "[defaults]") {
+				defaultsAt = i + 1
+			}
+		}
+	}
+	// at is the "file:line" of key in the entry whose header is on line
+	// from (its lines run to the next section), else fallback.
+	at := func(from int, fallback string) func(string) string {
+		return func(key string) string {
+			to := len(lines) + 1
+			for _, sl := range sections {
+				if sl > from {
+					to = sl
+					break
+				}
+			}
+			if l := keyLineIn(lines, key, from, to); l > 0 {
+				return fmt.Sprintf("%s:%d", name, l)
+			}
+			return fallback
 		}
 	}
 	if len(f.Host) == 0 {
@@ -309,7 +334,7 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 
 	var errs Errors
 	base := builtinDefaults(opts)
-	if err := validate(&f.Defaults, name+" [defaults]"); err != nil {
+	if err := validate(&f.Defaults, at(defaultsAt, name+" [defaults]")); err != nil {
 		errs = append(errs, err)
 	}
 	base.apply(&f.Defaults, name+" [defaults]", opts)
@@ -321,11 +346,11 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 	var all []*hostState
 	where := map[string]string{}
 	for i, e := range f.Host {
-		src := name
+		src, from := name, 0
 		if i < len(headers) {
-			src = fmt.Sprintf("%s:%d", name, headers[i])
+			src, from = fmt.Sprintf("%s:%d", name, headers[i]), headers[i]
 		}
-		hs, es := expandEntry(e, src, base, opts, where)
+		hs, es := expandEntry(e, src, at(from, src), base, opts, where)
 		all, errs = append(all, hs...), append(errs, es...)
 	}
 	if len(errs) > 0 {
@@ -372,8 +397,8 @@ func decodeFile(data []byte, name string) (*file, []string, error) {
 // expandEntry turns one [[host]] entry (at src) into hosts: its address
 // and name ranges expanded, the defaults base under its settings. where
 // maps the names taken so far to their source, for duplicates.
-func expandEntry(e hostEntry, src string, base *hostState, opts Options, where map[string]string) ([]*hostState, Errors) {
-	if err := validate(&e.settings, src); err != nil {
+func expandEntry(e hostEntry, src string, at func(key string) string, base *hostState, opts Options, where map[string]string) ([]*hostState, Errors) {
+	if err := validate(&e.settings, at); err != nil {
 		return nil, Errors{err}
 	}
 	if e.SSHConfig != nil {
@@ -479,6 +504,18 @@ func tomlMsg(pe toml.ParseError) string {
 	return msg
 }
 
+// keyLineIn finds the first line assigning key among lines from..to-1
+// (1-based), or 0.
+func keyLineIn(lines []string, key string, from, to int) int {
+	re := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(key) + `"?\s*=`)
+	for i := max(from, 1); i < to && i <= len(lines); i++ {
+		if re.MatchString(lines[i-1]) {
+			return i
+		}
+	}
+	return 0
+}
+
 // keyLine finds the first line assigning key, or 0.
 func keyLine(lines []string, key string) int {
 	re := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(key) + `"?\s*=`)
@@ -490,31 +527,34 @@ func keyLine(lines []string, key string) int {
 	return 0
 }
 
-func validate(s *settings, src string) *Error {
-	bad := func(f string, a ...any) *Error { return &Error{File: src, Msg: fmt.Sprintf(f, a...)} }
+// validate checks an entry's settings; at gives the "file:line" of one
+// of its keys (the entry's own line when it cannot tell), so that an
+// error points at the offending line.
+func validate(s *settings, at func(key string) string) *Error {
+	bad := func(key, f string, a ...any) *Error { return &Error{File: at(key), Msg: fmt.Sprintf(f, a...)} }
 	switch {
 	case s.Port != nil && (*s.Port < 1 || *s.Port > 65535):
-		return bad("port %d out of range 1-65535", *s.Port)
+		return bad("port", "port %d out of range 1-65535", *s.Port)
 	case s.Slots != nil && *s.Slots < 0:
-		return bad("slots %d: must be 0 (the host's CPU count) or more", *s.Slots)
+		return bad("slots", "slots %d: must be 0 (the host's CPU count) or more", *s.Slots)
 	case s.ConnectTimeout != nil && s.ConnectTimeout.Duration == 0:
-		return bad("connect_timeout must be positive")
+		return bad("connect_timeout", "connect_timeout must be positive")
 	case s.User != nil && *s.User == "":
-		return bad("user is empty")
+		return bad("user", "user is empty")
 	case s.Workdir != nil && *s.Workdir == "":
-		return bad("workdir is empty")
+		return bad("workdir", "workdir is empty")
 	case s.Workdir != nil && unsafeWorkdir(*s.Workdir) != "":
-		return bad("workdir %q: %s; dsub keeps its cache and runs there and cleans them: use a directory of its own, such as \"~/.cache/dsub\"", *s.Workdir, unsafeWorkdir(*s.Workdir))
+		return bad("workdir", "workdir %q: %s; dsub keeps its cache and runs there and cleans them: use a directory of its own, such as \"~/.cache/dsub\"", *s.Workdir, unsafeWorkdir(*s.Workdir))
 	}
 	if s.ProxyJump != nil {
 		if _, err := remote.ParseProxyJump(*s.ProxyJump); err != nil {
-			return bad("proxy_jump: %v", err)
+			return bad("proxy_jump", "proxy_jump: %v", err)
 		}
 	}
 	if s.Labels != nil {
 		for _, l := range *s.Labels {
 			if l == "" || strings.ContainsAny(l, ", \t") {
-				return bad("label %q: labels are non-empty words without commas or spaces", l)
+				return bad("labels", "label %q: labels are non-empty words without commas or spaces", l)
 			}
 		}
 	}

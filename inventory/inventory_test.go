@@ -84,7 +84,10 @@ func TestParseErrors(t *testing.T) {
 		{"empty list", "[defaults]\nuser = \"x\"\n", []string{"no hosts"}},
 		{"syntax", "[[host]\naddress = \"a\"\n", []string{"hosts.toml:2:"}},
 		{"bad range", "[[host]]\naddress = \"n[5-1]\"\n", []string{"hosts.toml:1:", "backwards"}},
-		{"port range", "[[host]]\naddress = \"a\"\nport = 70000\n", []string{"hosts.toml:1:", "out of range"}},
+		// A bad value points at its own line, not its entry's.
+		{"port range", "[[host]]\naddress = \"a\"\nport = 70000\n", []string{"hosts.toml:3:", "out of range"}},
+		{"defaults slots", "[defaults]\nuser = \"u\"\n\nslots = -2\n[[host]]\naddress = \"a\"\n", []string{"hosts.toml:4:", "slots -2"}},
+		{"second entry's label", "[[host]]\naddress = \"a\"\nlabels = [\"ok\"]\n[[host]]\naddress = \"b\"\nlabels = [\"a b\"]\n", []string{"hosts.toml:6:", `label "a b"`}},
 		{"name size", "[[host]]\naddress = \"n[1-3]\"\nname = \"x\"\n", []string{"range name of the same size"}},
 		{"bad jump", "[[host]]\naddress = \"a\"\nproxy_jump = \"@b\"\n", []string{"proxy_jump"}},
 		{"conflicting port", "[[host]]\naddress = \"a:22\"\nport = 23\n", []string{"has port 22 but port = 23"}},

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/inventory"
 )
 
@@ -311,4 +312,15 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// hostMessage is err about host, naming the host once: an error of
+// dsub's vocabulary names it already ("get /x on h01: ..."), any other
+// gets it as a prefix.
+func hostMessage(host string, err error) string {
+	var e *errs.Error
+	if errors.As(err, &e) && e.Host == host {
+		return visible(err.Error())
+	}
+	return host + ": " + visible(err.Error())
 }

@@ -83,7 +83,7 @@ func reportTransfers(op string, res []distributor.TransferResult, start time.Tim
 	for _, r := range res {
 		if r.Err != nil {
 			failed++
-			fmt.Fprintf(stderr, "dsub: %s: %s\n", r.Host, visible(r.Err.Error()))
+			fmt.Fprintln(stderr, "dsub:", hostMessage(r.Host, r.Err))
 			continue
 		}
 		total += r.Bytes
