@@ -427,8 +427,12 @@ func (s *Stats) WriteTable(w io.Writer) {
 		}
 		fmt.Fprintf(w, "not used: %s\n", strings.Join(names, ", "))
 	}
-	fmt.Fprintf(w, "jobs %d: %d succeeded, %d failed%s%s; wall %.2fs; speedup %.2fx; efficiency %.1f%% of %d slots\n",
-		s.Jobs, s.Succeeded, s.Failed, resumed, backups, s.Wall, s.Speedup(), eff, s.Slots())
+	fmt.Fprintf(w, "jobs %d: %d succeeded, %d failed%s%s; wall %.2fs", s.Jobs, s.Succeeded, s.Failed, resumed, backups, s.Wall)
+	if n := s.Slots(); n > 0 {
+		// Nothing ran (a resume with every job recorded): no speedup to tell.
+		fmt.Fprintf(w, "; speedup %.2fx; efficiency %.1f%% of %d slots", s.Speedup(), eff, n)
+	}
+	fmt.Fprintln(w)
 }
 
 // runIDPattern is the only form a run id takes. A run id names the

@@ -147,3 +147,13 @@ func TestStatsTableAgent(t *testing.T) {
 	s.WriteTable(&b)
 	golden(t, "stats_table_agent.golden", b.Bytes())
 }
+
+// A resume that found every job recorded ran nothing: its summary has no
+// speedup of 0 slots.
+func TestStatsTableNothingRan(t *testing.T) {
+	var b bytes.Buffer
+	(&Stats{Jobs: 5, Succeeded: 5, Resumed: 5, Wall: 0.2}).WriteTable(&b)
+	if s := b.String(); strings.Contains(s, "speedup") || strings.Contains(s, "0 slots") || !strings.Contains(s, "jobs 5: 5 succeeded, 0 failed") {
+		t.Errorf("summary of a run where nothing ran:\n%s", s)
+	}
+}

@@ -58,6 +58,10 @@ dsub's built-in defaults (user: you; port 22; slots: the host's CPUs).
 		},
 	}
 	hf.register(c)
+	// It connects to nothing: the connection flags are not its.
+	for _, name := range []string{"accept-new", "fanout"} {
+		_ = c.Flags().MarkHidden(name)
+	}
 	c.Flags().BoolVarP(&expand, "expand", "e", false, "print the names, one per line")
 	c.Flags().BoolVarP(&fold, "fold", "f", false, "print the names folded into ranges")
 	return c
@@ -77,7 +81,12 @@ func hostTable(w io.Writer, hosts []*inventory.Host) error {
 		if labels == "" {
 			labels = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", visible(h.Name), visible(h.Address), visible(h.User), h.Port, slots, visible(labels), visible(origins(h.Origin)))
+		user, port, o := visible(h.User), strconv.Itoa(h.Port), h.Origin
+		if h.Local {
+			// This machine, run as local processes: no SSH user or port.
+			user, port, o.User, o.Port = "-", "-", "", ""
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", visible(h.Name), visible(h.Address), user, port, slots, visible(labels), visible(origins(o)))
 	}
 	return tw.Flush()
 }

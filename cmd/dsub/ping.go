@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dsub-dev/dsub/distributor"
 	"github.com/dsub-dev/dsub/internal/hostrange"
 	"github.com/dsub-dev/dsub/remote"
 )
@@ -62,7 +63,7 @@ open connection, dsub's slots for the host, and any error.` + exitHelp,
 					rtt = fmt.Sprintf("%.1fms", float64(r.Info.RTT.Microseconds())/1000)
 					slots = fmt.Sprint(r.Slots)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, yesNo(r.Reachable), yesNo(r.AuthOK), osArch, cpus, rtt, slots, oneLine(msg))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, yesNo(r.Reachable), authCell(r), osArch, cpus, rtt, slots, oneLine(msg))
 			}
 			tw.Flush()
 			if failed == 0 {
@@ -100,6 +101,25 @@ func yesNo(b bool) string {
 
 // oneLine folds a message onto one line ("; " between its lines), so
 // that a hint stays in its row.
+// oneLine is an error on one line, for a table: its hint in brackets.
 func oneLine(s string) string {
-	return visible(strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ; ")), " "))
+	if msg, hint, ok := strings.Cut(s, "\n  hint: "); ok {
+		s = msg + " (hint: " + hint + ")"
+	}
+	return visible(strings.Join(strings.Fields(s), " "))
+}
+
+// authCell is the AUTH column: yes or no where authentication was tried,
+// "hostkey" where the host's key was refused first (never a "no": no
+// key of ours was offered), "-" where the host was not reached.
+func authCell(r distributor.PingResult) string {
+	switch {
+	case r.AuthOK:
+		return "yes"
+	case remote.KindOf(r.Err) == remote.KindHostKey:
+		return "hostkey"
+	case r.Reachable:
+		return "no"
+	}
+	return "-"
 }

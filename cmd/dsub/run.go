@@ -236,7 +236,7 @@ func newRunCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	var hf hostFlags
 	var f runFlags
 	c := &cobra.Command{
-		Use:   "run (--binary PATH | --build PKG | --commands FILE) [flags] [-- ARG...] [::: VALUE... | :::: FILE...]...",
+		Use:   "run [flags] (--binary PATH [-- ARG...] | --build PKG [-- ARG...] | --commands FILE | -- CMD [ARG...]) [::: VALUE... | :::: FILE...]...",
 		Short: "Ship a program to every host, shard the work over them, and reduce the results",
 		Long: `Ship a compute program to every selected host and run jobs across their
 slots, balancing load dynamically: a free slot takes the next job.
