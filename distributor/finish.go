@@ -13,6 +13,7 @@ import (
 
 	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/queue"
+	"github.com/dsub-dev/dsub/remote"
 )
 
 // teardown ends the run: kills what still runs, commits the last results,
@@ -140,8 +141,17 @@ func (d *dispatcher) stats() *Stats {
 			st.Unused = append(st.Unused, UnusedHost{Name: name, State: t.state})
 			continue // never took part
 		}
-		st.Hosts = append(st.Hosts, HostStats{Name: name, Jobs: t.done, JobTime: t.jobTime.Seconds(), Failed: t.fails, Lost: t.lost, Slots: t.slots, State: t.state,
-			CPU: t.cpu, Launcher: t.launcher})
+		hs := HostStats{Name: name, Jobs: t.done, JobTime: t.jobTime.Seconds(), Failed: t.fails, Lost: t.lost, Slots: t.slots, State: t.state,
+			CPU: t.cpu, Launcher: t.launcher}
+		if rh := d.hosts[name]; rh != nil {
+			if hr, ok := rh.jobs.(remote.HealthReporter); ok {
+				if h, ok := hr.Health(); ok {
+					load := h.Load1
+					hs.Load1, hs.MemAvailKB, hs.MemTotalKB = &load, h.MemAvail>>10, h.MemTotal>>10
+				}
+			}
+		}
+		st.Hosts = append(st.Hosts, hs)
 	}
 	return st
 }

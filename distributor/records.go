@@ -305,6 +305,12 @@ type HostStats struct {
 	// mode); Launcher is how its jobs were started.
 	CPU      float64 `json:"cpu_s,omitempty"`
 	Launcher string  `json:"launcher,omitempty"`
+	// Load1, MemAvailKB and MemTotalKB are the host's last health
+	// report (an agent's heartbeats), for the report; absent where none
+	// came.
+	Load1      *float64 `json:"load1,omitempty"`
+	MemAvailKB int64    `json:"mem_avail_kb,omitempty"`
+	MemTotalKB int64    `json:"mem_total_kb,omitempty"`
 }
 
 // UnusedHost is a host that took no part in a run, and its state then.

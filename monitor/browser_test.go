@@ -80,6 +80,11 @@ func TestReportInBrowser(t *testing.T) {
 		`document.getElementById("hist-section").hidden`:                "false",
 		`document.querySelectorAll("#stragglers tbody tr").length`:      "10",
 		`document.querySelector('#hosts tr[data-host="f01"]') !== null`: "true",
+		// jobs/s over the run, and the load and free memory f01's agent
+		// last reported (f02 reported none: "–").
+		`document.getElementById("rate").textContent !== "–"`:                                  "true",
+		`document.querySelector('#hosts tr[data-host="f01"]').textContent.includes("1.50")`:    "true",
+		`document.querySelector('#hosts tr[data-host="f01"]').textContent.includes("3.0 GiB")`: "true",
 	} {
 		if got := evalString(t, ctx, js); got != want {
 			t.Errorf("%s = %q, want %q", js, got, want)

@@ -129,6 +129,9 @@ func (b *reportBuilder) addHosts() {
 		for _, h := range b.man.Stats.Hosts {
 			if a := b.hosts[h.Name]; a != nil {
 				a.row.State = h.State
+				if h.Load1 != nil { // its agent's last heartbeat
+					a.row.Load, a.row.MemFree, a.row.MemTotal = *h.Load1, h.MemAvailKB<<10, h.MemTotalKB<<10
+				}
 			}
 		}
 	}
@@ -202,6 +205,9 @@ func (b *reportBuilder) finish(t0, last time.Time) {
 		b.st.ElapsedS = last.Sub(t0).Seconds()
 	}
 	b.st.Result = b.man.Result
+	if b.st.ElapsedS > 0 {
+		b.st.Rate = float64(b.st.Succeeded+b.st.Failed) / b.st.ElapsedS // jobs/s over the run
+	}
 }
 
 // stderrTail is the tail of the stderr log of a failed execution.
