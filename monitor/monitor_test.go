@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -165,10 +166,15 @@ func TestReportFromRecords(t *testing.T) {
 	if n != 12 {
 		t.Errorf("timeline draws %d executions, want 12", n)
 	}
-	// The records keep no load or memory: a report shows none.
+	// The records keep each host's last health report: f01's, and none
+	// for f02, which sent none.
 	for _, h := range st.Hosts {
-		if h.Load != -1 || h.MemFree != -1 {
-			t.Errorf("report: host %s: load %v, free %d: want -1 (not in the records)", h.Name, h.Load, h.MemFree)
+		want := HostRow{Load: -1, MemFree: -1}
+		if h.Name == "f01" {
+			want = HostRow{Load: 1.5, MemFree: 3 << 30}
+		}
+		if h.Load != want.Load || h.MemFree != want.MemFree {
+			t.Errorf("report: host %s: load %v, free %d; want %v, %d", h.Name, h.Load, h.MemFree, want.Load, want.MemFree)
 		}
 	}
 	if len(st.Failures) != 1 || !strings.Contains(st.Failures[0].Tail, "boom: job 3") || st.Failures[0].Exit != 7 {
@@ -274,7 +280,8 @@ func TestServerGuards(t *testing.T) {
 			if tc.header {
 				req.Header.Set("X-Dsub-Control", "1")
 			}
-			resp, err := http.DefaultClient.Do(req)
+			jar, _ := cookiejar.New(nil) // each case starts with none
+			resp, err := (&http.Client{Jar: jar}).Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -284,6 +291,39 @@ func TestServerGuards(t *testing.T) {
 				t.Errorf("%s %s: %d %s, want %d", tc.method, tc.url, resp.StatusCode, body, tc.want)
 			}
 		})
+	}
+	// Opened with its token, the page keeps it in a cookie and drops it
+	// from its address; the cookie alone then opens the API, a wrong one
+	// does not.
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(loop.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == tokenCookie {
+			cookie = c
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" || cookie == nil || !cookie.HttpOnly || cookie.Value != loop.token {
+		t.Errorf("page with its token: %d to %q, cookie %+v; want 303 to / with the token in an HttpOnly cookie", resp.StatusCode, resp.Header.Get("Location"), cookie)
+	}
+	for _, tc := range []struct {
+		value string
+		want  int
+	}{{loop.token, 200}, {open.token, 403}, {"", 403}} {
+		req, _ := http.NewRequest("GET", loopNoToken+"api/state", nil)
+		req.AddCookie(&http.Cookie{Name: tokenCookie, Value: tc.value})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("api/state with cookie %q: %d, want %d", tc.value, resp.StatusCode, tc.want)
+		}
 	}
 	if stopped.Load() != 1 || cancelled.Load() != 1 {
 		t.Errorf("stop called %d times, cancel %d: want once each (by the one allowed request)", stopped.Load(), cancelled.Load())
@@ -307,4 +347,29 @@ func nonLoopback(t *testing.T) string {
 		}
 	}
 	return "0.0.0.0"
+}
+
+// A request without the token gets its 403 and its connection closed: a
+// crowd of them holds nothing open (200 were once all still open after
+// 40 s).
+func TestForbiddenConnectionIsClosed(t *testing.T) {
+	srv, err := Serve(NewModel("x"), ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	addr := strings.TrimPrefix(strings.Split(srv.URL(), "/?")[0], "http://")
+	for i := range 20 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET /api/state HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, err := io.ReadAll(c) // to EOF: the server closed it
+		c.Close()
+		if err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 403") {
+			t.Fatalf("connection %d: %q, %v; want a 403 and the connection closed", i, b, err)
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -73,8 +74,12 @@ func Serve(m *Model, opts ServerOptions) (*Server, error) {
 	mux.HandleFunc("GET /api/events", s.events)
 	mux.HandleFunc("POST /api/stop", s.stop)
 	mux.HandleFunc("POST /api/cancel", s.cancel)
-	s.srv = &http.Server{Handler: s.guard(mux), ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
-	go func() { _ = s.srv.Serve(ln) }()
+	// Bounded: a slow or idle client is dropped, and at most maxConns
+	// connections are open at once (a flood of them waits in the
+	// backlog instead of holding the master's memory).
+	s.srv = &http.Server{Handler: s.guard(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 30 * time.Second}
+	go func() { _ = s.srv.Serve(limitListener(ln, maxConns)) }()
 	return s, nil
 }
 
@@ -116,8 +121,21 @@ func (s *Server) guard(h http.Handler) http.Handler {
 		w.Header().Set("X-Frame-Options", "DENY")
 		w.Header().Set("Referrer-Policy", "no-referrer")
 		w.Header().Set("Cache-Control", "no-store")
-		if subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("token")), []byte(s.token)) != 1 {
+		query := r.URL.Query().Get("token")
+		token := query
+		if c, err := r.Cookie(tokenCookie); err == nil && token == "" {
+			token = c.Value
+		}
+		if subtle.ConstantTimeCompare([]byte(token), []byte(s.token)) != 1 {
+			w.Header().Set("Connection", "close") // nothing more to say to it
 			http.Error(w, "forbidden: this monitor needs the token in the URL that dsub printed", http.StatusForbidden)
+			return
+		}
+		if query != "" && r.Method == http.MethodGet && r.URL.Path == "/" {
+			// The page keeps the token in a cookie, not in its address:
+			// history, bookmarks and screenshots do not carry it.
+			http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: s.token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+			http.Redirect(w, r, "/", http.StatusSeeOther)
 			return
 		}
 		if s.loopback() && !loopbackHost(r.Host) {
@@ -126,6 +144,45 @@ func (s *Server) guard(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// tokenCookie holds the token once the page has been opened with it.
+const tokenCookie = "dsub_token"
+
+// maxConns bounds the monitor's open connections.
+const maxConns = 64
+
+// limitListener accepts at most n connections at once (x/net's
+// netutil.LimitListener, without the module).
+func limitListener(ln net.Listener, n int) net.Listener {
+	return &limited{Listener: ln, sem: make(chan struct{}, n)}
+}
+
+type limited struct {
+	net.Listener
+	sem chan struct{}
+}
+
+func (l *limited) Accept() (net.Conn, error) {
+	l.sem <- struct{}{}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitedConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
 
 func (s *Server) loopback() bool { return s.ln.Addr().(*net.TCPAddr).IP.IsLoopback() }
