@@ -17,6 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dsub-dev/dsub/remote"
+	"github.com/dsub-dev/dsub/remote/fakehost"
 )
 
 // pair starts an agent (Serve, in process) and a client connected to it
@@ -549,5 +552,61 @@ func TestStdinThroughWindow(t *testing.T) {
 	}
 	if want := fmt.Sprintf("%x  -\n", sha256.Sum256(in)); out.String() != want {
 		t.Errorf("the job read %q, want %q", out.String(), want)
+	}
+}
+
+// A hostile agent: two Started frames for one job, an exit whose signal
+// name would forge joblog rows, a memory figure that would wrap. The
+// job starts once (one start, one time limit), the signal reaches the
+// master as UNKNOWN, and the memory is clamped.
+func TestHostileAgent(t *testing.T) {
+	toAgentR, toAgentW := io.Pipe()
+	toMasterR, toMasterW := io.Pipe()
+	go func() { // a fake agent
+		w, r := NewWriter(toMasterW), NewReader(toAgentR)
+		w.WriteJSON(THello, 0, HelloMsg{Version: Version})
+		for {
+			f, err := r.Read()
+			if err != nil {
+				return
+			}
+			if f.Type == THello { // the master's: it reads ours now
+				w.WriteJSON(TPing, 0, HealthMsg{Load1: 1, MemAvailKB: 1 << 60, MemTotalKB: 1 << 61})
+			}
+			if f.Type == TStart {
+				w.Write(Frame{Type: TStarted, Handle: f.Handle, Payload: []byte{0, 0, 0, 42}})
+				w.Write(Frame{Type: TStarted, Handle: f.Handle, Payload: []byte{0, 0, 0, 43}})
+				w.Write(Frame{Type: TStarted, Handle: f.Handle, Payload: []byte{0, 0, 0, 44}})
+				w.WriteJSON(TExit, f.Handle, ExitMsg{Status: -1, Signal: "KILL\t0\t0\n7\th01\t1\t1\t0\t0\t0\t0\tforged\trecorded"})
+			}
+		}
+	}()
+	ctx := context.Background()
+	c, err := NewClient(ctx, toMasterR, toAgentW, toAgentW.Close, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h := &Host{Host: fakehost.New("h01", fakehost.Options{})}
+	h.client.Store(c)
+	starts := 0
+	err = h.Run(ctx, &remote.Cmd{Shell: "true", Env: map[string]string{"DSUB_JOB": "1"}, Timeout: time.Minute, OnStart: func() { starts++ }})
+	var ee *remote.ExitError
+	if !errors.As(err, &ee) || ee.Signal != "UNKNOWN" {
+		t.Errorf("Run = %v; want an exit killed by an UNKNOWN signal", err)
+	}
+	if starts != 1 {
+		t.Errorf("the job started %d times, want once", starts)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if hl, ok := c.Health(); ok {
+			if hl.MemAvail <= 0 || hl.MemTotal <= 0 {
+				t.Errorf("health %+v: a huge figure wrapped", hl)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no health from the agent's beat")
+		}
 	}
 }

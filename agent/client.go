@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -149,7 +150,10 @@ func (c *Client) read(rd *Reader) {
 			_, _ = k.stderr.Write(f.Payload)
 		case TStarted:
 			if len(f.Payload) == 4 {
-				k.pgid <- int(binary.BigEndian.Uint32(f.Payload))
+				select {
+				case k.pgid <- int(binary.BigEndian.Uint32(f.Payload)):
+				default: // a second Started for the job: the first stands
+				}
 			}
 		case TExit:
 			var m ExitMsg
@@ -179,7 +183,19 @@ func (c *Client) heartbeat(payload []byte) {
 	if len(payload) == 0 || json.Unmarshal(payload, &m) != nil {
 		return // an agent that cannot read its host's health
 	}
-	c.health.Store(&remote.Health{Load1: m.Load1, MemAvail: m.MemAvailKB << 10, MemTotal: m.MemTotalKB << 10, At: time.Now()})
+	c.health.Store(&remote.Health{Load1: m.Load1, MemAvail: kib(m.MemAvailKB), MemTotal: kib(m.MemTotalKB), At: time.Now()})
+}
+
+// kib is n KiB in bytes, 0 for a negative count and at most the largest
+// int64 (an agent's figure, shifted, would wrap to 0 at 2^54 KiB).
+func kib(n int64) int64 {
+	switch {
+	case n < 0:
+		return 0
+	case n > math.MaxInt64>>10:
+		return math.MaxInt64
+	}
+	return n << 10
 }
 
 // beat pings the agent and declares it lost the moment keepalive has
@@ -261,7 +277,11 @@ func (c *Client) Run(ctx context.Context, j Job) (ExitMsg, int, error) {
 	killed := false
 	for {
 		select {
-		case pgid = <-k.pgid:
+		case p := <-k.pgid:
+			if pgid != 0 {
+				continue // a second Started frame (a hostile or broken agent)
+			}
+			pgid = p
 			// Stdin is sent once the process runs: a job waiting at the
 			// agent for a slot has nowhere to put it yet.
 			if j.Stdin != nil {
@@ -274,9 +294,12 @@ func (c *Client) Run(ctx context.Context, j Job) (ExitMsg, int, error) {
 			// The started frame came before the exit; both may be
 			// waiting, and select takes either.
 			select {
-			case pgid = <-k.pgid:
-				if j.Started != nil {
-					j.Started(pgid)
+			case p := <-k.pgid:
+				if pgid == 0 {
+					pgid = p
+					if j.Started != nil {
+						j.Started(pgid)
+					}
 				}
 			default:
 			}

@@ -155,7 +155,12 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var limit *time.Timer
+	started := false
 	job.Started = func(int) {
+		if started {
+			return // started once: one time limit, one start
+		}
+		started = true
 		if c.Timeout > 0 {
 			limit = time.AfterFunc(c.Timeout, func() { cancel(errTimedOut) })
 		}

@@ -157,3 +157,18 @@ func TestStatsTableNothingRan(t *testing.T) {
 		t.Errorf("summary of a run where nothing ran:\n%s", s)
 	}
 }
+
+// A joblog row is one line whatever its fields hold: a signal that is no
+// signal's name writes 0, and tabs and newlines in the command are
+// spaces, so that no host can forge rows that a report reads back.
+func TestJoblogRowCannotForge(t *testing.T) {
+	var b bytes.Buffer
+	r := JoblogRow{Job: 3, Host: "h01", Exit: -1, Signal: "KILL\t0\n7\th01\t1\t1\t0\t0\t0\t0\tforged\trecorded", Command: "a\tb\nc", Outcome: "gave-up"}
+	if err := r.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	line := b.String()
+	if strings.Count(line, "\n") != 1 || strings.Count(line, "\t") != 9 || !strings.Contains(line, "\t-1\t0\ta b c\t") {
+		t.Errorf("row %q: want one line of 10 fields, signal 0", line)
+	}
+}

@@ -64,7 +64,37 @@ func DescribeShell(ctx context.Context, h Runner, mkdirs ...string) (Info, error
 	}
 	info := Info{OS: strings.ToLower(strings.TrimSpace(lines[0])), Arch: GoArch(strings.TrimSpace(lines[1])), Home: lines[3]}
 	info.CPUs, _ = strconv.Atoi(strings.TrimSpace(lines[2]))
+	// What the host says becomes a local file name (dsub-<os>-<arch>)
+	// and a build target: only Go's own names are taken.
+	if !knownOS[info.OS] || !knownArch[info.Arch] {
+		return Info{}, &Error{Op: OpProbe, Host: h.Name(), Kind: KindConfig,
+			Err: fmt.Errorf("platform %q/%q is none that Go builds for", visibleASCII(info.OS), visibleASCII(info.Arch))}
+	}
 	return info, nil
+}
+
+// knownOS and knownArch are Go's GOOS and GOARCH values (go tool dist
+// list) that a host can report.
+var (
+	knownOS = map[string]bool{"aix": true, "android": true, "darwin": true, "dragonfly": true, "freebsd": true, "illumos": true,
+		"linux": true, "netbsd": true, "openbsd": true, "solaris": true}
+	knownArch = map[string]bool{"386": true, "amd64": true, "arm": true, "arm64": true, "loong64": true, "mips": true, "mips64": true,
+		"mips64le": true, "mipsle": true, "ppc64": true, "ppc64le": true, "riscv64": true, "s390x": true}
+)
+
+// visibleASCII is s with anything but printable ASCII shown as '?', and
+// at most 32 bytes of it: a host's word, for a message.
+func visibleASCII(s string) string {
+	b := []byte(s)
+	if len(b) > 32 {
+		b = b[:32]
+	}
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }
 
 // Probe is Describe plus the round trip of one more, warm session.

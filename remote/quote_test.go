@@ -67,3 +67,23 @@ func TestCommandLineRefusesNUL(t *testing.T) {
 		}
 	}
 }
+
+// A signal name a host sends (an SSH exit-signal, an agent's exit) is
+// kept only if it is a signal's: anything else, a forged joblog row
+// among them, is UNKNOWN.
+func TestSignalFromHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                      "",
+		"TERM":                  "TERM",
+		"KILL":                  "KILL",
+		"SEGV":                  "SEGV",
+		"KILL\t9\n7\th01\tx":    "UNKNOWN",
+		"term":                  "UNKNOWN",
+		"\x1b[31mKILL":          "UNKNOWN",
+		strings.Repeat("A", 99): "UNKNOWN",
+	} {
+		if got := Signal(in); got != want {
+			t.Errorf("Signal(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
