@@ -38,6 +38,9 @@ func ParseList(r io.Reader, name string, opts Options) ([]*Host, error) {
 			continue
 		}
 		lb.add(line, fmt.Sprintf("%s:%d", name, n))
+		if err := lb.bounded(name); err != nil {
+			return nil, err
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, &Error{File: name, Msg: err.Error()}
@@ -55,11 +58,23 @@ func FromList(list string, opts Options) ([]*Host, error) {
 	lb := newListBuilder(opts)
 	for _, item := range hostrange.SplitList(list) {
 		lb.add(strings.TrimSpace(item), fmt.Sprintf("-w %s", item))
+		if err := lb.bounded("-w"); err != nil {
+			return nil, err
+		}
 	}
 	if len(lb.errs) == 0 && len(lb.all) == 0 {
 		return nil, &Error{File: "-w", Msg: "no hosts in the list"}
 	}
 	return lb.finish(opts)
+}
+
+// bounded stops a list whose items together pass hostrange.MaxHosts: each
+// item is bounded alone, the whole must be too.
+func (lb *listBuilder) bounded(name string) error {
+	if len(lb.all) > hostrange.MaxHosts {
+		return &Error{File: name, Msg: fmt.Sprintf("the list names more than %d hosts", hostrange.MaxHosts)}
+	}
+	return nil
 }
 
 // listBuilder turns list entries into hosts over the built-in defaults.
@@ -196,7 +211,7 @@ func FromSlurm(getenv func(string) string, opts Options) ([]*Host, error) {
 	if cpus == "" {
 		return hosts, nil // slots: the defaults (each host's CPUs)
 	}
-	slots, err := parseCPUsPerNode(cpus)
+	slots, err := parseCPUsPerNode(cpus, len(hosts))
 	if err != nil {
 		return nil, &Error{File: "$SLURM_JOB_CPUS_PER_NODE", Msg: fmt.Sprintf("%q: %v", cpus, err)}
 	}
@@ -210,8 +225,9 @@ func FromSlurm(getenv func(string) string, opts Options) ([]*Host, error) {
 }
 
 // parseCPUsPerNode reads Slurm's compressed count list: "N" or "N(xK)"
-// items, comma-separated.
-func parseCPUsPerNode(s string) ([]int, error) {
+// items, comma-separated, for nodes nodes: it stops as soon as the list
+// gives more (a short "1(x1048576)" would otherwise allocate for each).
+func parseCPUsPerNode(s string, nodes int) ([]int, error) {
 	var out []int
 	for _, item := range strings.Split(s, ",") {
 		n, rep := item, "1"
@@ -222,6 +238,9 @@ func parseCPUsPerNode(s string) ([]int, error) {
 		k, err2 := strconv.Atoi(rep)
 		if err1 != nil || err2 != nil || v < 1 || k < 1 || k > 1<<20 {
 			return nil, fmt.Errorf("item %q: want N or N(xK)", item)
+		}
+		if len(out)+k > nodes {
+			return nil, fmt.Errorf("more counts than the %d nodes", nodes)
 		}
 		for ; k > 0; k-- {
 			out = append(out, v)

@@ -13,8 +13,12 @@ import (
 )
 
 // MaxHosts bounds one expansion, so that a typo such as node[1-1000000000]
-// is an error rather than an allocation of gigabytes.
-const MaxHosts = 100000
+// is an error rather than an allocation of gigabytes; MaxBytes bounds
+// its names' bytes (a long name around a wide range).
+const (
+	MaxHosts = 100000
+	MaxBytes = 8 << 20
+)
 
 // Expand expands one pattern. Brackets hold comma-separated numbers or
 // lo-hi ranges; a zero-padded bound ("01") pads every number to its width.
@@ -54,6 +58,10 @@ func Expand(pattern string) ([]string, error) {
 		if len(out)*len(nums) > MaxHosts {
 			return nil, fmt.Errorf("host pattern %q expands to more than %d hosts", pattern, MaxHosts)
 		}
+		// Each name is at most the pattern's length and a number's.
+		if len(out)*len(nums)*(len(pattern)+20) > MaxBytes {
+			return nil, fmt.Errorf("host pattern %q expands to more than %d MiB of names", clip(pattern), MaxBytes>>20)
+		}
 		out = appendAll(out, nums)
 		rest = rest[j+1:]
 	}
@@ -74,6 +82,7 @@ func Expand(pattern string) ([]string, error) {
 // inside brackets: "a[1-2],b" is a1, a2, b.
 func ExpandList(list string) ([]string, error) {
 	var out []string
+	bytes := 0
 	for _, p := range SplitList(list) {
 		names, err := Expand(p)
 		if err != nil {
@@ -83,8 +92,19 @@ func ExpandList(list string) ([]string, error) {
 			return nil, fmt.Errorf("host list expands to more than %d hosts", MaxHosts)
 		}
 		out = append(out, names...)
+		if bytes += len(names) * (len(p) + 20); bytes > MaxBytes {
+			return nil, fmt.Errorf("host list expands to more than %d MiB of names", MaxBytes>>20)
+		}
 	}
 	return out, nil
+}
+
+// clip is a pattern for a message: at most 64 bytes of it.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }
 
 // SplitList splits at commas outside brackets, dropping empty items.
