@@ -16,7 +16,9 @@
 // The first frame each way is Hello, carrying the protocol version; a
 // mismatch is an error that names both versions, and the master then
 // runs the host in session mode. The master sends Start, Stdin, StdinEOF,
-// Kill and Ping; the agent sends Started, Stdout, Stderr, Exit and Ping.
+// Kill and Ping; the agent sends Started, StdinAck (a Stdin frame
+// written to the job, freeing a place in the master's window), Stdout,
+// Stderr, Exit and Ping.
 // Either side that hears nothing for its keepalive window considers the
 // other gone. The agent's heartbeats carry the host's load and memory
 // (HealthMsg), for the master's host table. The agent never outlives its

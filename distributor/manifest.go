@@ -68,8 +68,6 @@ func (d RunDir) tempLogs(job, seq int) (stdout, stderr string) {
 	return d.path("jobs", fmt.Sprintf("%d.%d.out.tmp", job, seq)), d.path("jobs", fmt.Sprintf("%d.%d.err.tmp", job, seq))
 }
 
-// Input is the saved copy of jobs read from stdin; InputPart is it while
-// still being read.
 // Returned is where job's returned files go (RunOptions.ReturnDir
 // aside).
 func (d RunDir) Returned(job int) string { return d.path("out", strconv.Itoa(job)) }
@@ -80,6 +78,8 @@ func (d RunDir) HookLogs(host, hook string) (stdout, stderr string) {
 	return filepath.Join(dir, hook+".out"), filepath.Join(dir, hook+".err")
 }
 
+// Input is the saved copy of jobs read from stdin; InputPart is it while
+// still being read.
 func (d RunDir) Input() string     { return d.path("input") }
 func (d RunDir) InputPart() string { return d.path("input.part") }
 

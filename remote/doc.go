@@ -6,7 +6,8 @@
 // contract): connect, describe, run a command, kill what a marker names,
 // and a small set of file operations, each taking a context first.
 // SSHHost is the implementation over golang.org/x/crypto/ssh and
-// github.com/pkg/sftp; remote/fakehost is an in-memory sibling for tests.
+// github.com/pkg/sftp; LocalHost runs on the master's own machine (--local)
+// as local processes; remote/fakehost is an in-memory sibling for tests.
 // Behaviour such as retries or limits belongs in wrappers around Host, not
 // in flags inside the SSH code.
 //

@@ -14,7 +14,9 @@ import (
 //   - SSHHost: one SSH session per command over persistent connections;
 //   - fakehost.Host: in memory, with scriptable jobs and faults, for tests
 //     of engine logic without sshd;
-//   - (next) an agent per host, and the master's own machine.
+//   - LocalHost: the master's own machine (--local), as local processes;
+//   - agent.Host (package agent): jobs through one dsub agent per host,
+//     over one session, everything else over its SSHHost.
 //
 // The contract every implementation keeps:
 //
