@@ -177,7 +177,13 @@ func (r *Run) fetch(ctx context.Context, h *runHost, job int, dir string, return
 	for _, p := range returns {
 		if !filepath.IsLocal(p) {
 			err := fail(p, errs.KindConfig, errors.New("a returned file must be a path inside the job's directory"))
-			return got, unfetch(root, written, err)
+			return got, r.unfetch(root, job, written, err)
+		}
+		if r.opts.ReturnDir != "" {
+			if other := r.claimReturn(p, job); other != 0 {
+				err := fail(filepath.Join(dest, p), errs.KindConfig, fmt.Errorf("job %d returned a file of that name to the shared --return-dir first; this one would replace it", other))
+				return got, r.unfetch(root, job, written, err)
+			}
 		}
 		n, err := fetchOne(ctx, h.m.Host, root, path.Join(dir, p), p, perm)
 		got += n
@@ -191,20 +197,48 @@ func (r *Run) fetch(ctx context.Context, h *runHost, job int, dir string, return
 			err = fail(p, errs.KindOf(err), err)
 		}
 		if err != nil {
-			return got, unfetch(root, written, err)
+			return got, r.unfetch(root, job, written, err)
 		}
 		written = append(written, p)
 	}
 	return got, nil
 }
 
-// unfetch removes the returns a job had fetched before one failed: a job
-// that did not succeed leaves none of them behind. It returns err.
-func unfetch(root *os.Root, written []string, err error) error {
+// unfetch removes the returns job had fetched before one failed: a job
+// that did not succeed leaves none of them behind. It removes only what
+// this job put in place (in a shared --return-dir, another job's file of
+// the same name is never its). It returns err.
+func (r *Run) unfetch(root *os.Root, job int, written []string, err error) error {
 	for _, p := range written {
 		_ = root.Remove(p)
+		if r.opts.ReturnDir != "" {
+			r.releaseReturn(p, job)
+		}
 	}
 	return err
+}
+
+// claimReturn makes job the owner of p in the shared ReturnDir, unless
+// another job owns it: then it returns that job.
+func (r *Run) claimReturn(p string, job int) int {
+	r.retMu.Lock()
+	defer r.retMu.Unlock()
+	if r.returned == nil {
+		r.returned = map[string]int{}
+	}
+	if other, ok := r.returned[p]; ok && other != job {
+		return other
+	}
+	r.returned[p] = job
+	return 0
+}
+
+func (r *Run) releaseReturn(p string, job int) {
+	r.retMu.Lock()
+	defer r.retMu.Unlock()
+	if r.returned[p] == job {
+		delete(r.returned, p)
+	}
 }
 
 // localError is a failure of the master's own disk.

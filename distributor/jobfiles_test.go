@@ -87,3 +87,45 @@ func TestEngineTransferAndReturn(t *testing.T) {
 		}
 	}
 }
+
+// In a shared --return-dir, a job whose return has the name of another
+// job's fails (it would replace it), and a failing job removes only what
+// it put there: what a successful job delivered stays (a later job's
+// failure once deleted it).
+func TestSharedReturnDirKeepsOthersFiles(t *testing.T) {
+	ctx := testCtx(t)
+	shared := t.TempDir()
+	c, hs := fakeCluster(t, 1, 1) // one slot: job 1, then job 2
+	for _, h := range hs {
+		h.SetJob(func(ctx context.Context, p *fakehost.Proc) error {
+			h.WriteFile(ctx, path.Join(p.Cmd.Dir, "log"), []byte(fmt.Sprintf("job %d\n", p.Job)), 0o644)
+			if p.Job == 1 {
+				h.WriteFile(ctx, path.Join(p.Cmd.Dir, "out"), []byte("1\n"), 0o644)
+			}
+			p.Printf("1\n")
+			return nil
+		})
+	}
+	f := startFake(ctx, t, c, RunOptions{Binary: "/bin/true", JobDirs: true, ReturnDir: shared})
+	go func() {
+		defer f.Close()
+		for i := range 2 {
+			if f.Submit(ctx, JobSpec{Args: []string{"x"}, Return: []string{"log", "out"}, Shard: i}) != nil {
+				return
+			}
+		}
+	}()
+	st, _, _ := f.Wait()
+	if st.Succeeded != 1 || st.Failed != 1 {
+		t.Fatalf("%d succeeded, %d failed; want job 1 and job 2", st.Succeeded, st.Failed)
+	}
+	// Job 2 (which writes no "out") collides on "log" first.
+	if err := f.results[2].Err; err == nil || !strings.Contains(err.Error(), "job 1 returned a file of that name") {
+		t.Errorf("job 2: %v; want its collision with job 1 named", err)
+	}
+	for name, want := range map[string]string{"log": "job 1\n", "out": "1\n"} {
+		if got, err := os.ReadFile(filepath.Join(shared, name)); string(got) != want {
+			t.Errorf("%s in the shared --return-dir: %q (%v), want job 1's %q", name, got, err, want)
+		}
+	}
+}

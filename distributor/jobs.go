@@ -104,6 +104,9 @@ func (t *Template) WithInput() *Template {
 	return NewTemplate(append(append([]string(nil), t.args...), "{}"))
 }
 
+// UsesAny reports whether the template has any placeholder at all.
+func (t *Template) UsesAny() bool { return t.usesAny }
+
 // UsesInput reports whether the template refers to the input.
 func (t *Template) UsesInput() bool { return t.usesInput }
 

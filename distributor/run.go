@@ -145,11 +145,16 @@ var (
 
 // Run is a run in progress. Submit jobs, Close, then Wait.
 type Run struct {
-	c     *Cluster
-	opts  RunOptions
-	id    string
-	dir   RunDir
-	start time.Time
+	c    *Cluster
+	opts RunOptions
+	// returned maps each file in the shared ReturnDir to the job whose
+	// return put it there: another job's return of the same name fails
+	// (it would replace it), and a failing job removes only its own.
+	retMu    sync.Mutex
+	returned map[string]int
+	id       string
+	dir      RunDir
+	start    time.Time
 
 	submit    chan JobSpec
 	closeOnce sync.Once

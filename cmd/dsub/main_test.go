@@ -130,6 +130,7 @@ func TestExitCodes(t *testing.T) {
 		{"duplicate after range", []string{"exec", "--hosts", bad, "--", "true"}, 2, `bad.toml:3: duplicate host name "n2"`},
 		{"put arity", []string{"put", "x"}, 2, "takes 2 arguments"},
 		{"report arity", []string{"report"}, 2, "report takes 1 argument, got 0"},
+		{"shared return dir", []string{"run", "--local", "1", "--return", "out.txt", "--return-dir", dir, "--", "true", ":::", "a"}, 2, `--return "out.txt" with --return-dir: every job would write out.txt there`},
 		{"report two runs", []string{"report", dir, dir}, 2, "report takes 1 argument, got 2"},
 		{"bad selector", []string{"ping", "--hosts", bad, "--on", "zz"}, 2, "bad.toml"},
 		{"report of no run", []string{"report", dir}, 2, dir + " is not a run directory"},

@@ -195,6 +195,10 @@ func (f *runFlags) validateJobFiles(fl *pflag.FlagSet) error {
 		if !filepath.IsLocal(r) {
 			return usagef("run: --return %q: want a path inside the job's directory (relative, without ..)", r)
 		}
+		if f.returnDir != "" && !distributor.NewTemplate([]string{r}).UsesAny() {
+			// One directory for every job: each would replace the last.
+			return usagef("run: --return %q with --return-dir: every job would write %s there; put a placeholder in it ({#}, {/.}, ...)", r, r)
+		}
 	}
 	return nil
 }
