@@ -78,8 +78,11 @@ func TestReportInBrowser(t *testing.T) {
 		`document.querySelector(".failure pre").textContent.trim()`:     "boom: job 3 cannot",
 		`document.getElementById("result").textContent`:                 "",
 		`document.getElementById("hist-section").hidden`:                "false",
-		`document.querySelectorAll("#stragglers tbody tr").length`:      "10",
-		`document.querySelector('#hosts tr[data-host="f01"]') !== null`: "true",
+		// The histogram has a count axis: 0 and its top count, in jobs.
+		`[...document.querySelectorAll("#histogram text.count")].map((t) => t.textContent).join("|").startsWith("0|")`: "true",
+		`[...document.querySelectorAll("#histogram text.count")].pop().textContent.endsWith(" jobs")`:                  "true",
+		`document.querySelectorAll("#stragglers tbody tr").length`:                                                     "10",
+		`document.querySelector('#hosts tr[data-host="f01"]') !== null`:                                                "true",
 		// jobs/s over the run, and the load and free memory f01's agent
 		// last reported (f02 reported none: "–").
 		`document.getElementById("rate").textContent !== "–"`:                                  "true",

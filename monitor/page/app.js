@@ -258,17 +258,28 @@
   }
   function renderHistogram(bins) {
     $("hist-section").hidden = !bins.length;
-    const svg = $("histogram"), W = 640, H = 160, pad = 24;
-    svg.setAttribute("width", W); svg.setAttribute("height", H + pad);
+    // A count axis on the left (0, half and the top count, in jobs), the
+    // durations along the bottom.
+    const svg = $("histogram"), W = 640, H = 160, pad = 24, left = 44;
+    svg.setAttribute("width", W + left); svg.setAttribute("height", H + pad + 8);
     const top = Math.max(1, ...bins.map((b) => b.n)), bw = (W - 10) / bins.length;
     const frag = document.createDocumentFragment();
+    const y0 = 8; // room for the top label
+    frag.appendChild(sel("line", { class: "axis", x1: left - 2, y1: y0, x2: left - 2, y2: y0 + H }));
+    [0, Math.round(top / 2), top].forEach((n) => {
+      const y = y0 + H - (H * n) / top;
+      const l = sel("text", { class: "count", x: left - 6, y: y + 3, "text-anchor": "end" });
+      l.textContent = n + (n === top ? " jobs" : "");
+      frag.appendChild(l);
+      frag.appendChild(sel("line", { class: "tick", x1: left - 5, y1: y, x2: left - 2, y2: y }));
+    });
     bins.forEach((b, i) => {
       const h = (H * b.n) / top;
-      const r = sel("rect", { x: 5 + i * bw, y: H - h, width: Math.max(1, bw - 2), height: h, "data-n": b.n });
+      const r = sel("rect", { x: left + 5 + i * bw, y: y0 + H - h, width: Math.max(1, bw - 2), height: h, "data-n": b.n });
       const t = sel("title", {}); t.textContent = b.n + " jobs of " + fmtDur(b.lo) + " to " + fmtDur(b.hi);
       r.appendChild(t); frag.appendChild(r);
       if (i % Math.ceil(bins.length / 8) === 0) {
-        const l = sel("text", { x: 5 + i * bw, y: H + 14 }); l.textContent = fmtDur(b.lo); frag.appendChild(l);
+        const l = sel("text", { x: left + 5 + i * bw, y: y0 + H + 14 }); l.textContent = fmtDur(b.lo); frag.appendChild(l);
       }
     });
     svg.replaceChildren(frag);
