@@ -38,10 +38,14 @@ const (
 	Sent EventKind = iota
 	Started
 	Ended
+	// Prepared: a host is ready for its first job (connected, probed,
+	// its program shipped, its setup done); Seq and Job are 0. A page
+	// draws the span before it as the host's preparing.
+	Prepared
 )
 
 func (k EventKind) String() string {
-	return [...]string{"sent", "started", "ended"}[k]
+	return [...]string{"sent", "started", "ended", "prepared"}[k]
 }
 
 // event reports e, if anyone listens.

@@ -17,7 +17,8 @@ import (
 
 // Each execution reports Sent (only where a host queues jobs), Started
 // and Ended, once each and in that order; Ended carries its joblog
-// outcome, and a failure its stderr tail and log.
+// outcome, and a failure its stderr tail and log. The host reports
+// Prepared once, before its first execution starts.
 func TestEngineEvents(t *testing.T) {
 	for _, queues := range []bool{false, true} {
 		t.Run(fmt.Sprint("queues=", queues), func(t *testing.T) {
@@ -41,9 +42,18 @@ func TestEngineEvents(t *testing.T) {
 			var mu sync.Mutex
 			kinds := map[int][]EventKind{}
 			ended := map[int]Event{}
+			var prepared []Event
+			startedBeforePrepared := false
 			run := startFake(ctx, t, c, RunOptions{OnEvent: func(e Event) {
 				mu.Lock()
 				defer mu.Unlock()
+				if e.Kind == Prepared {
+					prepared = append(prepared, e)
+					return
+				}
+				if len(prepared) == 0 {
+					startedBeforePrepared = true
+				}
 				kinds[e.Seq] = append(kinds[e.Seq], e.Kind)
 				if e.Kind == Ended {
 					ended[e.Job] = e
@@ -61,6 +71,9 @@ func TestEngineEvents(t *testing.T) {
 			defer mu.Unlock()
 			if len(kinds) != 10 {
 				t.Errorf("%d executions reported, want 10", len(kinds))
+			}
+			if len(prepared) != 1 || prepared[0].Host != "f01" || startedBeforePrepared {
+				t.Errorf("prepared %+v (an execution before it: %v); want f01 once, first", prepared, startedBeforePrepared)
 			}
 			for seq, ks := range kinds {
 				if !slices.Equal(ks, want) {

@@ -191,6 +191,9 @@ func (d *dispatcher) onReady(h *runHost) {
 // join adds a newly prepared host.
 func (d *dispatcher) join(h *runHost) {
 	r, name := d.r, h.m.Name()
+	now := d.now()
+	r.event(Event{Kind: Prepared, Host: name, Time: now})
+	h.rec.ReadyS = now.Sub(r.start).Seconds() // run.json gets h.rec below
 	if d.deferred[name] {
 		r.opts.Warn(fmt.Sprintf("host %s joined the run", name))
 	} else {

@@ -143,6 +143,9 @@ type HostRecord struct {
 	// not back when the run ended (with what its jobs left running):
 	// the next run there, or dsub clean, sweeps it.
 	Uncleaned string `json:"uncleaned,omitempty"`
+	// ReadyS is when it was ready for its first job, in seconds from the
+	// run's start: what came before was its preparing.
+	ReadyS float64 `json:"ready_s,omitempty"`
 }
 
 // HookRecord is how a --setup or --teardown ran on a host.

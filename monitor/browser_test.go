@@ -74,10 +74,13 @@ func TestReportInBrowser(t *testing.T) {
 		`document.getElementById("jobs").textContent`:                   "12",
 		`document.querySelectorAll("#timeline rect.seg").length`:        "12",
 		`document.querySelectorAll("#timeline rect.seg.k-fail").length`: "1",
-		`document.querySelectorAll(".failure").length`:                  "1",
-		`document.querySelector(".failure pre").textContent.trim()`:     "boom: job 3 cannot",
-		`document.getElementById("result").textContent`:                 "",
-		`document.getElementById("hist-section").hidden`:                "false",
+		// Each host's preparing span, named, before its first job.
+		`document.querySelectorAll("#timeline rect.k-prep").length`:                                 "2",
+		`document.querySelector("#timeline rect.k-prep title").textContent.startsWith("preparing")`: "true",
+		`document.querySelectorAll(".failure").length`:                                              "1",
+		`document.querySelector(".failure pre").textContent.trim()`:                                 "boom: job 3 cannot",
+		`document.getElementById("result").textContent`:                                             "",
+		`document.getElementById("hist-section").hidden`:                                            "false",
 		// The histogram has a count axis: 0 and its top count, in jobs.
 		`[...document.querySelectorAll("#histogram text.count")].map((t) => t.textContent).join("|").startsWith("0|")`: "true",
 		`[...document.querySelectorAll("#histogram text.count")].pop().textContent.endsWith(" jobs")`:                  "true",

@@ -186,6 +186,7 @@ func (w *jsonw) timeline(t *Timeline) {
 	})
 	w.segments("ended", t.Ended)
 	w.segments("running", t.Running)
+	w.segments("prep", t.Prep)
 	w.bool("full", t.Full)
 	w.int("merged", int64(t.Merged))
 	w.close('}')

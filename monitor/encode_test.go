@@ -20,7 +20,7 @@ func fullState(s string, f float64, n int) State {
 		Hosts: []HostRow{{Name: s, State: "up", Launcher: "agent", Slots: n, Running: n, Queued: n, Done: n, Failed: n, Lost: n,
 			SecPerJob: f, CPUEff: f / 3, Load: f * 7, MemFree: int64(n) << 30, MemTotal: int64(n) << 31, Error: s}},
 		Timeline: Timeline{Epoch: n, ResMS: int64(n) * 9, LanesFrom: n + 1, Lanes: []Lane{{Host: s, Slot: n}},
-			Ended: []Segment{seg, {}}, Running: []Segment{seg}, Full: true, Merged: n},
+			Ended: []Segment{seg, {}}, Running: []Segment{seg}, Prep: []Segment{seg}, Full: true, Merged: n},
 		Failures: []Segment{seg}, Stragglers: []Segment{seg}, Histogram: []Bin{{Lo: f, Hi: f * 2, N: n}},
 		Warnings: []string{s, "w"}, Notes: []string{"n" + s}, Summary: &HostTotals{Done: n, JobTime: f, Slots: n}}
 }

@@ -168,6 +168,8 @@ func (m *Model) apply() {
 func (m *Model) draw(e *distributor.Event) {
 	t := ms(e.Time.Sub(m.start))
 	switch e.Kind {
+	case distributor.Prepared:
+		m.tl.prepared(e.Host, t)
 	case distributor.Started:
 		m.tl.start(e.Seq, e.Host, e.Job, t, e.Command)
 	case distributor.Ended:

@@ -83,6 +83,9 @@ func (b *reportBuilder) build(rows []distributor.JoblogRow) {
 	tl := newTimeline()
 	for _, h := range b.man.Hosts {
 		tl.reserve(h.Name, h.Slots)
+		if h.ReadyS > 0 { // its preparing span, as the live page drew it
+			tl.prepared(h.Name, int64(h.ReadyS*1000))
+		}
 	}
 	// An execution taken back from a host's window never ran there.
 	rows = slices.DeleteFunc(rows, func(r distributor.JoblogRow) bool { return r.Outcome == "returned" })

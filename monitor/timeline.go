@@ -44,6 +44,9 @@ type Timeline struct {
 	Lanes     []Lane    `json:"lanes"`
 	Ended     []Segment `json:"ended"` // all, or those after the page's last
 	Running   []Segment `json:"running"`
+	// Prep are the hosts' preparing spans, from the run's start to when
+	// each was ready, on its first lane: at most one per host.
+	Prep []Segment `json:"prep"`
 	Full      bool      `json:"full"` // Ended is the whole list
 	Merged    int       `json:"merged"`
 }
@@ -73,6 +76,7 @@ type timeline struct {
 	busy   []int            // lane -> running executions holding it (1, 2 for a moment)
 	ended  []Segment
 	run    map[int]*Segment // running, by execution
+	prep   map[string]int64 // host -> when it was ready (ms)
 	nextID int
 	epoch  int
 	res    int64
@@ -80,7 +84,7 @@ type timeline struct {
 }
 
 func newTimeline() *timeline {
-	return &timeline{byHost: map[string][]int{}, slots: map[string]int{}, run: map[int]*Segment{}}
+	return &timeline{byHost: map[string][]int{}, slots: map[string]int{}, run: map[int]*Segment{}, prep: map[string]int64{}}
 }
 
 // lane gives host's lowest free lane. If all are busy it makes one,
@@ -119,6 +123,14 @@ func (t *timeline) reserve(host string, slots int) {
 		t.lanes = append(t.lanes, Lane{Host: host, Slot: len(t.byHost[host]) + 1})
 		t.byHost[host] = append(t.byHost[host], l)
 		t.busy = append(t.busy, 0)
+	}
+}
+
+// prepared notes that host was ready at ready (ms): its preparing span.
+func (t *timeline) prepared(host string, ready int64) {
+	if _, ok := t.prep[host]; !ok {
+		t.prep[host] = ready
+		t.laneOf(host, 0)
 	}
 }
 
@@ -260,6 +272,11 @@ func (t *timeline) view(epoch, after, lanes int, now int64) Timeline {
 		v.Running = append(v.Running, s)
 	}
 	slices.SortFunc(v.Running, func(a, b Segment) int { return a.Lane - b.Lane })
+	v.Prep = make([]Segment, 0, len(t.prep))
+	for host, ready := range t.prep {
+		v.Prep = append(v.Prep, Segment{Lane: t.byHost[host][0], End: ready, Kind: "prep", Host: host})
+	}
+	slices.SortFunc(v.Prep, func(a, b Segment) int { return a.Lane - b.Lane })
 	return v
 }
 

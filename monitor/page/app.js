@@ -57,6 +57,7 @@
     // Lanes only grow: a message has those from lanes_from on.
     tl.lanes = (t.lanes_from ? tl.lanes.slice(0, t.lanes_from) : []).concat(t.lanes || []);
     tl.epoch = t.epoch; tl.running = t.running || []; tl.res_ms = t.res_ms; tl.merged = t.merged;
+    tl.prep = t.prep || tl.prep || [];
   }
 
   function render(st) {
@@ -147,12 +148,20 @@
     drawn.end = end;
     drawn.bars.setAttribute("transform", "translate(" + LABEL_W + ",0) scale(" + scale + ",1)");
     drawn.running.setAttribute("transform", drawn.bars.getAttribute("transform"));
+    drawn.prep.setAttribute("transform", drawn.bars.getAttribute("transform"));
     const minW = 1 / drawn.scale; // 1 px when drawn
     const bar = (s) => sel("rect", { class: "seg k-" + s.k, x: s.s, y: drawn.rowOf[s.lane] * LANE_H + 1, width: Math.max(minW, s.e - s.s), height: LANE_H - 2, "data-id": s.id, "data-job": s.job, "data-kind": s.k });
     const frag = document.createDocumentFragment();
     for (; drawn.n < tl.ended.length; drawn.n++) frag.appendChild(bar(tl.ended[drawn.n]));
     drawn.bars.appendChild(frag);
     drawn.running.replaceChildren(...tl.running.map(bar));
+    // Each host's preparing span, before its first job could start.
+    drawn.prep.replaceChildren(...(tl.prep || []).map((s) => {
+      const r = sel("rect", { class: "prep k-prep", x: s.s, y: drawn.rowOf[s.lane] * LANE_H + 1, width: Math.max(minW, s.e - s.s), height: LANE_H - 2 });
+      const t = sel("title", {}); t.textContent = "preparing: connect, probe, ship, setup (" + fmtDur((s.e - s.s) / 1000) + ")";
+      r.appendChild(t);
+      return r;
+    }));
     // The time axis: a tick every "nice" step.
     const axis = document.createDocumentFragment();
     const x = (t) => LABEL_W + t * scale;
@@ -185,10 +194,10 @@
       t.textContent = l.host + " #" + l.slot;
       frag.appendChild(t);
     });
-    const axis = sel("g", {}), bars = sel("g", {}), running = sel("g", {});
-    frag.append(axis, bars, running);
+    const axis = sel("g", {}), prep = sel("g", {}), bars = sel("g", {}), running = sel("g", {});
+    frag.append(axis, prep, bars, running);
     svg.replaceChildren(frag);
-    return { epoch: tl.epoch, lanes: lanes.length, width, scale, n: 0, end: 0, rowOf, bars, running, axis };
+    return { epoch: tl.epoch, lanes: lanes.length, width, scale, n: 0, end: 0, rowOf, bars, running, axis, prep };
   }
   function niceStep(raw) {
     const p = Math.pow(10, Math.floor(Math.log10(Math.max(raw, 1))));
