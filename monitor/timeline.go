@@ -46,9 +46,9 @@ type Timeline struct {
 	Running   []Segment `json:"running"`
 	// Prep are the hosts' preparing spans, from the run's start to when
 	// each was ready, on its first lane: at most one per host.
-	Prep []Segment `json:"prep"`
-	Full      bool      `json:"full"` // Ended is the whole list
-	Merged    int       `json:"merged"`
+	Prep   []Segment `json:"prep"`
+	Full   bool      `json:"full"` // Ended is the whole list
+	Merged int       `json:"merged"`
 }
 
 // Limits of what a timeline holds, so that a page never holds every job
