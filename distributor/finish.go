@@ -28,7 +28,9 @@ func (d *dispatcher) teardown() {
 	// kills a previous master's jobs) or dsub clean sweeps them.
 	gone := map[string]bool{}
 	for _, name := range d.order {
-		if d.q.HostState(name) == queue.Down {
+		// Lost: it had joined (a host still preparing is not: its
+		// preparation is waited for below, and it is torn down).
+		if d.hosts[name] != nil && d.q.HostState(name) == queue.Down {
 			gone[name] = true
 		}
 	}
