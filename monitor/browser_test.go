@@ -13,8 +13,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/distributor/runsynth"
 	"github.com/dsub-dev/dsub/internal/browser"
-	"github.com/dsub-dev/dsub/internal/runsynth"
 )
 
 var screenshots = flag.String("screenshots", "", "write screenshots of the pages to this `directory` (docs/img)")

@@ -17,8 +17,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/dsub-dev/dsub/distributor/runsynth"
 	"github.com/dsub-dev/dsub/internal/browser"
-	"github.com/dsub-dev/dsub/internal/runsynth"
 )
 
 // ui: 5. the monitor's cost to the master on the tiny-jobs benchmark

@@ -35,6 +35,32 @@ func TestLayering(t *testing.T) {
 		{"inventory", []string{module + "/distributor", module + "/cmd"}},
 		{"distributor", []string{module + "/cmd", module + "/testenv", module + "/monitor"}},
 		{"monitor", []string{module + "/cmd", module + "/testenv"}},
+		{"distributor/runsynth", []string{module + "/cmd", module + "/testenv", module + "/monitor"}},
+		{"internal/hostrange", []string{module + "/"}},
+		{"internal/browser", []string{module + "/"}},
+		{"internal/layering", []string{module + "/"}},
+		{"testenv", []string{module + "/cmd", module + "/distributor", module + "/monitor", module + "/agent", module + "/queue"}},
+		{"testenv/cmd/testenv", []string{module + "/cmd", module + "/distributor", module + "/monitor", module + "/agent", module + "/queue"}},
+		{"bench/internal/benchutil", []string{module + "/"}},
+		{"bench/fanout", []string{module + "/cmd"}},
+		{"bench/run", []string{module + "/cmd"}},
+		{"examples/primes", []string{module + "/"}},
+		{"examples/wordcount", []string{module + "/"}},
+		{"cmd/dsub", []string{module + "/testenv", module + "/bench", module + "/remote/fakehost"}},
+	}
+	// Every package has its rule: a new one must say where its layer is.
+	all, err := exec.Command("go", "list", module+"/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, all)
+	}
+	ruled := map[string]bool{}
+	for _, r := range rules {
+		ruled[module+"/"+r.pkg] = true
+	}
+	for _, p := range strings.Fields(string(all)) {
+		if !ruled[p] {
+			t.Errorf("%s has no layering rule: add one to TestLayering", p)
+		}
 	}
 	for _, r := range rules {
 		for _, d := range deps(t, r.pkg) {
