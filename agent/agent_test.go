@@ -409,13 +409,13 @@ func TestStdinOfQueuedJob(t *testing.T) {
 	}
 }
 
-// An exit the agent marks abandoned (it killed the job after losing its
-// master, and the connection came back) is the host's failure: Run
-// returns ErrLost, so the job is requeued, not failed.
-func TestAbandonedExitIsLost(t *testing.T) {
+// fakeAgent is a client talking to a fake agent, which says hello and
+// then answers each frame from the master with answer.
+func fakeAgent(t *testing.T, answer func(w *Writer, f Frame)) *Client {
+	t.Helper()
 	toAgentR, toAgentW := io.Pipe()
 	toMasterR, toMasterW := io.Pipe()
-	go func() { // a fake agent
+	go func() {
 		w, r := NewWriter(toMasterW), NewReader(toAgentR)
 		w.WriteJSON(THello, 0, HelloMsg{Version: Version})
 		for {
@@ -423,18 +423,28 @@ func TestAbandonedExitIsLost(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if f.Type == TStart {
-				w.Write(Frame{Type: TStarted, Handle: f.Handle, Payload: []byte{0, 0, 0, 42}})
-				w.WriteJSON(TExit, f.Handle, ExitMsg{Status: -1, Signal: "TERM", Abandoned: true})
-			}
+			answer(w, f)
 		}
 	}()
-	ctx := context.Background()
-	c, err := NewClient(ctx, toMasterR, toAgentW, toAgentW.Close, time.Minute)
+	c, err := NewClient(context.Background(), toMasterR, toAgentW, toAgentW.Close, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// An exit the agent marks abandoned (it killed the job after losing its
+// master, and the connection came back) is the host's failure: Run
+// returns ErrLost, so the job is requeued, not failed.
+func TestAbandonedExitIsLost(t *testing.T) {
+	c := fakeAgent(t, func(w *Writer, f Frame) {
+		if f.Type == TStart {
+			w.Write(Frame{Type: TStarted, Handle: f.Handle, Payload: []byte{0, 0, 0, 42}})
+			w.WriteJSON(TExit, f.Handle, ExitMsg{Status: -1, Signal: "TERM", Abandoned: true})
+		}
+	})
+	ctx := context.Background()
 	_, pgid, err := c.Run(ctx, Job{Start: StartMsg{Shell: "sleep 1"}})
 	if !errors.Is(err, ErrLost) || pgid != 42 {
 		t.Errorf("Run = pgid %d, %v; want ErrLost with the group", pgid, err)
@@ -560,37 +570,22 @@ func TestStdinThroughWindow(t *testing.T) {
 // job starts once (one start, one time limit), the signal reaches the
 // master as UNKNOWN, and the memory is clamped.
 func TestHostileAgent(t *testing.T) {
-	toAgentR, toAgentW := io.Pipe()
-	toMasterR, toMasterW := io.Pipe()
-	go func() { // a fake agent
-		w, r := NewWriter(toMasterW), NewReader(toAgentR)
-		w.WriteJSON(THello, 0, HelloMsg{Version: Version})
-		for {
-			f, err := r.Read()
-			if err != nil {
-				return
-			}
-			if f.Type == THello { // the master's: it reads ours now
-				w.WriteJSON(TPing, 0, HealthMsg{Load1: 1, MemAvailKB: 1 << 60, MemTotalKB: 1 << 61})
-			}
-			if f.Type == TStart {
-				w.Write(Frame{Type: TStarted, Handle: f.Handle, Payload: []byte{0, 0, 0, 42}})
-				w.Write(Frame{Type: TStarted, Handle: f.Handle, Payload: []byte{0, 0, 0, 43}})
-				w.Write(Frame{Type: TStarted, Handle: f.Handle, Payload: []byte{0, 0, 0, 44}})
-				w.WriteJSON(TExit, f.Handle, ExitMsg{Status: -1, Signal: "KILL\t0\t0\n7\th01\t1\t1\t0\t0\t0\t0\tforged\trecorded"})
-			}
+	c := fakeAgent(t, func(w *Writer, f Frame) {
+		switch f.Type {
+		case THello: // the master's: it reads ours now
+			w.WriteJSON(TPing, 0, HealthMsg{Load1: 1, MemAvailKB: 1 << 60, MemTotalKB: 1 << 61})
+		case TStart:
+			w.Write(Frame{Type: TStarted, Handle: f.Handle, Payload: []byte{0, 0, 0, 42}})
+			w.Write(Frame{Type: TStarted, Handle: f.Handle, Payload: []byte{0, 0, 0, 43}})
+			w.Write(Frame{Type: TStarted, Handle: f.Handle, Payload: []byte{0, 0, 0, 44}})
+			w.WriteJSON(TExit, f.Handle, ExitMsg{Status: -1, Signal: "KILL\t0\t0\n7\th01\t1\t1\t0\t0\t0\t0\tforged\trecorded"})
 		}
-	}()
+	})
 	ctx := context.Background()
-	c, err := NewClient(ctx, toMasterR, toAgentW, toAgentW.Close, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	h := &Host{Host: fakehost.New("h01", fakehost.Options{})}
 	h.client.Store(c)
 	starts := 0
-	err = h.Run(ctx, &remote.Cmd{Shell: "true", Env: map[string]string{"DSUB_JOB": "1"}, Timeout: time.Minute, OnStart: func() { starts++ }})
+	err := h.Run(ctx, &remote.Cmd{Shell: "true", Env: map[string]string{"DSUB_JOB": "1"}, Timeout: time.Minute, OnStart: func() { starts++ }})
 	var ee *remote.ExitError
 	if !errors.As(err, &ee) || ee.Signal != "UNKNOWN" {
 		t.Errorf("Run = %v; want an exit killed by an UNKNOWN signal", err)
