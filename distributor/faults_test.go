@@ -327,8 +327,8 @@ func TestLostHostIsNotWaitedFor(t *testing.T) {
 	}
 	t.Logf("the run ended %s after its last job", ended.Sub(last).Round(10*time.Millisecond))
 	all := col.warnings()
-	if !strings.Contains(all, "host h03 lost") || !strings.Contains(all, "host h03 is lost: ") || !strings.Contains(all, "dsub clean --runs --on h03") {
-		t.Errorf("warnings: want h03 lost, and its run directory left for dsub clean:\n%s", all)
+	if !strings.Contains(all, "host h03 lost") || !strings.Contains(all, "host h03 is lost: ") || !strings.Contains(all, "a clean of its runs, sweeps them") {
+		t.Errorf("warnings: want h03 lost, and its run directory left for a clean:\n%s", all)
 	}
 	m, err := distributor.ReadManifest(distributor.RunDir(run.Dir()))
 	if err != nil {

@@ -98,7 +98,7 @@ func (d *dispatcher) cleanupHosts(gone map[string]bool) {
 			if h != nil && h.runDir != "" {
 				dir := h.runDir
 				r.setHostRecord(m.Name(), func(hr *HostRecord) { hr.Uncleaned = dir })
-				r.opts.Warn(fmt.Sprintf("host %s is lost: %s is left there, and what its jobs left running; the next run there, or dsub clean --runs --on %s, sweeps them", m.Name(), dir, m.Name()))
+				r.opts.Warn(fmt.Sprintf("host %s is lost: %s is left there, uncleaned, with what its jobs left running; the next run there, or a clean of its runs, sweeps them", m.Name(), dir))
 			}
 			continue
 		}

@@ -181,7 +181,7 @@ func (r *Run) fetch(ctx context.Context, h *runHost, job int, dir string, return
 		}
 		if r.opts.ReturnDir != "" {
 			if other := r.claimReturn(p, job); other != 0 {
-				err := fail(filepath.Join(dest, p), errs.KindConfig, fmt.Errorf("job %d returned a file of that name to the shared --return-dir first; this one would replace it", other))
+				err := fail(filepath.Join(dest, p), errs.KindConfig, fmt.Errorf("job %d returned a file of that name to the shared return directory first; this one would replace it", other))
 				return got, r.unfetch(root, job, written, err)
 			}
 		}

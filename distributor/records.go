@@ -201,7 +201,7 @@ func openJoblog(d RunDir, extra string, resumed bool) (*joblog, error) {
 		if l.extra, err = openTSV(extra, flag); err != nil {
 			l.parallel.f.Close()
 			l.all.f.Close()
-			return nil, fmt.Errorf("--joblog: %w", err)
+			return nil, fmt.Errorf("joblog copy: %w", err)
 		}
 	}
 	return l, nil
