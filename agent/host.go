@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/remote"
 )
 
@@ -88,7 +89,7 @@ func (h *Host) startLocked(ctx context.Context) (*Client, error) {
 		stop()
 		var ve *VersionError
 		if errors.As(err, &ve) {
-			return nil, &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindConfig, Err: err}
+			return nil, &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindConfig, Err: err}
 		}
 		select {
 		case serr := <-ended:
@@ -97,7 +98,7 @@ func (h *Host) startLocked(ctx context.Context) (*Client, error) {
 			}
 		case <-time.After(time.Second):
 		}
-		return nil, &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindOf(err), Err: fmt.Errorf("start the agent: %w", err)}
+		return nil, &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindOf(err), Err: fmt.Errorf("start the agent: %w", err)}
 	}
 	h.stop = stop
 	return c, nil
@@ -140,14 +141,14 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 		return h.Host.Run(ctx, c)
 	}
 	if err := remote.ValidCmd(c); err != nil {
-		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindConfig, Err: err}
+		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindConfig, Err: err}
 	}
 	cl, err := h.agent(ctx)
 	if err != nil {
-		if remote.KindOf(err) == remote.KindConfig {
+		if errs.KindOf(err) == errs.KindConfig {
 			return err
 		}
-		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindTransport, Err: err}
+		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindTransport, Err: err}
 	}
 	job := Job{Start: StartMsg{Argv: c.Argv, Shell: c.Shell, Env: c.Env, Dir: c.Dir}, Stdin: c.Stdin, Stdout: c.Stdout, Stderr: c.Stderr, Sent: c.OnQueued}
 	// The job's time limit runs from when it starts at the agent, not
@@ -177,23 +178,23 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 	}
 	switch {
 	case errors.Is(err, ErrLost):
-		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindTransport, Err: err, PGID: pgid}
+		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindTransport, Err: err, PGID: pgid}
 	case err != nil && ctx.Err() != nil:
-		kind := remote.KindCanceled
+		kind := errs.KindCanceled
 		if cause := context.Cause(ctx); errors.Is(cause, context.DeadlineExceeded) || cause == errTimedOut {
-			kind = remote.KindTimeout
+			kind = errs.KindTimeout
 		}
-		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: kind, Err: fmt.Errorf("command interrupted: %w", context.Cause(ctx))}
+		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: kind, Err: fmt.Errorf("command interrupted: %w", context.Cause(ctx))}
 	case err != nil:
-		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindTransport, Err: err, PGID: pgid}
+		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindTransport, Err: err, PGID: pgid}
 	case m.Error != "":
 		// As a shell reports a program it cannot run.
 		if c.Stderr != nil {
 			fmt.Fprintf(c.Stderr, "dsub agent: %s\n", m.Error)
 		}
-		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindRemoteExit, Err: &remote.ExitError{Status: 127}}
+		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindRemoteExit, Err: &remote.ExitError{Status: 127}}
 	case m.Status != 0 || m.Signal != "":
-		return &remote.Error{Op: remote.OpExec, Host: h.Name(), Kind: remote.KindRemoteExit, Err: &remote.ExitError{Status: m.Status, Signal: remote.Signal(m.Signal)}}
+		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindRemoteExit, Err: &remote.ExitError{Status: m.Status, Signal: remote.Signal(m.Signal)}}
 	}
 	return nil
 }

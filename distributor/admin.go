@@ -41,14 +41,14 @@ func (c *Cluster) Ping(ctx context.Context, timeout time.Duration) []PingResult 
 			r.Reachable, r.AuthOK = true, true
 			r.Info, err = remote.Probe(ctx, m.Host)
 			if err != nil && ctx.Err() == context.DeadlineExceeded {
-				err = &remote.Error{Op: errs.OpPing, Host: m.Name(), Kind: remote.KindTimeout,
+				err = &errs.Error{Op: errs.OpPing, Host: m.Name(), Kind: errs.KindTimeout,
 					Err: fmt.Errorf("timed out after %s: the host logged us in but did not finish a command", timeout)}
 			}
 		} else {
-			switch remote.KindOf(err) {
-			case remote.KindAuth:
+			switch errs.KindOf(err) {
+			case errs.KindAuth:
 				r.Reachable = true
-			case remote.KindHostKey:
+			case errs.KindHostKey:
 				r.Reachable = true // reached, but refused before auth
 			}
 		}
@@ -100,11 +100,11 @@ func (c *Cluster) Exec(ctx context.Context, cmd remote.Cmd, timeout time.Duratio
 // execTimeout is the error of a command that ran past Exec's timeout, in
 // run's words, not Go's ("context deadline exceeded").
 func execTimeout(host string, timeout time.Duration, err error) error {
-	var e *remote.Error
+	var e *errs.Error
 	if errors.As(err, &e) && e.Op == errs.OpConnect {
-		return &remote.Error{Op: errs.OpConnect, Host: host, Kind: remote.KindTimeout, Err: fmt.Errorf("timed out after %s while connecting", timeout)}
+		return &errs.Error{Op: errs.OpConnect, Host: host, Kind: errs.KindTimeout, Err: fmt.Errorf("timed out after %s while connecting", timeout)}
 	}
-	return &remote.Error{Op: errs.OpExec, Host: host, Kind: remote.KindTimeout, Err: fmt.Errorf("timed out after %s; its remote processes were killed", timeout)}
+	return &errs.Error{Op: errs.OpExec, Host: host, Kind: errs.KindTimeout, Err: fmt.Errorf("timed out after %s; its remote processes were killed", timeout)}
 }
 
 // CleanResult is what Clean did on one host.

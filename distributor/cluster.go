@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/inventory"
 	"github.com/dsub-dev/dsub/remote"
 )
@@ -108,9 +109,9 @@ func (c *Cluster) each(ctx context.Context, f func(ctx context.Context, i int, m
 // Unreachable reports whether err means the host could not be reached or
 // logged into, as opposed to a command failing on it.
 func Unreachable(err error) bool {
-	var e *remote.Error
+	var e *errs.Error
 	if !errors.As(err, &e) {
 		return false
 	}
-	return e.Op == "connect" || e.Kind == remote.KindTransport || e.Kind == remote.KindAuth || e.Kind == remote.KindHostKey
+	return e.Op == errs.OpConnect || e.Kind == errs.KindTransport || e.Kind == errs.KindAuth || e.Kind == errs.KindHostKey
 }

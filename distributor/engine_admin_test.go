@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/inventory"
 	"github.com/dsub-dev/dsub/remote"
 	"github.com/dsub-dev/dsub/remote/fakehost"
@@ -106,7 +107,7 @@ func TestEnginePrepareFailure(t *testing.T) {
 func prepareFailure(t *testing.T, late bool) {
 	ctx := testCtx(t)
 	c, hs := fakeCluster(t, 2, 1)
-	hs[1].Refuse(&remote.Error{Op: "connect", Host: "f02", Kind: remote.KindAuth, Err: errors.New("permission denied")})
+	hs[1].Refuse(&errs.Error{Op: errs.OpConnect, Host: "f02", Kind: errs.KindAuth, Err: errors.New("permission denied")})
 	run := startFake(ctx, t, c, RunOptions{})
 	if late {
 		run.waitWarn(t, "host f02 left out of the run")
@@ -134,7 +135,7 @@ func prepareFailure(t *testing.T, late bool) {
 		t.Errorf("run.json hosts: %+v", m.Hosts)
 	}
 	// Every host refused: the run ends at once, saying so.
-	hs[0].Refuse(&remote.Error{Op: "connect", Host: "f01", Kind: remote.KindAuth, Err: errors.New("permission denied")})
+	hs[0].Refuse(&errs.Error{Op: errs.OpConnect, Host: "f01", Kind: errs.KindAuth, Err: errors.New("permission denied")})
 	run = startFake(ctx, t, c, RunOptions{})
 	run.submitShell(ctx, t, 2)
 	if _, _, err := run.Wait(); err == nil || !strings.Contains(err.Error(), "no host could be prepared") {
@@ -172,12 +173,12 @@ func TestEngineRecordsUnwritable(t *testing.T) {
 func TestEngineAdmin(t *testing.T) {
 	ctx := testCtx(t)
 	c, hs := fakeCluster(t, 3, 0)
-	hs[2].Refuse(&remote.Error{Op: "connect", Host: "f03", Kind: remote.KindAuth, Err: errors.New("permission denied")})
+	hs[2].Refuse(&errs.Error{Op: errs.OpConnect, Host: "f03", Kind: errs.KindAuth, Err: errors.New("permission denied")})
 	pr := c.Ping(ctx, 0)
 	if !pr[0].Reachable || !pr[0].AuthOK || pr[0].Slots != 2 || pr[0].Info.OS != "linux" {
 		t.Errorf("ping f01: %+v", pr[0])
 	}
-	if !pr[2].Reachable || pr[2].AuthOK || remote.KindOf(pr[2].Err) != remote.KindAuth {
+	if !pr[2].Reachable || pr[2].AuthOK || errs.KindOf(pr[2].Err) != errs.KindAuth {
 		t.Errorf("ping f03: %+v", pr[2])
 	}
 	var outs [3]bytes.Buffer

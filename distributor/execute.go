@@ -262,15 +262,15 @@ func (r *Run) classify(ctx context.Context, c *completion, err error, o *jobOutp
 	case ctx.Err() != nil:
 		c.outcome, c.err = queue.Canceled, err
 		c.killedBy("TERM")
-	case remote.KindOf(err) == remote.KindRemoteExit:
+	case errs.KindOf(err) == errs.KindRemoteExit:
 		c.outcome, c.err = queue.Failed, ee
-	case remote.KindOf(err) == remote.KindTimeout:
+	case errs.KindOf(err) == errs.KindTimeout:
 		c.outcome, c.err = queue.Failed, fmt.Errorf("timed out after %s; its remote processes were killed", r.opts.Timeout)
 		c.why = "timed out"
 		c.killedBy("TERM")
-	case remote.KindOf(err) == remote.KindTransport:
+	case errs.KindOf(err) == errs.KindTransport:
 		c.outcome, c.err = queue.Lost, err // the host, not the job: requeue for free
-		var re *remote.Error
+		var re *errs.Error
 		if errors.As(err, &re) {
 			c.pgid = re.PGID
 		}

@@ -95,7 +95,7 @@ func (h *runHost) setCached(sha string) {
 func (r *Run) stage(ctx context.Context, h *runHost, job int, dir string, transfer []string) (int64, error) {
 	fail := func(p string, err error) error {
 		kind := errs.KindOf(err)
-		if kind == errs.KindOther && !errors.As(err, new(*remote.Error)) {
+		if kind == errs.KindOther && !errors.As(err, new(*errs.Error)) {
 			kind = errs.KindConfig // the input: a missing or unreadable file
 		}
 		return &errs.Error{Op: errs.OpTransfer, Host: h.m.Name(), Job: job, Path: p, Kind: kind, Err: err}

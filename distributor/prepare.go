@@ -106,7 +106,7 @@ func (r *Run) prepare(ctx context.Context, m *Member) {
 			r.offer(h)
 			return
 		}
-		if k := remote.KindOf(err); ctx.Err() != nil || (k != remote.KindTransport && k != remote.KindTimeout) {
+		if k := errs.KindOf(err); ctx.Err() != nil || (k != errs.KindTransport && k != errs.KindTimeout) {
 			pe := &prepError{host: m.Name(), err: err}
 			select {
 			case r.prepFail <- pe:
@@ -243,13 +243,13 @@ func (r *Run) reconnect(ctx context.Context, h *runHost) {
 					r.offer(h)
 					return
 				}
-				if k := remote.KindOf(err); k != remote.KindTransport && k != remote.KindTimeout {
+				if k := errs.KindOf(err); k != errs.KindTransport && k != errs.KindTimeout {
 					r.opts.Warn(fmt.Sprintf("host %s will not re-join: %v", h.m.Name(), err))
 					return
 				}
 			}
 		}
-		if remote.KindOf(err) == remote.KindHostKey {
+		if errs.KindOf(err) == errs.KindHostKey {
 			r.opts.Warn(fmt.Sprintf("host %s will not re-join: %v", h.m.Name(), err))
 			return
 		}

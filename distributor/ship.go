@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/remote"
 )
 
@@ -197,7 +198,7 @@ func uploadGzip(ctx context.Context, h remote.Host, art artifact, dst string, pe
 	err = h.Run(ctx, &remote.Cmd{Shell: fmt.Sprintf("gzip -dc < %s > %s && chmod %o %s && mv -f %s %s; rc=$?; rm -f %s %s; exit $rc",
 		q(packed), q(part), perm, q(part), q(part), q(dst), q(packed), q(part))})
 	if err != nil {
-		if remote.KindOf(err) == remote.KindRemoteExit {
+		if errs.KindOf(err) == errs.KindRemoteExit {
 			return sent, false, nil
 		}
 		return sent, false, err

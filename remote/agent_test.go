@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/remote"
 )
 
@@ -92,7 +93,7 @@ func TestAgentAuth(t *testing.T) {
 	os.WriteFile(other, pem.EncodeToMemory(blk), 0o600)
 	cfg.IdentityFiles, cfg.IdentitiesOnly = []string{other}, true
 	err = (&remote.Dialer{}).Host(cfg).Run(context.Background(), &remote.Cmd{Argv: []string{"true"}})
-	if remote.KindOf(err) != remote.KindAuth || !strings.Contains(err.Error(), "unable to authenticate") {
+	if errs.KindOf(err) != errs.KindAuth || !strings.Contains(err.Error(), "unable to authenticate") {
 		t.Errorf("IdentitiesOnly with a foreign key: %v", err)
 	}
 }

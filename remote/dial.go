@@ -19,6 +19,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 	xknownhosts "golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/dsub-dev/dsub/errs"
 )
 
 // Dialer connects to hosts. One Dialer serves every host of a run: it owns
@@ -123,11 +125,11 @@ func (d *Dialer) dial(parent context.Context, cfg *Config) (*ssh.Client, error) 
 	auth, err := d.authMethod(cfg)
 	if err != nil {
 		// Nothing local to authenticate with: fix the configuration.
-		return nil, &Error{Op: OpConnect, Host: cfg.Name, Kind: KindConfig, Err: err}
+		return nil, &errs.Error{Op: errs.OpConnect, Host: cfg.Name, Kind: errs.KindConfig, Err: err}
 	}
 	hkcb, algos, err := d.hostKeyCallback(cfg)
 	if err != nil {
-		return nil, &Error{Op: OpConnect, Host: cfg.Name, Kind: KindConfig, Err: err}
+		return nil, &errs.Error{Op: errs.OpConnect, Host: cfg.Name, Kind: errs.KindConfig, Err: err}
 	}
 	sc := &ssh.ClientConfig{
 		User:              cfg.User,
@@ -144,7 +146,7 @@ func (d *Dialer) dial(parent context.Context, cfg *Config) (*ssh.Client, error) 
 		}
 		left -= spent
 		kind := classifyDial(err)
-		if kind == KindTransport && retryableHandshake(err) && attempt < 5 && left > 0 {
+		if kind == errs.KindTransport && retryableHandshake(err) && attempt < 5 && left > 0 {
 			wait := time.Duration(50+rand.IntN(200)) * time.Millisecond << attempt
 			select {
 			case <-time.After(wait):
@@ -159,18 +161,18 @@ func (d *Dialer) dial(parent context.Context, cfg *Config) (*ssh.Client, error) 
 // dialError names a failed dial: whose deadline ended it (the caller's
 // makes it a timeout or a cancellation; the host's own connect timeout
 // means it did not answer in time, a transport failure), and the hints.
-func (d *Dialer) dialError(parent context.Context, cfg *Config, kind Kind, err error) error {
-	e := &Error{Op: OpConnect, Host: cfg.Name, Kind: kind, Err: err}
+func (d *Dialer) dialError(parent context.Context, cfg *Config, kind errs.Kind, err error) error {
+	e := &errs.Error{Op: errs.OpConnect, Host: cfg.Name, Kind: kind, Err: err}
 	// The caller's deadline may have passed a moment before its context
 	// says so (the connection's deadline fired first): its time is up.
 	pd, hasPD := parent.Deadline()
 	callers := parent.Err() != nil || hasPD && !time.Now().Before(pd)
-	if kind == KindTransport && (callers || isNetTimeout(err)) {
+	if kind == errs.KindTransport && (callers || isNetTimeout(err)) {
 		switch {
 		case errors.Is(parent.Err(), context.Canceled):
-			e.Kind = KindCanceled
+			e.Kind = errs.KindCanceled
 		case callers:
-			e.Kind = KindTimeout
+			e.Kind = errs.KindTimeout
 		default:
 			e.Err = fmt.Errorf("%w (no answer within connect timeout %s: TCP, handshake and auth, timed from its turn)", err, cfg.ConnectTimeout)
 		}
@@ -179,7 +181,7 @@ func (d *Dialer) dialError(parent context.Context, cfg *Config, kind Kind, err e
 	if errors.As(err, &hk) {
 		e.Err, e.Hint = hk, hk.hint() // drop x/crypto's "handshake failed" wrapping
 	}
-	if kind == KindAuth {
+	if kind == errs.KindAuth {
 		e.Hint = fmt.Sprintf("check that %s@%s accepts one of your keys (identity files: %s)", cfg.User, cfg.Host, strings.Join(cfg.IdentityFiles, ", "))
 	}
 	return e
@@ -325,19 +327,19 @@ func (d *Dialer) jump(ctx context.Context, cfg *Config, n int) (*jumpConn, error
 	return j, nil
 }
 
-func classifyDial(err error) Kind {
+func classifyDial(err error) errs.Kind {
 	var hk *HostKeyError
 	switch {
 	case errors.As(err, &hk):
-		return KindHostKey
+		return errs.KindHostKey
 	case strings.Contains(err.Error(), "unable to authenticate"), strings.Contains(err.Error(), "no supported methods remain"):
-		return KindAuth
+		return errs.KindAuth
 	}
-	var e *Error
+	var e *errs.Error
 	if errors.As(err, &e) {
 		return e.Kind
 	}
-	return KindTransport
+	return errs.KindTransport
 }
 
 // retryableHandshake reports errors that sshd's MaxStartups produces: the

@@ -31,7 +31,7 @@
 //   - The environment travels in the command line (export K='v'; ...),
 //     because stock sshd refuses setenv.
 //
-// Errors are *Error values (package errs's vocabulary) naming the
-// operation and the host, with a Kind (transport, auth, host key, remote
+// Errors are *errs.Error values (package errs's vocabulary) naming the
+// operation and the host, with a errs.Kind (transport, auth, host key, remote
 // exit, ...) that callers use to decide whether to retry elsewhere.
 package remote

@@ -5,41 +5,11 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/dsub-dev/dsub/errs"
 )
 
-// The error vocabulary is package errs's, shared with the distributor.
-type (
-	Kind  = errs.Kind
-	Error = errs.Error
-	Op    = errs.Op
-)
-
-const (
-	KindOther      = errs.KindOther
-	KindConfig     = errs.KindConfig
-	KindTransport  = errs.KindTransport
-	KindAuth       = errs.KindAuth
-	KindHostKey    = errs.KindHostKey
-	KindRemoteExit = errs.KindRemoteExit
-	KindTimeout    = errs.KindTimeout
-	KindCanceled   = errs.KindCanceled
-)
-
-// The operations on a host.
-const (
-	OpConnect   = errs.OpConnect
-	OpSession   = errs.OpSession
-	OpExec      = errs.OpExec
-	OpKill      = errs.OpKill
-	OpProbe     = errs.OpProbe
-	OpSFTP      = errs.OpSFTP
-	OpRemoveAll = errs.OpRemoveAll
-)
-
-// KindOf is errs.KindOf.
-func KindOf(err error) Kind { return errs.KindOf(err) }
+// Errors are package errs's: *errs.Error, naming the operation (errs.Op*
+// constants) and the host, with an errs.Kind. There are no aliases here:
+// one spelling everywhere.
 
 // ExitError reports a remote command that ran and did not exit 0.
 type ExitError struct {

@@ -21,13 +21,13 @@ import (
 // The contract every implementation keeps:
 //
 //   - Methods are safe for concurrent use, take the context first, and
-//     return *Error values that name the operation and the host, with a
-//     Kind the caller decides by: KindTransport means the host (not the
-//     command) failed, so the work may go elsewhere for free; KindRemoteExit
+//     return *errs.Error values that name the operation and the host, with a
+//     errs.Kind the caller decides by: errs.KindTransport means the host (not the
+//     command) failed, so the work may go elsewhere for free; errs.KindRemoteExit
 //     is the command's own failure.
 //   - Run starts the command as the leader of a new process group. When
 //     ctx is cancelled, Run kills the whole group before it returns. When
-//     the host is lost instead, the group may live on: the *Error carries
+//     the host is lost instead, the group may live on: the *errs.Error carries
 //     its PGID, for KillOrphan once the host answers again.
 //   - A Marker (working directory, or an exact environment entry) is how
 //     processes are told apart: KillOrphan and KillMarked never touch a
@@ -47,7 +47,7 @@ type Host interface {
 	// trip.
 	Describe(ctx context.Context, mkdirs ...string) (Info, error)
 	// Run runs c to completion. A command that ran and exited non-zero
-	// returns an *Error of KindRemoteExit wrapping an *ExitError.
+	// returns an *errs.Error of errs.KindRemoteExit wrapping an *ExitError.
 	// Cancelling ctx kills the remote process group.
 	Run(ctx context.Context, c *Cmd) error
 	// KillOrphan kills process group pgid if it still carries m, and
@@ -116,7 +116,7 @@ type Cmd struct {
 
 	// Timeout, if positive, bounds how long the command runs once it has
 	// started (one held back in a host's window is not running yet): then
-	// its process group is killed and Run returns a KindTimeout error.
+	// its process group is killed and Run returns an errs.KindTimeout error.
 	Timeout time.Duration
 
 	// OnStart, if set, is called when the command has started, by an

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dsub-dev/dsub/errs"
 )
 
 // LocalHost is the master's own machine as a host, as GNU parallel's -S :
@@ -49,7 +51,7 @@ func (h *LocalHost) Run(ctx context.Context, c *Cmd) error {
 	cc.NoProcessGroup = true // the group is the shell's own: its pid
 	line, err := CommandLine(&cc)
 	if err != nil {
-		return &Error{Op: OpExec, Host: h.name, Kind: KindConfig, Err: err}
+		return &errs.Error{Op: errs.OpExec, Host: h.name, Kind: errs.KindConfig, Err: err}
 	}
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -57,7 +59,7 @@ func (h *LocalHost) Run(ctx context.Context, c *Cmd) error {
 		defer cancel()
 	}
 	if ctx.Err() != nil {
-		return h.ctxErr(ctx, OpExec, "before start")
+		return h.ctxErr(ctx, errs.OpExec, "before start")
 	}
 	cmd := exec.Command("/bin/sh", "-c", line)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -72,7 +74,7 @@ func (h *LocalHost) Run(ctx context.Context, c *Cmd) error {
 	// keep Run waiting for ever once the group is gone.
 	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
-		return &Error{Op: OpExec, Host: h.name, Kind: KindTransport, Err: err}
+		return &errs.Error{Op: errs.OpExec, Host: h.name, Kind: errs.KindTransport, Err: err}
 	}
 	if c.OnStart != nil {
 		c.OnStart()
@@ -85,7 +87,7 @@ func (h *LocalHost) Run(ctx context.Context, c *Cmd) error {
 	case <-ctx.Done():
 	}
 	killLocalGroup(cmd.Process.Pid, done)
-	return h.ctxErr(ctx, OpExec, "command interrupted")
+	return h.ctxErr(ctx, errs.OpExec, "command interrupted")
 }
 
 // killLocalGroup sends TERM to process group pgid, then KILL after up to
@@ -109,12 +111,12 @@ func (h *LocalHost) exitErr(err error) error {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			x.Status, x.Signal = -1, strings.TrimPrefix(unix.SignalName(ws.Signal()), "SIG")
 		}
-		return &Error{Op: OpExec, Host: h.name, Kind: KindRemoteExit, Err: x}
+		return &errs.Error{Op: errs.OpExec, Host: h.name, Kind: errs.KindRemoteExit, Err: x}
 	}
-	return &Error{Op: OpExec, Host: h.name, Kind: KindOther, Err: err}
+	return &errs.Error{Op: errs.OpExec, Host: h.name, Kind: errs.KindOther, Err: err}
 }
 
-func (h *LocalHost) ctxErr(ctx context.Context, op Op, what string) error {
+func (h *LocalHost) ctxErr(ctx context.Context, op errs.Op, what string) error {
 	return ctxError(ctx, op, h.name, what)
 }
 
@@ -132,7 +134,7 @@ func (h *LocalHost) KillMarked(ctx context.Context, m Marker) (int, error) {
 func (h *LocalHost) path(p string) (string, error) {
 	home, err := os.UserHomeDir()
 	if err != nil {
-		return "", &Error{Op: OpSFTP, Path: p, Host: h.name, Kind: KindConfig, Err: err}
+		return "", &errs.Error{Op: errs.OpSFTP, Path: p, Host: h.name, Kind: errs.KindConfig, Err: err}
 	}
 	sp := sftpPath(p)
 	if filepath.IsAbs(sp) {
@@ -141,15 +143,15 @@ func (h *LocalHost) path(p string) (string, error) {
 	return filepath.Join(home, sp), nil
 }
 
-func (h *LocalHost) fsErr(op Op, p string, err error) error {
+func (h *LocalHost) fsErr(op errs.Op, p string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return &Error{Op: op, Path: p, Host: h.name, Kind: KindOther, Err: err}
+	return &errs.Error{Op: op, Path: p, Host: h.name, Kind: errs.KindOther, Err: err}
 }
 
 // do runs f on p made local, wrapping its error.
-func (h *LocalHost) do(op Op, p string, f func(lp string) error) error {
+func (h *LocalHost) do(op errs.Op, p string, f func(lp string) error) error {
 	lp, err := h.path(p)
 	if err != nil {
 		return err
@@ -296,9 +298,9 @@ func (h *LocalHost) Remove(ctx context.Context, p string) error {
 // RemoveAll refuses the home and root directories, as SSHHost's does.
 func (h *LocalHost) RemoveAll(ctx context.Context, p string) error {
 	if q := strings.TrimSuffix(sftpPath(p), "/"); q == "" || q == "." || q == "/" || q == "~" {
-		return &Error{Op: OpRemoveAll, Host: h.name, Kind: KindConfig, Err: fmt.Errorf("refusing to remove %q: the home or root directory", p)}
+		return &errs.Error{Op: errs.OpRemoveAll, Host: h.name, Kind: errs.KindConfig, Err: fmt.Errorf("refusing to remove %q: the home or root directory", p)}
 	}
-	return h.do(OpRemoveAll, p, os.RemoveAll)
+	return h.do(errs.OpRemoveAll, p, os.RemoveAll)
 }
 
 func (h *LocalHost) Rename(ctx context.Context, from, to string) error {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dsub-dev/dsub/errs"
 )
 
 // alive reports whether process pid exists (and is not a zombie).
@@ -44,7 +46,7 @@ func TestLocalHostRun(t *testing.T) {
 	var out bytes.Buffer
 	err := h.Run(ctx, &Cmd{Argv: []string{"sh", "-c", `echo "$X $(pwd) $(cat)"; exit 3`}, Env: map[string]string{"X": "it's"}, Dir: dir, Stdin: strings.NewReader("in"), Stdout: &out})
 	var x *ExitError
-	if !errors.As(err, &x) || x.Status != 3 || KindOf(err) != KindRemoteExit {
+	if !errors.As(err, &x) || x.Status != 3 || errs.KindOf(err) != errs.KindRemoteExit {
 		t.Fatalf("Run = %v, want exit status 3", err)
 	}
 	if got := strings.TrimSpace(out.String()); got != "it's "+dir+" in" {
@@ -68,14 +70,14 @@ func TestLocalHostRun(t *testing.T) {
 		t.Fatal("the job never started")
 	}
 	cancel()
-	if err := <-done; KindOf(err) != KindCanceled {
-		t.Errorf("cancelled Run = %v, want KindCanceled", err)
+	if err := <-done; errs.KindOf(err) != errs.KindCanceled {
+		t.Errorf("cancelled Run = %v, want errs.KindCanceled", err)
 	}
 	waitGone(t, pid)
 
-	// Timeout: KindTimeout, from the command's start.
-	if err := h.Run(ctx, &Cmd{Shell: "sleep 30", Timeout: 200 * time.Millisecond}); KindOf(err) != KindTimeout {
-		t.Errorf("Run past its timeout = %v, want KindTimeout", err)
+	// Timeout: errs.KindTimeout, from the command's start.
+	if err := h.Run(ctx, &Cmd{Shell: "sleep 30", Timeout: 200 * time.Millisecond}); errs.KindOf(err) != errs.KindTimeout {
+		t.Errorf("Run past its timeout = %v, want errs.KindTimeout", err)
 	}
 }
 
@@ -128,7 +130,7 @@ func TestLocalHostFiles(t *testing.T) {
 	if m, err := h.Glob(ctx, "a/*/f"); err != nil || len(m) != 1 || m[0] != "a/b/f" {
 		t.Errorf("Glob = %q, %v", m, err)
 	}
-	if err := h.RemoveAll(ctx, "~"); KindOf(err) != KindConfig {
+	if err := h.RemoveAll(ctx, "~"); errs.KindOf(err) != errs.KindConfig {
 		t.Errorf("RemoveAll(~) = %v, want refused", err)
 	}
 	if err := h.RemoveAll(ctx, "~/a"); err != nil {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dsub-dev/dsub/errs"
 )
 
 // Info is what Probe learns about a host.
@@ -60,14 +62,14 @@ func DescribeShell(ctx context.Context, h Runner, mkdirs ...string) (Info, error
 	}
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	if len(lines) < 4 {
-		return Info{}, &Error{Op: OpProbe, Host: h.Name(), Err: fmt.Errorf("unexpected uname/nproc output %q", out.String())}
+		return Info{}, &errs.Error{Op: errs.OpProbe, Host: h.Name(), Err: fmt.Errorf("unexpected uname/nproc output %q", out.String())}
 	}
 	info := Info{OS: strings.ToLower(strings.TrimSpace(lines[0])), Arch: GoArch(strings.TrimSpace(lines[1])), Home: lines[3]}
 	info.CPUs, _ = strconv.Atoi(strings.TrimSpace(lines[2]))
 	// What the host says becomes a local file name (dsub-<os>-<arch>)
 	// and a build target: only Go's own names are taken.
 	if !knownOS[info.OS] || !knownArch[info.Arch] {
-		return Info{}, &Error{Op: OpProbe, Host: h.Name(), Kind: KindConfig,
+		return Info{}, &errs.Error{Op: errs.OpProbe, Host: h.Name(), Kind: errs.KindConfig,
 			Err: fmt.Errorf("platform %q/%q is none that Go builds for", visibleASCII(info.OS), visibleASCII(info.Arch))}
 	}
 	return info, nil

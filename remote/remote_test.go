@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/remote"
 	"github.com/dsub-dev/dsub/testenv"
 )
@@ -121,7 +122,7 @@ func TestShellLineAndEnvAndDir(t *testing.T) {
 	if out != want {
 		t.Errorf("got %q, want %q", out, want)
 	}
-	if _, _, err := run(t, h, &remote.Cmd{Argv: []string{"true"}, Env: map[string]string{"BAD-NAME": "x"}}); remote.KindOf(err) != remote.KindConfig {
+	if _, _, err := run(t, h, &remote.Cmd{Argv: []string{"true"}, Env: map[string]string{"BAD-NAME": "x"}}); errs.KindOf(err) != errs.KindConfig {
 		t.Errorf("invalid env name: err = %v, want config error", err)
 	}
 }
@@ -146,7 +147,7 @@ func TestExitStatusSignalAndStreams(t *testing.T) {
 			}
 			var ee *remote.ExitError
 			if tt.status != 0 {
-				if !errors.As(err, &ee) || ee.Signal != tt.signal || remote.KindOf(err) != remote.KindRemoteExit {
+				if !errors.As(err, &ee) || ee.Signal != tt.signal || errs.KindOf(err) != errs.KindRemoteExit {
 					t.Errorf("err = %#v, want remote exit with signal %q", err, tt.signal)
 				}
 				if !strings.Contains(err.Error(), "on h01") {
@@ -196,7 +197,7 @@ func TestCancelKillsRemoteProcessGroup(t *testing.T) {
 	start := time.Now()
 	cancel()
 	err := <-errc
-	if remote.KindOf(err) != remote.KindCanceled {
+	if errs.KindOf(err) != errs.KindCanceled {
 		t.Errorf("err = %v, want canceled", err)
 	}
 	t.Logf("cancel to killed: %s", time.Since(start).Round(time.Millisecond))
@@ -241,8 +242,8 @@ func TestKillOrphan(t *testing.T) {
 			time.Sleep(100 * time.Millisecond) // the process-group report precedes the sleeps, but travels separately
 			lost.Close()                       // the connection is lost; the processes are not
 			err := <-errc
-			var re *remote.Error
-			if !errors.As(err, &re) || re.Kind != remote.KindTransport || re.PGID <= 1 {
+			var re *errs.Error
+			if !errors.As(err, &re) || re.Kind != errs.KindTransport || re.PGID <= 1 {
 				t.Fatalf("err = %v (%+v), want a transport error with the process group", err, re)
 			}
 			time.Sleep(200 * time.Millisecond)
@@ -331,7 +332,7 @@ func TestKillMarked(t *testing.T) {
 		t.Errorf("KillMarked with nothing left = %d, %v", n, err)
 	}
 	for _, bad := range []remote.Marker{{Dir: "/"}, {}, {Dir: "~"}, {Env: "DSUB_RUN="}, {Env: "DSUB_RUN"}} {
-		if _, err := h.KillMarked(ctx, bad); remote.KindOf(err) != remote.KindConfig {
+		if _, err := h.KillMarked(ctx, bad); errs.KindOf(err) != errs.KindConfig {
 			t.Errorf("KillMarked(%+v) = %v, want a config error", bad, err)
 		}
 	}
@@ -454,7 +455,7 @@ func TestHostKeyChecking(t *testing.T) {
 		d := &remote.Dialer{NoAgent: true, AcceptNew: true} // accept-new never overrides a mismatch
 		err := d.Host(cfg).Run(ctx, &remote.Cmd{Argv: []string{"touch", "should-not-exist"}})
 		var hk *remote.HostKeyError
-		if remote.KindOf(err) != remote.KindHostKey || !errors.As(err, &hk) || !hk.Changed {
+		if errs.KindOf(err) != errs.KindHostKey || !errors.As(err, &hk) || !hk.Changed {
 			t.Fatalf("err = %v, want host key mismatch", err)
 		}
 		if !strings.Contains(err.Error(), "HOST KEY MISMATCH") || !strings.Contains(err.Error(), "ssh-keygen -R") {
@@ -471,7 +472,7 @@ func TestHostKeyChecking(t *testing.T) {
 		kh := filepath.Join(t.TempDir(), "sub", "known_hosts") // does not exist yet
 		cfg.KnownHosts = []string{kh}
 		err := (&remote.Dialer{NoAgent: true}).Host(cfg).Run(ctx, &remote.Cmd{Argv: []string{"true"}})
-		if remote.KindOf(err) != remote.KindHostKey || !strings.Contains(err.Error(), "unknown host") ||
+		if errs.KindOf(err) != errs.KindHostKey || !strings.Contains(err.Error(), "unknown host") ||
 			!strings.Contains(err.Error(), "SHA256:") || !strings.Contains(err.Error(), "ssh-keyscan") || !strings.Contains(err.Error(), "--accept-new") {
 			t.Fatalf("unknown host: err = %v", err)
 		}
@@ -516,8 +517,8 @@ func TestHostKeyChecking(t *testing.T) {
 		cfg.KnownHosts = []string{writeKnownHosts(t, "@revoked "+entry+" "+h1.HostKey+"\n"+entry+" "+h1.HostKey)}
 		d := &remote.Dialer{NoAgent: true, AcceptNew: true}
 		err := d.Host(cfg).Run(ctx, &remote.Cmd{Argv: []string{"true"}})
-		if remote.KindOf(err) != remote.KindHostKey || !strings.Contains(err.Error(), "refused") {
-			t.Fatalf("revoked key: err = %v (kind %v), want a host key (trust) error", err, remote.KindOf(err))
+		if errs.KindOf(err) != errs.KindHostKey || !strings.Contains(err.Error(), "refused") {
+			t.Fatalf("revoked key: err = %v (kind %v), want a host key (trust) error", err, errs.KindOf(err))
 		}
 	})
 	t.Run("global known hosts pin the key", func(t *testing.T) {
@@ -580,22 +581,22 @@ func TestAuthErrors(t *testing.T) {
 	tests := []struct {
 		name  string
 		files []string
-		kind  remote.Kind
+		kind  errs.Kind
 		want  string
 	}{
-		{"wrong key", []string{other}, remote.KindAuth, "unable to authenticate"},
+		{"wrong key", []string{other}, errs.KindAuth, "unable to authenticate"},
 		// No usable key at all is the configuration's fault (exit 2).
-		{"passphrase", []string{locked}, remote.KindConfig, "passphrase-protected and no ssh-agent holds it"},
-		{"missing", []string{filepath.Join(dir, "nope")}, remote.KindConfig, "not found"},
-		{"readable by others", []string{openKey}, remote.KindConfig, "UNPROTECTED PRIVATE KEY FILE! Permissions 0644"},
+		{"passphrase", []string{locked}, errs.KindConfig, "passphrase-protected and no ssh-agent holds it"},
+		{"missing", []string{filepath.Join(dir, "nope")}, errs.KindConfig, "not found"},
+		{"readable by others", []string{openKey}, errs.KindConfig, "UNPROTECTED PRIVATE KEY FILE! Permissions 0644"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := hostConfig(t, "h01")
 			cfg.IdentityFiles = tt.files
 			err := (&remote.Dialer{NoAgent: true}).Host(cfg).Run(context.Background(), &remote.Cmd{Argv: []string{"true"}})
-			if remote.KindOf(err) != tt.kind || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("err = %v (kind %v), want %v containing %q", err, remote.KindOf(err), tt.kind, tt.want)
+			if errs.KindOf(err) != tt.kind || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v (kind %v), want %v containing %q", err, errs.KindOf(err), tt.kind, tt.want)
 			}
 		})
 	}
@@ -617,7 +618,7 @@ func TestPausedHostTimesOut(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	err := h.Run(tctx, &remote.Cmd{Argv: []string{"true"}})
-	if k := remote.KindOf(err); k != remote.KindTimeout {
+	if k := errs.KindOf(err); k != errs.KindTimeout {
 		t.Errorf("err = %v (kind %v), want timeout", err, k)
 	}
 	if d := time.Since(start); d > 6*time.Second {
@@ -658,8 +659,8 @@ func TestKeepaliveDetectsHungConnection(t *testing.T) {
 	}
 	t.Logf("hung connection declared dead after %s (keepalive 1s, 3 misses)", time.Since(start).Round(time.Millisecond))
 	err := h.Run(ctx, &remote.Cmd{Argv: []string{"true"}})
-	if remote.KindOf(err) != remote.KindTransport || !strings.Contains(err.Error(), "connect timeout") {
-		t.Errorf("err = %v (kind %v), want transport with connect timeout", err, remote.KindOf(err))
+	if errs.KindOf(err) != errs.KindTransport || !strings.Contains(err.Error(), "connect timeout") {
+		t.Errorf("err = %v (kind %v), want transport with connect timeout", err, errs.KindOf(err))
 	}
 }
 
@@ -723,7 +724,7 @@ func TestFileOperations(t *testing.T) {
 	if _, err := h.Stat(ctx, base); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("after RemoveAll: %v", err)
 	}
-	if err := h.RemoveAll(ctx, "~"); remote.KindOf(err) != remote.KindConfig {
+	if err := h.RemoveAll(ctx, "~"); errs.KindOf(err) != errs.KindConfig {
 		t.Errorf("RemoveAll(~) = %v, want refusal", err)
 	}
 }
@@ -813,7 +814,7 @@ func TestQueuedHostIsNotTimedOut(t *testing.T) {
 	for _, name := range []string{"h01", "h02", "h03"} {
 		queued = append(queued, dial(name, 3*time.Second))
 	}
-	if err := <-paused; remote.KindOf(err) != remote.KindTransport || !strings.Contains(err.Error(), "connect timeout") {
+	if err := <-paused; errs.KindOf(err) != errs.KindTransport || !strings.Contains(err.Error(), "connect timeout") {
 		t.Errorf("paused h04: %v, want its own connect timeout", err)
 	}
 	for i, errc := range queued {

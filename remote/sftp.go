@@ -16,6 +16,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pkg/sftp"
+
+	"github.com/dsub-dev/dsub/errs"
 )
 
 // sftpPath maps "~/x" to "x": sftp-server starts in the home directory, so
@@ -63,7 +65,7 @@ func (h *SSHHost) sftpClient(ctx context.Context) (*sftp.Client, error) {
 				}
 			}
 			h.release(c)
-			return nil, &Error{Op: OpSFTP, Host: h.cfg.Name, Kind: KindTransport, Err: err}
+			return nil, &errs.Error{Op: errs.OpSFTP, Host: h.cfg.Name, Kind: errs.KindTransport, Err: err}
 		}
 		h.sftp, h.sftpConn = cl, c
 		go func() {
@@ -98,13 +100,13 @@ func newSFTPClient(cl *ssh.Client) (*sftp.Client, error) {
 
 // fsErr wraps a file operation's error, classifying a lost connection as a
 // transport error.
-func (h *SSHHost) fsErr(op Op, p string, err error) error {
+func (h *SSHHost) fsErr(op errs.Op, p string, err error) error {
 	if err == nil {
 		return nil
 	}
-	kind := KindOther
+	kind := errs.KindOther
 	if errors.Is(err, sftp.ErrSSHFxConnectionLost) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		kind = KindTransport
+		kind = errs.KindTransport
 		h.sftpMu.Lock()
 		if h.sftp != nil {
 			h.sftp.Close()
@@ -112,12 +114,12 @@ func (h *SSHHost) fsErr(op Op, p string, err error) error {
 		}
 		h.sftpMu.Unlock()
 	}
-	return &Error{Op: op, Path: p, Host: h.cfg.Name, Kind: kind, Err: err}
+	return &errs.Error{Op: op, Path: p, Host: h.cfg.Name, Kind: kind, Err: err}
 }
 
 // withSFTP runs f with the SFTP client; cancelling ctx aborts f by closing
 // the client (the next call opens a new one).
-func (h *SSHHost) withSFTP(ctx context.Context, op Op, p string, f func(*sftp.Client) error) error {
+func (h *SSHHost) withSFTP(ctx context.Context, op errs.Op, p string, f func(*sftp.Client) error) error {
 	cl, err := h.sftpClient(ctx)
 	if err != nil {
 		return err
@@ -132,7 +134,7 @@ func (h *SSHHost) withSFTP(ctx context.Context, op Op, p string, f func(*sftp.Cl
 	})
 	err = f(cl)
 	if !stop() {
-		e := h.ctxErr(ctx, op, "interrupted").(*Error)
+		e := h.ctxErr(ctx, op, "interrupted").(*errs.Error)
 		e.Path = p
 		return e
 	}
@@ -281,13 +283,13 @@ func (h *SSHHost) Remove(ctx context.Context, p string) error {
 // error. The home and root directories are refused.
 func (h *SSHHost) RemoveAll(ctx context.Context, p string) error {
 	if q := strings.TrimSuffix(sftpPath(p), "/"); q == "" || q == "." || q == "/" || q == "~" {
-		return &Error{Op: OpRemoveAll, Host: h.cfg.Name, Kind: KindConfig, Err: fmt.Errorf("refusing to remove %q: the home or root directory", p)}
+		return &errs.Error{Op: errs.OpRemoveAll, Host: h.cfg.Name, Kind: errs.KindConfig, Err: fmt.Errorf("refusing to remove %q: the home or root directory", p)}
 	}
 	errb := NewCappedBuffer(4 << 10)
 	if err := h.Run(ctx, &Cmd{Shell: "rm -rf -- " + QuotePath(p), NoProcessGroup: true, Stderr: errb}); err != nil {
-		var e *Error
-		if errors.As(err, &e) && e.Kind == KindRemoteExit {
-			return &Error{Op: OpRemoveAll, Host: h.cfg.Name, Kind: KindRemoteExit, Err: fmt.Errorf("%s: %s", p, strings.TrimSpace(errb.String()))}
+		var e *errs.Error
+		if errors.As(err, &e) && e.Kind == errs.KindRemoteExit {
+			return &errs.Error{Op: errs.OpRemoveAll, Host: h.cfg.Name, Kind: errs.KindRemoteExit, Err: fmt.Errorf("%s: %s", p, strings.TrimSpace(errb.String()))}
 		}
 		return err
 	}

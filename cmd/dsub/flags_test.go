@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/remote"
 )
 
@@ -153,10 +154,10 @@ func TestJobsSetsDefaultSlots(t *testing.T) {
 // for a host that did not run the command.
 func TestMaxStatus(t *testing.T) {
 	exit := func(n int) error {
-		return &remote.Error{Kind: remote.KindRemoteExit, Err: &remote.ExitError{Status: n}}
+		return &errs.Error{Kind: errs.KindRemoteExit, Err: &remote.ExitError{Status: n}}
 	}
-	killed := &remote.Error{Kind: remote.KindRemoteExit, Err: &remote.ExitError{Status: -1, Signal: "KILL"}}
-	lost := &remote.Error{Op: "connect", Kind: remote.KindTransport, Err: errors.New("refused")}
+	killed := &errs.Error{Kind: errs.KindRemoteExit, Err: &remote.ExitError{Status: -1, Signal: "KILL"}}
+	lost := &errs.Error{Op: errs.OpConnect, Kind: errs.KindTransport, Err: errors.New("refused")}
 	tests := []struct {
 		errs []error
 		want int

@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/internal/hostrange"
-	"github.com/dsub-dev/dsub/remote"
 )
 
 func newPingCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -76,7 +76,7 @@ open connection, dsub's slots for the host, and any error.` + exitHelp,
 			for _, r := range res {
 				if r.Err != nil {
 					bad = append(bad, r.Host)
-					config = config || remote.KindOf(r.Err) == remote.KindConfig
+					config = config || errs.KindOf(r.Err) == errs.KindConfig
 				}
 			}
 			fmt.Fprintf(stderr, "dsub ping: %d of %s failed: %s\n", failed, plural(len(res), "host"), hostrange.Fold(bad))
@@ -116,7 +116,7 @@ func authCell(r distributor.PingResult) string {
 	switch {
 	case r.AuthOK:
 		return "yes"
-	case remote.KindOf(r.Err) == remote.KindHostKey:
+	case errs.KindOf(r.Err) == errs.KindHostKey:
 		return "hostkey"
 	case r.Reachable:
 		return "no"

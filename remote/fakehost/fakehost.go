@@ -165,7 +165,7 @@ func (h *Host) takeSlot(ctx context.Context, c *remote.Cmd) error {
 		select {
 		case <-time.After(h.opts.Transit(n)):
 		case <-ctx.Done():
-			return h.err("exec", remote.KindCanceled, fmt.Errorf("not sent: %w", ctx.Err()))
+			return h.err("exec", errs.KindCanceled, fmt.Errorf("not sent: %w", ctx.Err()))
 		}
 	}
 	h.mu.Lock()
@@ -193,7 +193,7 @@ func (h *Host) takeSlot(ctx context.Context, c *remote.Cmd) error {
 			if i < 0 {
 				h.freeSlot() // given to it as it gave up
 			}
-			return h.err("exec", remote.KindCanceled, fmt.Errorf("not started: %w", ctx.Err()))
+			return h.err("exec", errs.KindCanceled, fmt.Errorf("not started: %w", ctx.Err()))
 		}
 	}
 	if c.OnStart != nil {
@@ -246,7 +246,7 @@ func (h *Host) Down() {
 	h.loseLocked()
 }
 
-// Refuse makes every operation fail with err (say an *remote.Error of
+// Refuse makes every operation fail with err (say an *errs.Error of
 // KindAuth) until Restore.
 func (h *Host) Refuse(err error) {
 	h.mu.Lock()
@@ -300,21 +300,21 @@ func (h *Host) Connects() int {
 
 func (h *Host) Name() string { return h.name }
 
-func (h *Host) err(op remote.Op, kind remote.Kind, err error) error {
-	return &remote.Error{Op: op, Host: h.name, Kind: kind, Err: err}
+func (h *Host) err(op errs.Op, kind errs.Kind, err error) error {
+	return &errs.Error{Op: op, Host: h.name, Kind: kind, Err: err}
 }
 
 // check fails when the host cannot be reached.
-func (h *Host) check(op remote.Op) error {
+func (h *Host) check(op errs.Op) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
 	case h.refuse != nil:
 		return h.refuse
 	case h.closed:
-		return h.err(op, remote.KindTransport, errors.New("host closed"))
+		return h.err(op, errs.KindTransport, errors.New("host closed"))
 	case h.down:
-		return h.err(op, remote.KindTransport, errors.New("connection lost"))
+		return h.err(op, errs.KindTransport, errors.New("connection lost"))
 	}
 	return nil
 }
@@ -391,19 +391,19 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 	case err := <-done:
 		if h.isHung() {
 			<-lost // the exit status never arrives; the connection is found dead
-			return &remote.Error{Op: errs.OpExec, Host: h.name, Kind: remote.KindTransport, Err: errors.New("connection lost"), PGID: p.PGID}
+			return &errs.Error{Op: errs.OpExec, Host: h.name, Kind: errs.KindTransport, Err: errors.New("connection lost"), PGID: p.PGID}
 		}
 		return h.exitErr(err)
 	case <-lost:
-		return &remote.Error{Op: errs.OpExec, Host: h.name, Kind: remote.KindTransport, Err: errors.New("connection lost"), PGID: p.PGID}
+		return &errs.Error{Op: errs.OpExec, Host: h.name, Kind: errs.KindTransport, Err: errors.New("connection lost"), PGID: p.PGID}
 	case <-ctx.Done():
 		p.kill()
 		if err := <-done; err == nil {
 			return nil // it finished before the kill landed
 		}
-		kind := remote.KindCanceled
+		kind := errs.KindCanceled
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			kind = remote.KindTimeout
+			kind = errs.KindTimeout
 		}
 		return h.err("exec", kind, ctx.Err())
 	}
@@ -434,13 +434,13 @@ func (h *Host) exitErr(err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &ee):
-		return h.err("exec", remote.KindRemoteExit, ee)
+		return h.err("exec", errs.KindRemoteExit, ee)
 	}
-	var re *remote.Error
+	var re *errs.Error
 	if errors.As(err, &re) {
 		return err
 	}
-	return h.err("exec", remote.KindOther, err)
+	return h.err("exec", errs.KindOther, err)
 }
 
 // marked reports whether p carries m.
@@ -469,7 +469,7 @@ func (h *Host) KillOrphan(ctx context.Context, pgid int, m remote.Marker) (bool,
 
 func (h *Host) KillMarked(ctx context.Context, m remote.Marker) (int, error) {
 	if m == (remote.Marker{}) {
-		return 0, h.err("kill", remote.KindConfig, errors.New("an empty marker would match everything"))
+		return 0, h.err("kill", errs.KindConfig, errors.New("an empty marker would match everything"))
 	}
 	if err := h.check("kill"); err != nil {
 		return 0, err
@@ -493,7 +493,7 @@ func (h *Host) killWait(ctx context.Context, p *Proc) error {
 	case <-p.exited:
 		return nil
 	case <-ctx.Done():
-		return h.err("kill", remote.KindTimeout, ctx.Err())
+		return h.err("kill", errs.KindTimeout, ctx.Err())
 	}
 }
 
@@ -531,12 +531,12 @@ func (h *Host) abs(p string) string {
 	return path.Clean(p)
 }
 
-func (h *Host) fsErr(op remote.Op, p string, err error) error {
-	return h.err(op, remote.KindRemoteExit, &fs.PathError{Op: string(op), Path: p, Err: err})
+func (h *Host) fsErr(op errs.Op, p string, err error) error {
+	return h.err(op, errs.KindRemoteExit, &fs.PathError{Op: string(op), Path: p, Err: err})
 }
 
 // lookup returns the entry at p (following a final symlink if follow).
-func (h *Host) lookup(op remote.Op, p string, follow bool) (*file, error) {
+func (h *Host) lookup(op errs.Op, p string, follow bool) (*file, error) {
 	if err := h.check(op); err != nil {
 		return nil, err
 	}
@@ -631,7 +631,7 @@ func (h *Host) Glob(ctx context.Context, pattern string) ([]string, error) {
 	var out []string
 	for name := range h.files {
 		if ok, err := path.Match(pat, name); err != nil {
-			return nil, h.err("glob", remote.KindConfig, err)
+			return nil, h.err("glob", errs.KindConfig, err)
 		} else if ok {
 			out = append(out, name)
 		}
@@ -651,7 +651,7 @@ func (h *Host) Chmod(ctx context.Context, p string, perm fs.FileMode) error {
 	return nil
 }
 
-func (h *Host) put(op remote.Op, p string, f *file) error {
+func (h *Host) put(op errs.Op, p string, f *file) error {
 	if err := h.check(op); err != nil {
 		return err
 	}
@@ -687,7 +687,7 @@ func (h *Host) UploadVia(ctx context.Context, p, tmp string, src io.Reader, perm
 	var b bytes.Buffer
 	n, err := io.Copy(&b, src)
 	if err != nil {
-		return n, h.err("upload", remote.KindOther, err)
+		return n, h.err("upload", errs.KindOther, err)
 	}
 	return n, h.WriteFile(ctx, p, b.Bytes(), perm)
 }
@@ -728,7 +728,7 @@ func (h *Host) RemoveAll(ctx context.Context, p string) error {
 	defer h.mu.Unlock()
 	a := h.abs(p)
 	if a == "/" || a == h.opts.Info.Home {
-		return h.err("remove-all", remote.KindConfig, fmt.Errorf("refusing to remove %q", p))
+		return h.err("remove-all", errs.KindConfig, fmt.Errorf("refusing to remove %q", p))
 	}
 	for name := range h.files {
 		if name == a || strings.HasPrefix(name, a+"/") {
