@@ -823,3 +823,51 @@ func TestQueuedHostIsNotTimedOut(t *testing.T) {
 		}
 	}
 }
+
+// Through a jump host the same holds: a host waiting for one of the jump
+// host's handshake places (PerJump) is not timed out while it waits. One
+// place (PerJump 1) is held by a paused target for its whole 6 s; the
+// targets queued behind it, with 3 s each, connect once it is free
+// (through a jump host 50 ms away, 350 of 500 hosts once failed so).
+func TestQueuedBehindJumpIsNotTimedOut(t *testing.T) {
+	needCluster(t)
+	ctx := context.Background()
+	if err := cluster.Pause(ctx, "h04"); err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Unpause(ctx, "h04")
+	j, _ := cluster.Host("h01")
+	d := &remote.Dialer{NoAgent: true, PerJump: 1}
+	defer d.Close()
+	dial := func(name string, timeout time.Duration) <-chan error {
+		h, _ := cluster.Host(name)
+		cfg := hostConfig(t, name)
+		cfg.ProxyJump = []remote.Jump{{User: j.User, Host: j.Addr, Port: j.Port}}
+		if cluster.Backend == testenv.Docker {
+			cfg.Host, cfg.Port = name, 22 // by name on the cluster network
+			cfg.KnownHosts = []string{writeKnownHosts(t, fmt.Sprintf("[%s]:%d %s", j.Addr, j.Port, j.HostKey), name+" "+h.HostKey)}
+		}
+		cfg.ConnectTimeout = timeout
+		rh := d.Host(cfg)
+		t.Cleanup(func() { rh.Close() })
+		errc := make(chan error, 1)
+		go func() { errc <- rh.Connect(ctx) }()
+		return errc
+	}
+	// The jump host's own connection first, so that the paused target
+	// is what holds the one place.
+	if err := <-dial("h02", 30*time.Second); err != nil {
+		t.Fatalf("h02 through h01: %v", err)
+	}
+	paused := dial("h04", 6*time.Second)
+	time.Sleep(300 * time.Millisecond) // h04 takes the one place
+	queued := []<-chan error{dial("h03", 3*time.Second)}
+	if err := <-paused; err == nil {
+		t.Errorf("paused h04 through h01 connected")
+	}
+	for _, errc := range queued {
+		if err := <-errc; err != nil {
+			t.Errorf("h03, queued behind h04 at the jump host: %v; want connected once its turn came", err)
+		}
+	}
+}
