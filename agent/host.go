@@ -89,7 +89,7 @@ func (h *Host) startLocked(ctx context.Context) (*Client, error) {
 		stop()
 		var ve *VersionError
 		if errors.As(err, &ve) {
-			return nil, &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindConfig, Err: err}
+			return nil, errs.E(errs.OpExec, h.Name(), errs.KindConfig, err)
 		}
 		select {
 		case serr := <-ended:
@@ -98,7 +98,7 @@ func (h *Host) startLocked(ctx context.Context) (*Client, error) {
 			}
 		case <-time.After(time.Second):
 		}
-		return nil, &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindOf(err), Err: fmt.Errorf("start the agent: %w", err)}
+		return nil, errs.E(errs.OpExec, h.Name(), errs.KindOf(err), fmt.Errorf("start the agent: %w", err))
 	}
 	h.stop = stop
 	return c, nil
@@ -141,14 +141,14 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 		return h.Host.Run(ctx, c)
 	}
 	if err := remote.ValidCmd(c); err != nil {
-		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindConfig, Err: err}
+		return errs.E(errs.OpExec, h.Name(), errs.KindConfig, err)
 	}
 	cl, err := h.agent(ctx)
 	if err != nil {
 		if errs.KindOf(err) == errs.KindConfig {
 			return err
 		}
-		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindTransport, Err: err}
+		return errs.E(errs.OpExec, h.Name(), errs.KindTransport, err)
 	}
 	job := Job{Start: StartMsg{Argv: c.Argv, Shell: c.Shell, Env: c.Env, Dir: c.Dir}, Stdin: c.Stdin, Stdout: c.Stdout, Stderr: c.Stderr, Sent: c.OnQueued}
 	// The job's time limit runs from when it starts at the agent, not
@@ -184,7 +184,7 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 		if cause := context.Cause(ctx); errors.Is(cause, context.DeadlineExceeded) || cause == errTimedOut {
 			kind = errs.KindTimeout
 		}
-		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: kind, Err: fmt.Errorf("command interrupted: %w", context.Cause(ctx))}
+		return errs.E(errs.OpExec, h.Name(), kind, fmt.Errorf("command interrupted: %w", context.Cause(ctx)))
 	case err != nil:
 		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindTransport, Err: err, PGID: pgid}
 	case m.Error != "":

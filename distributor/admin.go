@@ -102,9 +102,9 @@ func (c *Cluster) Exec(ctx context.Context, cmd remote.Cmd, timeout time.Duratio
 func execTimeout(host string, timeout time.Duration, err error) error {
 	var e *errs.Error
 	if errors.As(err, &e) && e.Op == errs.OpConnect {
-		return &errs.Error{Op: errs.OpConnect, Host: host, Kind: errs.KindTimeout, Err: fmt.Errorf("timed out after %s while connecting", timeout)}
+		return errs.E(errs.OpConnect, host, errs.KindTimeout, fmt.Errorf("timed out after %s while connecting", timeout))
 	}
-	return &errs.Error{Op: errs.OpExec, Host: host, Kind: errs.KindTimeout, Err: fmt.Errorf("timed out after %s; its remote processes were killed", timeout)}
+	return errs.E(errs.OpExec, host, errs.KindTimeout, fmt.Errorf("timed out after %s; its remote processes were killed", timeout))
 }
 
 // CleanResult is what Clean did on one host.

@@ -54,18 +54,18 @@ func (r *Run) hook(ctx context.Context, h *runHost, op errs.Op, line string) (Ho
 		if t := strings.TrimSpace(tail.Tail()); t != "" {
 			why += ": " + t[strings.LastIndexByte(t, '\n')+1:] // its last line
 		}
-		err = &errs.Error{Op: op, Host: h.m.Name(), Kind: errs.KindRemoteExit, Err: fmt.Errorf("%s (%s)", why, errPath)}
+		err = errs.E(op, h.m.Name(), errs.KindRemoteExit, fmt.Errorf("%s (%s)", why, errPath))
 	case errs.KindOf(err) == errs.KindTimeout:
-		err = &errs.Error{Op: op, Host: h.m.Name(), Kind: errs.KindTimeout, Err: errors.New("did not end in its time and was killed")}
+		err = errs.E(op, h.m.Name(), errs.KindTimeout, errors.New("did not end in its time and was killed"))
 	default:
-		err = &errs.Error{Op: op, Host: h.m.Name(), Kind: errs.KindOf(err), Err: err}
+		err = errs.E(op, h.m.Name(), errs.KindOf(err), err)
 	}
 	rec.Error = err.Error()
 	return rec, err
 }
 
 func recordsErrHost(op errs.Op, host string, err error) error {
-	return &errs.Error{Op: op, Host: host, Kind: errs.KindLocal, Err: fmt.Errorf("%w: %v", ErrRecords, err)}
+	return errs.E(op, host, errs.KindLocal, fmt.Errorf("%w: %v", ErrRecords, err))
 }
 
 func closeAll(fs ...*os.File) {

@@ -232,7 +232,7 @@ func (g *getter) run(ctx context.Context, remotePath, dir string) error {
 			return err
 		}
 		if len(matches) == 0 {
-			return &errs.Error{Op: errs.OpGet, Host: g.h.Name(), Kind: errs.KindRemoteExit, Err: fmt.Errorf("no file matches %s", remotePath)}
+			return errs.E(errs.OpGet, g.h.Name(), errs.KindRemoteExit, fmt.Errorf("no file matches %s", remotePath))
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {

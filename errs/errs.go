@@ -98,6 +98,13 @@ type Error struct {
 	PGID int
 }
 
+// E is the error of op on host, of kind, wrapping err: the one
+// constructor for the common case (the fields it does not take, Path,
+// Job, Hint and PGID, are set on what it returns).
+func E(op Op, host string, kind Kind, err error) *Error {
+	return &Error{Op: op, Host: host, Kind: kind, Err: err}
+}
+
 // Error reads "op path on host, job N: err".
 func (e *Error) Error() string {
 	var b strings.Builder

@@ -125,11 +125,11 @@ func (d *Dialer) dial(parent context.Context, cfg *Config) (*ssh.Client, error) 
 	auth, err := d.authMethod(cfg)
 	if err != nil {
 		// Nothing local to authenticate with: fix the configuration.
-		return nil, &errs.Error{Op: errs.OpConnect, Host: cfg.Name, Kind: errs.KindConfig, Err: err}
+		return nil, errs.E(errs.OpConnect, cfg.Name, errs.KindConfig, err)
 	}
 	hkcb, algos, err := d.hostKeyCallback(cfg)
 	if err != nil {
-		return nil, &errs.Error{Op: errs.OpConnect, Host: cfg.Name, Kind: errs.KindConfig, Err: err}
+		return nil, errs.E(errs.OpConnect, cfg.Name, errs.KindConfig, err)
 	}
 	sc := &ssh.ClientConfig{
 		User:              cfg.User,
@@ -162,7 +162,7 @@ func (d *Dialer) dial(parent context.Context, cfg *Config) (*ssh.Client, error) 
 // makes it a timeout or a cancellation; the host's own connect timeout
 // means it did not answer in time, a transport failure), and the hints.
 func (d *Dialer) dialError(parent context.Context, cfg *Config, kind errs.Kind, err error) error {
-	e := &errs.Error{Op: errs.OpConnect, Host: cfg.Name, Kind: kind, Err: err}
+	e := errs.E(errs.OpConnect, cfg.Name, kind, err)
 	// The caller's deadline may have passed a moment before its context
 	// says so (the connection's deadline fired first): its time is up.
 	pd, hasPD := parent.Deadline()

@@ -51,7 +51,7 @@ func (h *LocalHost) Run(ctx context.Context, c *Cmd) error {
 	cc.NoProcessGroup = true // the group is the shell's own: its pid
 	line, err := CommandLine(&cc)
 	if err != nil {
-		return &errs.Error{Op: errs.OpExec, Host: h.name, Kind: errs.KindConfig, Err: err}
+		return errs.E(errs.OpExec, h.name, errs.KindConfig, err)
 	}
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -74,7 +74,7 @@ func (h *LocalHost) Run(ctx context.Context, c *Cmd) error {
 	// keep Run waiting for ever once the group is gone.
 	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
-		return &errs.Error{Op: errs.OpExec, Host: h.name, Kind: errs.KindTransport, Err: err}
+		return errs.E(errs.OpExec, h.name, errs.KindTransport, err)
 	}
 	if c.OnStart != nil {
 		c.OnStart()
@@ -111,9 +111,9 @@ func (h *LocalHost) exitErr(err error) error {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			x.Status, x.Signal = -1, strings.TrimPrefix(unix.SignalName(ws.Signal()), "SIG")
 		}
-		return &errs.Error{Op: errs.OpExec, Host: h.name, Kind: errs.KindRemoteExit, Err: x}
+		return errs.E(errs.OpExec, h.name, errs.KindRemoteExit, x)
 	}
-	return &errs.Error{Op: errs.OpExec, Host: h.name, Kind: errs.KindOther, Err: err}
+	return errs.E(errs.OpExec, h.name, errs.KindOther, err)
 }
 
 func (h *LocalHost) ctxErr(ctx context.Context, op errs.Op, what string) error {
@@ -298,7 +298,7 @@ func (h *LocalHost) Remove(ctx context.Context, p string) error {
 // RemoveAll refuses the home and root directories, as SSHHost's does.
 func (h *LocalHost) RemoveAll(ctx context.Context, p string) error {
 	if q := strings.TrimSuffix(sftpPath(p), "/"); q == "" || q == "." || q == "/" || q == "~" {
-		return &errs.Error{Op: errs.OpRemoveAll, Host: h.name, Kind: errs.KindConfig, Err: fmt.Errorf("refusing to remove %q: the home or root directory", p)}
+		return errs.E(errs.OpRemoveAll, h.name, errs.KindConfig, fmt.Errorf("refusing to remove %q: the home or root directory", p))
 	}
 	return h.do(errs.OpRemoveAll, p, os.RemoveAll)
 }

@@ -65,7 +65,7 @@ func (h *SSHHost) sftpClient(ctx context.Context) (*sftp.Client, error) {
 				}
 			}
 			h.release(c)
-			return nil, &errs.Error{Op: errs.OpSFTP, Host: h.cfg.Name, Kind: errs.KindTransport, Err: err}
+			return nil, errs.E(errs.OpSFTP, h.cfg.Name, errs.KindTransport, err)
 		}
 		h.sftp, h.sftpConn = cl, c
 		go func() {
@@ -283,13 +283,13 @@ func (h *SSHHost) Remove(ctx context.Context, p string) error {
 // error. The home and root directories are refused.
 func (h *SSHHost) RemoveAll(ctx context.Context, p string) error {
 	if q := strings.TrimSuffix(sftpPath(p), "/"); q == "" || q == "." || q == "/" || q == "~" {
-		return &errs.Error{Op: errs.OpRemoveAll, Host: h.cfg.Name, Kind: errs.KindConfig, Err: fmt.Errorf("refusing to remove %q: the home or root directory", p)}
+		return errs.E(errs.OpRemoveAll, h.cfg.Name, errs.KindConfig, fmt.Errorf("refusing to remove %q: the home or root directory", p))
 	}
 	errb := NewCappedBuffer(4 << 10)
 	if err := h.Run(ctx, &Cmd{Shell: "rm -rf -- " + QuotePath(p), NoProcessGroup: true, Stderr: errb}); err != nil {
 		var e *errs.Error
 		if errors.As(err, &e) && e.Kind == errs.KindRemoteExit {
-			return &errs.Error{Op: errs.OpRemoveAll, Host: h.cfg.Name, Kind: errs.KindRemoteExit, Err: fmt.Errorf("%s: %s", p, strings.TrimSpace(errb.String()))}
+			return errs.E(errs.OpRemoveAll, h.cfg.Name, errs.KindRemoteExit, fmt.Errorf("%s: %s", p, strings.TrimSpace(errb.String())))
 		}
 		return err
 	}

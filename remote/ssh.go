@@ -130,7 +130,7 @@ func (h *SSHHost) acquire(ctx context.Context) (*conn, error) {
 		h.mu.Lock()
 		if h.closed {
 			h.mu.Unlock()
-			return nil, &errs.Error{Op: errs.OpSession, Host: h.cfg.Name, Kind: errs.KindCanceled, Err: errors.New("host closed")}
+			return nil, errs.E(errs.OpSession, h.cfg.Name, errs.KindCanceled, errors.New("host closed"))
 		}
 		if len(h.conns) == 0 && h.dialErr != nil && h.dialErrAt.After(start) {
 			// We waited on a dial that failed: share its error rather
@@ -270,7 +270,7 @@ func ctxError(ctx context.Context, op errs.Op, host, what string) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		kind = errs.KindTimeout
 	}
-	return &errs.Error{Op: op, Host: host, Kind: kind, Err: fmt.Errorf("%s: %w", what, ctx.Err())}
+	return errs.E(op, host, kind, fmt.Errorf("%s: %w", what, ctx.Err()))
 }
 
 // session opens a session, treating a refused channel open as
@@ -329,7 +329,7 @@ func (h *SSHHost) session(ctx context.Context) (*ssh.Session, *conn, error) {
 		if attempt < 2 {
 			continue // the connection died under us: redial once or twice
 		}
-		return nil, nil, &errs.Error{Op: errs.OpSession, Host: h.cfg.Name, Kind: errs.KindTransport, Err: r.err}
+		return nil, nil, errs.E(errs.OpSession, h.cfg.Name, errs.KindTransport, r.err)
 	}
 }
 
@@ -356,7 +356,7 @@ func (h *SSHHost) backOff(c *conn) {
 func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 	line, err := CommandLine(c)
 	if err != nil {
-		return &errs.Error{Op: errs.OpExec, Host: h.cfg.Name, Kind: errs.KindConfig, Err: err}
+		return errs.E(errs.OpExec, h.cfg.Name, errs.KindConfig, err)
 	}
 	if c.Timeout > 0 {
 		// A session starts its command at once: the limit runs from now.
@@ -394,7 +394,7 @@ func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 		// write after the session has closed.
 		w, err := s.StdinPipe()
 		if err != nil {
-			return &errs.Error{Op: errs.OpExec, Host: h.cfg.Name, Kind: errs.KindTransport, Err: err}
+			return errs.E(errs.OpExec, h.cfg.Name, errs.KindTransport, err)
 		}
 		stdin = func() {
 			_, _ = io.Copy(w, c.Stdin)
@@ -407,7 +407,7 @@ func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 	}
 	s.Stderr = pg
 	if err := s.Start(line); err != nil {
-		return &errs.Error{Op: errs.OpExec, Host: h.cfg.Name, Kind: errs.KindTransport, Err: err}
+		return errs.E(errs.OpExec, h.cfg.Name, errs.KindTransport, err)
 	}
 	if stdin != nil {
 		go stdin()
@@ -505,7 +505,7 @@ func (h *SSHHost) KillOrphan(ctx context.Context, pgid int, m Marker) (found boo
 // leaders (as sshd starts them).
 func killOrphan(ctx context.Context, r Runner, pgid int, m Marker) (bool, error) {
 	if err := m.valid(); err != nil {
-		return false, &errs.Error{Op: errs.OpKill, Host: r.Name(), Kind: errs.KindConfig, Err: err}
+		return false, errs.E(errs.OpKill, r.Name(), errs.KindConfig, err)
 	}
 	return killGroup(ctx, r, pgid, m)
 }
@@ -527,7 +527,7 @@ func (h *SSHHost) KillMarked(ctx context.Context, m Marker) (int, error) {
 // leaders (as sshd starts them).
 func killMarked(ctx context.Context, r Runner, m Marker) (int, error) {
 	if err := m.valid(); err != nil {
-		return 0, &errs.Error{Op: errs.OpKill, Host: r.Name(), Kind: errs.KindConfig, Err: err}
+		return 0, errs.E(errs.OpKill, r.Name(), errs.KindConfig, err)
 	}
 	out, errb := NewCappedBuffer(4<<10), NewCappedBuffer(4<<10)
 	err := r.Run(ctx, &Cmd{Shell: KillMarkedScript(m), NoProcessGroup: true, Stdout: out, Stderr: errb})
@@ -536,7 +536,7 @@ func killMarked(ctx context.Context, r Runner, m Marker) (int, error) {
 	}
 	n, ok := KilledCount(out.String())
 	if !ok {
-		return 0, &errs.Error{Op: errs.OpKill, Host: r.Name(), Kind: errs.KindOther, Err: fmt.Errorf("unexpected answer %q (stderr %q)", out.String(), errb.String())}
+		return 0, errs.E(errs.OpKill, r.Name(), errs.KindOther, fmt.Errorf("unexpected answer %q (stderr %q)", out.String(), errb.String()))
 	}
 	return n, nil
 }
@@ -571,7 +571,7 @@ func KillMarkedScript(m Marker) string {
 // killGroup kills process group pgid through r (see killGroupScript).
 func killGroup(ctx context.Context, r Runner, pgid int, m Marker) (bool, error) {
 	if pgid <= 1 {
-		return false, &errs.Error{Op: errs.OpKill, Host: r.Name(), Kind: errs.KindConfig, Err: fmt.Errorf("bad process group %d", pgid)}
+		return false, errs.E(errs.OpKill, r.Name(), errs.KindConfig, fmt.Errorf("bad process group %d", pgid))
 	}
 	out, errb := NewCappedBuffer(4<<10), NewCappedBuffer(4<<10) // two buffers: stdout and stderr are copied concurrently
 	err := r.Run(ctx, &Cmd{Shell: killGroupScript(pgid, m), NoProcessGroup: true, Stdout: out, Stderr: errb})
@@ -603,14 +603,14 @@ func (h *SSHHost) exitErr(err error, cn *conn, pg *pgidWriter) error {
 		if x.Signal != "" {
 			x.Status = -1
 		}
-		return &errs.Error{Op: errs.OpExec, Host: h.cfg.Name, Kind: errs.KindRemoteExit, Err: x}
+		return errs.E(errs.OpExec, h.cfg.Name, errs.KindRemoteExit, x)
 	}
 	select {
 	case <-cn.done:
 		err = fmt.Errorf("connection lost: %w", err)
 	default:
 	}
-	e := &errs.Error{Op: errs.OpExec, Host: h.cfg.Name, Kind: errs.KindTransport, Err: err}
+	e := errs.E(errs.OpExec, h.cfg.Name, errs.KindTransport, err)
 	select {
 	case e.PGID = <-pg.got: // the command may still run there
 	default:

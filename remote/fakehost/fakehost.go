@@ -301,7 +301,7 @@ func (h *Host) Connects() int {
 func (h *Host) Name() string { return h.name }
 
 func (h *Host) err(op errs.Op, kind errs.Kind, err error) error {
-	return &errs.Error{Op: op, Host: h.name, Kind: kind, Err: err}
+	return errs.E(op, h.name, kind, err)
 }
 
 // check fails when the host cannot be reached.
