@@ -133,17 +133,28 @@ func (e *Error) Unwrap() error { return e.Err }
 // or KindTimeout for bare context errors, else KindOther.
 func KindOf(err error) Kind {
 	var e *Error
+	var k Kinded
 	switch {
 	case err == nil:
 		return KindOther
 	case errors.As(err, &e):
 		return e.Kind
+	case errors.As(err, &k):
+		return k.ErrKind()
 	case errors.Is(err, context.Canceled):
 		return KindCanceled
 	case errors.Is(err, context.DeadlineExceeded):
 		return KindTimeout
 	}
 	return KindOther
+}
+
+// Kinded is an error of a package with errors of its own form (the hosts
+// file's "file:line: msg"), which tells its Kind in this vocabulary:
+// KindOf, and so exitCode, need no other check.
+type Kinded interface {
+	error
+	ErrKind() Kind
 }
 
 // OpOf is the operation of err's first *Error, or "".

@@ -21,6 +21,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/internal/hostrange"
 	"github.com/dsub-dev/dsub/remote"
 )
@@ -98,6 +99,13 @@ func (es Errors) Error() string {
 	}
 	return b.String()
 }
+
+// ErrKind places a hosts file problem in errs's vocabulary: the user's
+// configuration.
+func (e *Error) ErrKind() errs.Kind { return errs.KindConfig }
+
+// ErrKind: a list of hosts file problems is the configuration's too.
+func (es Errors) ErrKind() errs.Kind { return errs.KindConfig }
 
 // IsConfigError reports whether err is a hosts file problem.
 func IsConfigError(err error) bool {

@@ -1,9 +1,11 @@
 package inventory
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/internal/hostrange"
 )
 
@@ -99,4 +101,16 @@ func FuzzParseAnsible(f *testing.F) {
 		hosts, err := ParseAnsible(strings.NewReader(text), "inventory.ini", testOpts)
 		checkHosts(t, hosts, err, text)
 	})
+}
+
+// A hosts file's errors are configuration errors in errs's vocabulary,
+// alone or many at once: exitCode needs no check of its own for them.
+func TestErrorsAreConfigKind(t *testing.T) {
+	_, one := Parse(strings.NewReader("[[host]]\naddress = \"a\"\nport = 0\n"), "f.toml", testOpts)
+	_, many := Parse(strings.NewReader("[[host]]\naddress = \"a\"\nport = 0\n[[host]]\naddress = \"b\"\nslots = -1\n"), "f.toml", testOpts)
+	for _, err := range []error{one, many, fmt.Errorf("--hosts: %w", one)} {
+		if errs.KindOf(err) != errs.KindConfig {
+			t.Errorf("KindOf(%v) = %v, want config", err, errs.KindOf(err))
+		}
+	}
 }

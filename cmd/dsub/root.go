@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dsub-dev/dsub/errs"
-	"github.com/dsub-dev/dsub/inventory"
 )
 
 // Exit statuses. exitCode is the only place errors become one of these.
@@ -56,7 +55,7 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 		return exitInterrupted
 	}
 	var ue usageError
-	if errors.As(err, &ue) || errs.KindOf(err) == errs.KindConfig || inventory.IsConfigError(err) {
+	if errors.As(err, &ue) || errs.KindOf(err) == errs.KindConfig { // a hosts file's errors too (inventory.Error.ErrKind)
 		fmt.Fprintln(stderr, "dsub:", visible(err.Error()))
 		return exitUsage
 	}
