@@ -43,7 +43,10 @@ func (d *dispatcher) handle(c completion) {
 	row := JoblogRow{Job: c.e.Job.ID, Host: c.e.Host, Start: c.start, Runtime: c.dur, Receive: c.recv,
 		Exit: c.exit, Signal: c.signal, Command: c.command, Outcome: joblogOutcome(c, disp)}
 	if started(c, es) {
-		_ = d.jl.Write(row, !(c.outcome == queue.Failed && disp == queue.Requeued))
+		// GNU parallel's joblog: no row for an execution that will run
+		// again (a retried failure, a lost host's, one taken back just as
+		// it started); executions.tsv has them all.
+		_ = d.jl.Write(row, disp != queue.Requeued)
 	}
 	t := d.tally[c.e.Host]
 	t.cpu += c.usage.User + c.usage.Sys
@@ -91,9 +94,9 @@ func (d *dispatcher) endEvent(c completion, es *execState, row JoblogRow, er str
 // started reports whether an execution started: one taken back from an
 // agent's window, or lost with its host before it started, did not, and
 // has no row in the joblog or executions.tsv. Of those that did, GNU
-// parallel's joblog has a row for each but a failed attempt that is
-// retried: parallel --retries writes one row per job, the attempt that
-// settles it (executions.tsv has them all).
+// parallel's joblog has a row for each but those that will run again:
+// parallel --retries writes one row per job, the attempt that settles it
+// (executions.tsv has them all).
 func started(c completion, es *execState) bool {
 	return es.started.Load() || c.pgid != 0
 }

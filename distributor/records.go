@@ -149,13 +149,14 @@ func (j *journal) Close() error {
 }
 
 // joblog writes joblog.tsv with GNU parallel's --joblog columns, one row
-// per execution that started (see joblogged: a failed attempt that is
-// retried has none, as in parallel's), plus an Outcome column: recorded
-// (the job's result), lost (its host failed; will run again), gave-up
-// (failed for good), discarded (a late or duplicate result), superseded
-// (killed: another execution of the job won) or dropped (the run stopped
-// first). Signal is the number of the signal that ended it (15 for a
-// time limit's TERM), Exitval -1 then.
+// per execution that started but those that will run again (see
+// started: a retried failure, a lost host's, as in parallel's), plus an
+// Outcome column: recorded (the job's result), gave-up (failed for good),
+// discarded (a late or duplicate result), superseded (killed: another
+// execution of the job won) or dropped (the run stopped first); and
+// executions.tsv, the same for every execution that started, with
+// requeued, lost and returned too. Signal is the number of the signal
+// that ended it (15 for a time limit's TERM), Exitval -1 then.
 type joblog struct {
 	mu sync.Mutex
 	// parallel is joblog.tsv, all executions.tsv (every execution that
