@@ -101,6 +101,11 @@ func (c *Cluster) each(ctx context.Context, f func(ctx context.Context, i int, m
 		go func() {
 			defer wg.Done()
 			f(ctx, i, m)
+			// Its part done: its connections go (a later command dials
+			// again), so that many hosts never hold as many at once.
+			if r, ok := m.Host.(interface{ Release() }); ok {
+				r.Release()
+			}
 		}()
 	}
 	wg.Wait()

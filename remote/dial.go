@@ -146,8 +146,10 @@ func (d *Dialer) dial(parent context.Context, cfg *Config) (*ssh.Client, error) 
 		}
 		left -= spent
 		kind := classifyDial(err)
-		if kind == errs.KindTransport && retryableHandshake(err) && attempt < 5 && left > 0 {
-			wait := time.Duration(50+rand.IntN(200)) * time.Millisecond << attempt
+		if kind == errs.KindTransport && retryableHandshake(err) && attempt < maxHandshakeTries && left > 0 {
+			// Shed by sshd's MaxStartups: again after a jittered backoff
+			// (at most 2 s), which is not the host's time.
+			wait := min(time.Duration(50+rand.IntN(200))*time.Millisecond<<min(attempt, 5), 2*time.Second)
 			select {
 			case <-time.After(wait):
 				continue
@@ -186,6 +188,9 @@ func (d *Dialer) dialError(parent context.Context, cfg *Config, kind errs.Kind, 
 	}
 	return e
 }
+
+// maxHandshakeTries bounds the retries of a handshake that sshd shed.
+const maxHandshakeTries = 10
 
 func isNetTimeout(err error) bool {
 	var ne net.Error

@@ -117,6 +117,27 @@ func (h *SSHHost) Close() error {
 	return nil
 }
 
+// Release closes the host's connections for now, as Close does, but the
+// next use dials again: a one-off command across a thousand hosts holds
+// no thousand connections at once, as pdsh's exiting ssh processes hold
+// none.
+func (h *SSHHost) Release() {
+	h.sftpMu.Lock()
+	if h.sftp != nil {
+		h.sftp.Close()
+		h.sftp = nil
+	}
+	h.sftpMu.Unlock()
+	h.mu.Lock()
+	conns := h.conns
+	h.conns = nil
+	h.notifyLocked()
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.client.Close()
+	}
+}
+
 func (h *SSHHost) notifyLocked() {
 	close(h.changed)
 	h.changed = make(chan struct{})
