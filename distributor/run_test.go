@@ -606,3 +606,24 @@ func TestAgentShipsCompressed(t *testing.T) {
 	}
 	c.Exec(context.Background(), remote.Cmd{Shell: "rm -rf " + wd}, 30*time.Second, func(string) (io.Reader, io.Writer, io.Writer) { return nil, nil, nil })
 }
+
+// An admin command across many hosts holds no connection to a host once
+// its part there is done, as pdsh's exiting ssh processes hold none: a
+// thousand hosts behind one sshd once ran it out of file descriptors.
+// The next command dials again.
+func TestAdminReleasesConnections(t *testing.T) {
+	c := newCluster(t)
+	none := func(string) (io.Reader, io.Writer, io.Writer) { return nil, nil, nil }
+	for round := range 2 {
+		for _, r := range c.Exec(context.Background(), remote.Cmd{Argv: []string{"true"}}, time.Minute, none) {
+			if r.Err != nil {
+				t.Fatalf("round %d: %s: %v", round, r.Host, r.Err)
+			}
+		}
+		for _, m := range c.Members() {
+			if n := m.Host.(*remote.SSHHost).Conns(); n != 0 {
+				t.Errorf("round %d: %s holds %d connections after its command", round, m.Name(), n)
+			}
+		}
+	}
+}
