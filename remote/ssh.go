@@ -97,23 +97,9 @@ func (h *SSHHost) Conns() int {
 	return len(h.conns)
 }
 
-// Close closes every connection of the host.
+// Close closes every connection of the host, for good.
 func (h *SSHHost) Close() error {
-	h.sftpMu.Lock()
-	if h.sftp != nil {
-		h.sftp.Close()
-		h.sftp = nil
-	}
-	h.sftpMu.Unlock()
-	h.mu.Lock()
-	h.closed = true
-	conns := h.conns
-	h.conns = nil
-	h.notifyLocked()
-	h.mu.Unlock()
-	for _, c := range conns {
-		c.client.Close()
-	}
+	h.drop(true)
 	return nil
 }
 
@@ -121,7 +107,11 @@ func (h *SSHHost) Close() error {
 // next use dials again: a one-off command across a thousand hosts holds
 // no thousand connections at once, as pdsh's exiting ssh processes hold
 // none.
-func (h *SSHHost) Release() {
+func (h *SSHHost) Release() { h.drop(false) }
+
+// drop closes the SFTP client and every connection; closed marks the
+// host closed for good.
+func (h *SSHHost) drop(closed bool) {
 	h.sftpMu.Lock()
 	if h.sftp != nil {
 		h.sftp.Close()
@@ -129,6 +119,7 @@ func (h *SSHHost) Release() {
 	}
 	h.sftpMu.Unlock()
 	h.mu.Lock()
+	h.closed = h.closed || closed
 	conns := h.conns
 	h.conns = nil
 	h.notifyLocked()
