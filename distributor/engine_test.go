@@ -812,3 +812,34 @@ func TestFinalSnapshotIsReduced(t *testing.T) {
 		t.Errorf("final snapshot: reduced %q, want %s (every success)", got, want)
 	}
 }
+
+// A host's measured run time is taken only within what it can be: an
+// agent claiming its job ran 100 hours is not believed; the master's
+// own clock stands.
+func TestHostRunTimeIsBounded(t *testing.T) {
+	ctx := testCtx(t)
+	c, hs := fakeCluster(t, 1, 1)
+	hs[0].SetJob(func(ctx context.Context, p *fakehost.Proc) error {
+		if p.Cmd.Usage != nil {
+			*p.Cmd.Usage = remote.Usage{Wall: 100 * time.Hour}
+		}
+		return printJob(ctx, p)
+	})
+	run := startFake(ctx, t, c, RunOptions{})
+	if err := run.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run.submitShell(ctx, t, 2)
+	if _, _, err := run.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := ReadJournal(run.dir.Journal())
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("journal: %d records, %v", len(recs), err)
+	}
+	for _, r := range recs {
+		if r.Duration > 60 {
+			t.Errorf("job %d recorded as %.0f s: the host's claim was believed", r.Job, r.Duration)
+		}
+	}
+}

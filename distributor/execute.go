@@ -136,6 +136,7 @@ func (r *Run) jobCmd(e queue.Exec, h *runHost, spec JobSpec, o *jobOutput) *remo
 // execute runs one execution of a job on a host and reports how it ended.
 func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntry, es *execState) completion {
 	c := completion{e: e, start: time.Now(), command: je.command, exit: -1}
+	sent := c.start
 	if e.Attempt == 1 {
 		// The common case writes where the logs end up; only later
 		// attempts (which may overlap the first) use temporary names.
@@ -196,10 +197,11 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 		c.start = *t
 	}
 	c.dur = time.Since(c.start)
-	if w := c.usage.Wall; w > 0 {
+	if w := c.usage.Wall; w > 0 && w <= time.Since(sent) {
 		// The host measured it: the Started frame reached us late
 		// (under load, or together with the exit). The execution ended
-		// now and ran w.
+		// now and ran w. A host's word is taken only within what it
+		// can be: no longer than since the job was sent.
 		c.dur, c.start = w, time.Now().Add(-w)
 	}
 	o.close()
