@@ -178,7 +178,7 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 	}
 	switch {
 	case errors.Is(err, ErrLost):
-		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindTransport, Err: err, PGID: pgid}
+		return errs.E(errs.OpExec, h.Name(), errs.KindTransport, err).WithPGID(pgid)
 	case err != nil && ctx.Err() != nil:
 		kind := errs.KindCanceled
 		if cause := context.Cause(ctx); errors.Is(cause, context.DeadlineExceeded) || cause == errTimedOut {
@@ -186,15 +186,15 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 		}
 		return errs.E(errs.OpExec, h.Name(), kind, fmt.Errorf("command interrupted: %w", context.Cause(ctx)))
 	case err != nil:
-		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindTransport, Err: err, PGID: pgid}
+		return errs.E(errs.OpExec, h.Name(), errs.KindTransport, err).WithPGID(pgid)
 	case m.Error != "":
 		// As a shell reports a program it cannot run.
 		if c.Stderr != nil {
 			fmt.Fprintf(c.Stderr, "dsub agent: %s\n", m.Error)
 		}
-		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindRemoteExit, Err: &remote.ExitError{Status: 127}}
+		return errs.E(errs.OpExec, h.Name(), errs.KindRemoteExit, &remote.ExitError{Status: 127})
 	case m.Status != 0 || m.Signal != "":
-		return &errs.Error{Op: errs.OpExec, Host: h.Name(), Kind: errs.KindRemoteExit, Err: &remote.ExitError{Status: m.Status, Signal: remote.Signal(m.Signal)}}
+		return errs.E(errs.OpExec, h.Name(), errs.KindRemoteExit, &remote.ExitError{Status: m.Status, Signal: remote.Signal(m.Signal)})
 	}
 	return nil
 }

@@ -41,8 +41,7 @@ func (c *Cluster) Ping(ctx context.Context, timeout time.Duration) []PingResult 
 			r.Reachable, r.AuthOK = true, true
 			r.Info, err = remote.Probe(ctx, m.Host)
 			if err != nil && ctx.Err() == context.DeadlineExceeded {
-				err = &errs.Error{Op: errs.OpPing, Host: m.Name(), Kind: errs.KindTimeout,
-					Err: fmt.Errorf("timed out after %s: the host logged us in but did not finish a command", timeout)}
+				err = errs.E(errs.OpPing, m.Name(), errs.KindTimeout, fmt.Errorf("timed out after %s: the host logged us in but did not finish a command", timeout))
 			}
 		} else {
 			switch errs.KindOf(err) {

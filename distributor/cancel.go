@@ -5,11 +5,18 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/queue"
 )
 
-// ErrCancelled is why a job cancelled by the user (Run.CancelJob) failed.
-var ErrCancelled = errors.New("cancelled by the user")
+// ErrCanceled is why a job canceled by the user (Run.CancelJob) failed:
+// its error is of errs.KindCanceled, and wraps ErrCanceled.
+var ErrCanceled = errors.New("cancelled by the user")
+
+// canceledErr is job's error when the user canceled it.
+func canceledErr(host string, job int) error {
+	return errs.E(errs.OpCancel, host, errs.KindCanceled, ErrCanceled).WithJob(job)
+}
 
 // cancelReq asks the dispatcher to cancel a job.
 type cancelReq struct {
@@ -19,7 +26,7 @@ type cancelReq struct {
 
 // CancelJob gives up job at the user's request (a monitor page's
 // button): a waiting job fails now, a running one once its executions
-// have been killed, each with ErrCancelled. The run goes on. It is an
+// have been killed, each with ErrCanceled. The run goes on. It is an
 // error for a job that is not waiting or running.
 func (r *Run) CancelJob(ctx context.Context, job int) error {
 	req := cancelReq{job: job, reply: make(chan error, 1)}
@@ -57,6 +64,6 @@ func (d *dispatcher) onCancel(req cancelReq) {
 		req.reply <- nil
 		return
 	}
-	d.giveUp(completion{e: queue.Exec{Job: &queue.Job{ID: req.job}}, err: ErrCancelled, exit: -1})
+	d.giveUp(completion{e: queue.Exec{Job: &queue.Job{ID: req.job}}, err: canceledErr("", req.job), exit: -1})
 	req.reply <- nil
 }

@@ -17,6 +17,9 @@ type ClusterOptions struct {
 	Fanout int
 	// AcceptNew trusts unknown hosts on first use (never a changed key).
 	AcceptNew bool
+	// FirstUseHint tells the user how to trust a key on first use (see
+	// remote.Dialer).
+	FirstUseHint string
 	// Warn receives non-fatal notices; nil discards them.
 	Warn func(msg string)
 }
@@ -47,7 +50,7 @@ func NewCluster(hosts []*inventory.Host, opts ClusterOptions) (*Cluster, error) 
 	if len(hosts) == 0 {
 		return nil, errors.New("no hosts selected")
 	}
-	d := &remote.Dialer{Fanout: opts.Fanout, AcceptNew: opts.AcceptNew, Warn: opts.Warn}
+	d := &remote.Dialer{Fanout: opts.Fanout, AcceptNew: opts.AcceptNew, FirstUseHint: opts.FirstUseHint, Warn: opts.Warn}
 	c := &Cluster{dialer: d}
 	for _, h := range hosts {
 		if h.Local {

@@ -107,7 +107,7 @@ func TestEnginePrepareFailure(t *testing.T) {
 func prepareFailure(t *testing.T, late bool) {
 	ctx := testCtx(t)
 	c, hs := fakeCluster(t, 2, 1)
-	hs[1].Refuse(&errs.Error{Op: errs.OpConnect, Host: "f02", Kind: errs.KindAuth, Err: errors.New("permission denied")})
+	hs[1].Refuse(errs.E(errs.OpConnect, "f02", errs.KindAuth, errors.New("permission denied")))
 	run := startFake(ctx, t, c, RunOptions{})
 	if late {
 		run.waitWarn(t, "host f02 left out of the run")
@@ -135,7 +135,7 @@ func prepareFailure(t *testing.T, late bool) {
 		t.Errorf("run.json hosts: %+v", m.Hosts)
 	}
 	// Every host refused: the run ends at once, saying so.
-	hs[0].Refuse(&errs.Error{Op: errs.OpConnect, Host: "f01", Kind: errs.KindAuth, Err: errors.New("permission denied")})
+	hs[0].Refuse(errs.E(errs.OpConnect, "f01", errs.KindAuth, errors.New("permission denied")))
 	run = startFake(ctx, t, c, RunOptions{})
 	run.submitShell(ctx, t, 2)
 	if _, _, err := run.Wait(); err == nil || !strings.Contains(err.Error(), "no host could be prepared") {
@@ -173,7 +173,7 @@ func TestEngineRecordsUnwritable(t *testing.T) {
 func TestEngineAdmin(t *testing.T) {
 	ctx := testCtx(t)
 	c, hs := fakeCluster(t, 3, 0)
-	hs[2].Refuse(&errs.Error{Op: errs.OpConnect, Host: "f03", Kind: errs.KindAuth, Err: errors.New("permission denied")})
+	hs[2].Refuse(errs.E(errs.OpConnect, "f03", errs.KindAuth, errors.New("permission denied")))
 	pr := c.Ping(ctx, 0)
 	if !pr[0].Reachable || !pr[0].AuthOK || pr[0].Slots != 2 || pr[0].Info.OS != "linux" {
 		t.Errorf("ping f01: %+v", pr[0])

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/remote/fakehost"
 )
 
@@ -127,7 +128,7 @@ func TestReadJoblog(t *testing.T) {
 }
 
 // CancelJob fails a running job (its process killed) and a waiting one,
-// each with ErrCancelled, and the run goes on; a finished job cannot be
+// each with ErrCanceled, and the run goes on; a finished job cannot be
 // cancelled.
 func TestEngineCancelJob(t *testing.T) {
 	ctx := testCtx(t)
@@ -163,8 +164,8 @@ func TestEngineCancelJob(t *testing.T) {
 	}
 	run.mu.Lock()
 	for _, j := range []int{1, 6} {
-		if r := run.results[j]; !errors.Is(r.Err, ErrCancelled) {
-			t.Errorf("job %d: %v, want ErrCancelled", j, r.Err)
+		if r := run.results[j]; !errors.Is(r.Err, ErrCanceled) || errs.KindOf(r.Err) != errs.KindCanceled {
+			t.Errorf("job %d: %v, want ErrCanceled of KindCanceled", j, r.Err)
 		}
 	}
 	run.mu.Unlock()

@@ -231,7 +231,7 @@ func (c *completion) killedBy(sig string) {
 }
 
 func recordsErr(e queue.Exec, err error) error {
-	return &errs.Error{Op: errs.OpRecord, Host: e.Host, Job: e.Job.ID, Kind: errs.KindLocal, Err: fmt.Errorf("%w: %v", ErrRecords, err)}
+	return errs.E(errs.OpRecord, e.Host, errs.KindLocal, fmt.Errorf("%w: %v", ErrRecords, err)).WithJob(e.Job.ID)
 }
 
 // classify sets c's outcome from how the command ended (err) and what it

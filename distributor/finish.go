@@ -164,8 +164,7 @@ func (d *dispatcher) settle() {
 	if r.err == nil && !d.interrupted && r.opts.ResumeDir != "" {
 		for job := range r.journaled {
 			if job > d.nextID {
-				r.err = &errs.Error{Op: errs.OpResume, Path: string(r.dir), Kind: errs.KindConfig,
-					Err: fmt.Errorf("the input now has %d jobs but the run recorded job %d: the input changed", d.nextID, job)}
+				r.err = errs.E(errs.OpResume, "", errs.KindConfig, fmt.Errorf("the input now has %d jobs but the run recorded job %d: the input changed", d.nextID, job)).WithPath(string(r.dir))
 				break
 			}
 		}

@@ -66,7 +66,7 @@ func (d *dispatcher) handle(c completion) {
 	case queue.GaveUp:
 		er = d.keepLogs(c, false)
 		if d.cancelled[c.e.Job.ID] {
-			c.err = ErrCancelled
+			c.err = canceledErr(c.e.Host, c.e.Job.ID)
 		}
 		d.giveUp(c)
 	case queue.Requeued:

@@ -98,7 +98,7 @@ func (r *Run) stage(ctx context.Context, h *runHost, job int, dir string, transf
 		if kind == errs.KindOther && !errors.As(err, new(*errs.Error)) {
 			kind = errs.KindConfig // the input: a missing or unreadable file
 		}
-		return &errs.Error{Op: errs.OpTransfer, Host: h.m.Name(), Job: job, Path: p, Kind: kind, Err: err}
+		return errs.E(errs.OpTransfer, h.m.Name(), kind, err).WithPath(p).WithJob(job)
 	}
 	if !r.opts.Cleanup || len(transfer) == 0 {
 		// (An upload makes its directory itself.)
@@ -159,7 +159,7 @@ func (r *Run) fetch(ctx context.Context, h *runHost, job int, dir string, return
 		dest, perm = r.dir.Returned(job), 0o600 // records are private
 	}
 	fail := func(p string, kind errs.Kind, err error) error {
-		return &errs.Error{Op: errs.OpReturn, Host: h.m.Name(), Job: job, Path: p, Kind: kind, Err: err}
+		return errs.E(errs.OpReturn, h.m.Name(), kind, err).WithPath(p).WithJob(job)
 	}
 	if len(returns) == 0 {
 		return 0, nil
@@ -187,10 +187,9 @@ func (r *Run) fetch(ctx context.Context, h *runHost, job int, dir string, return
 		}
 		n, err := fetchOne(ctx, h.m.Host, root, path.Join(dir, p), p, perm)
 		got += n
-		var le localError
 		switch {
-		case errors.As(err, &le):
-			err = fail(filepath.Join(dest, p), errs.KindLocal, le.error)
+		case errs.KindOf(err) == errs.KindLocal:
+			err = fail(filepath.Join(dest, p), errs.KindLocal, errors.Unwrap(err))
 		case errors.Is(err, fs.ErrNotExist):
 			err = fail(p, errs.KindRemoteExit, fmt.Errorf("the job did not write it (%v)", err))
 		case err != nil:
@@ -241,13 +240,12 @@ func (r *Run) releaseReturn(p string, job int) {
 	}
 }
 
-// localError is a failure of the master's own disk.
-type localError struct{ error }
-
 // fetchOne copies the remote file src to local (relative to root) via a
 // temporary name, synced, then renamed.
 func fetchOne(ctx context.Context, h remote.Host, root *os.Root, src, local string, perm fs.FileMode) (int64, error) {
-	localErr := func(err error) error { return localError{err} }
+	// A failure of the master's own disk is KindLocal; fetchOne's caller
+	// names the operation and path.
+	localErr := func(err error) error { return errs.E("", "", errs.KindLocal, err) }
 	if d := filepath.Dir(local); d != "." {
 		if err := root.MkdirAll(d, 0o700); err != nil {
 			return 0, localErr(err)

@@ -159,7 +159,7 @@ func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
 		n, err := m.Host.KillMarked(kctx, r.marker(h.runDir))
 		cancel()
 		if err != nil {
-			return nil, &errs.Error{Op: errs.OpKill, Host: m.Name(), Path: h.runDir, Kind: errs.KindOf(err), Err: fmt.Errorf("the previous master's jobs: %w", err)}
+			return nil, errs.E(errs.OpKill, m.Name(), errs.KindOf(err), fmt.Errorf("the previous master's jobs: %w", err)).WithPath(h.runDir)
 		}
 		if n > 0 {
 			r.opts.Warn(fmt.Sprintf("host %s: killed %d jobs of the previous master, still running in %s", m.Name(), n, h.runDir))
@@ -186,7 +186,7 @@ func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
 		h.binPath = path.Join(wd, "bin", art.SHA256)
 		n, err := ensureRemote(ctx, m.Host, art, h.binPath, 0o755)
 		if err != nil {
-			return nil, &errs.Error{Op: errs.OpShip, Host: m.Name(), Path: h.binPath, Kind: errs.KindOf(err), Err: err}
+			return nil, errs.E(errs.OpShip, m.Name(), errs.KindOf(err), err).WithPath(h.binPath)
 		}
 		h.rec.Binary, h.rec.Sent = art.SHA256, n
 	}
@@ -199,7 +199,7 @@ func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
 		n, err := m.Host.Upload(ctx, path.Join(h.runDir, filepath.Base(f)), fh, fi.Mode().Perm())
 		fh.Close()
 		if err != nil {
-			return nil, &errs.Error{Op: errs.OpShip, Host: m.Name(), Path: f, Kind: errs.KindOf(err), Err: err}
+			return nil, errs.E(errs.OpShip, m.Name(), errs.KindOf(err), err).WithPath(f)
 		}
 		h.rec.Sent += n
 	}

@@ -257,10 +257,10 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 	for _, f := range opts.Files {
 		fi, err := os.Stat(f)
 		if err != nil {
-			return nil, &errs.Error{Op: errs.OpShip, Kind: errs.KindConfig, Err: err}
+			return nil, errs.E(errs.OpShip, "", errs.KindConfig, err)
 		}
 		if !fi.Mode().IsRegular() {
-			return nil, &errs.Error{Op: errs.OpShip, Path: f, Kind: errs.KindConfig, Err: errors.New("not a regular file")}
+			return nil, errs.E(errs.OpShip, "", errs.KindConfig, errors.New("not a regular file")).WithPath(f)
 		}
 	}
 	if err := r.setProgram(prevBinary); err != nil {
@@ -307,18 +307,17 @@ func (r *Run) loadResumed() (prevBinary string, err error) {
 	// it names the remote directory the run removes.
 	m, err := ReadManifest(r.dir)
 	if err != nil {
-		return "", &errs.Error{Op: errs.OpResume, Path: string(r.dir), Kind: errs.KindConfig, Err: err}
+		return "", errs.E(errs.OpResume, "", errs.KindConfig, err).WithPath(string(r.dir))
 	}
 	if !ValidRunID(m.ID) {
-		return "", &errs.Error{Op: errs.OpResume, Path: string(r.dir), Kind: errs.KindConfig,
-			Err: fmt.Errorf("run.json holds no valid run id (%q): not a dsub run directory", m.ID)}
+		return "", errs.E(errs.OpResume, "", errs.KindConfig, fmt.Errorf("run.json holds no valid run id (%q): not a dsub run directory", m.ID)).WithPath(string(r.dir))
 	}
 	r.id = m.ID
 	if m.Binary != nil {
 		prevBinary = m.Binary.SHA256
 	}
 	if r.journaled, err = ReadJournal(r.dir.Journal()); err != nil {
-		return "", &errs.Error{Op: errs.OpResume, Path: string(r.dir), Kind: errs.KindConfig, Err: err}
+		return "", errs.E(errs.OpResume, "", errs.KindConfig, err).WithPath(string(r.dir))
 	}
 	return prevBinary, nil
 }
@@ -330,16 +329,15 @@ func (r *Run) setProgram(prevBinary string) error {
 	case opts.Binary != "":
 		art, err := hashFile(opts.Binary)
 		if err != nil {
-			return &errs.Error{Op: errs.OpShip, Path: opts.Binary, Kind: errs.KindConfig, Err: err}
+			return errs.E(errs.OpShip, "", errs.KindConfig, err).WithPath(opts.Binary)
 		}
 		r.art = art
 		if opts.ResumeDir != "" && prevBinary != art.SHA256 {
-			return &errs.Error{Op: errs.OpResume, Path: string(r.dir), Kind: errs.KindConfig,
-				Err: fmt.Errorf("refusing: the binary changed since the run (%s had sha256 %s, now %s); start a new run instead", opts.Binary, short(prevBinary), short(art.SHA256))}
+			return errs.E(errs.OpResume, "", errs.KindConfig, fmt.Errorf("refusing: the binary changed since the run (%s had sha256 %s, now %s); start a new run instead", opts.Binary, short(prevBinary), short(art.SHA256))).WithPath(string(r.dir))
 		}
 		bi, err := inspectBinary(opts.Binary)
 		if err != nil {
-			return &errs.Error{Op: errs.OpShip, Path: opts.Binary, Kind: errs.KindConfig, Err: err}
+			return errs.E(errs.OpShip, "", errs.KindConfig, err).WithPath(opts.Binary)
 		}
 		if bi.Dynamic {
 			opts.Warn(fmt.Sprintf("%s is dynamically linked: it runs only where its libraries exist on the host (build Go programs with CGO_ENABLED=0)", opts.Binary))
@@ -365,19 +363,19 @@ func (r *Run) setProgram(prevBinary string) error {
 // use agents.
 func (r *Run) setAgent() error {
 	if !ValidLaunch(r.opts.Launch) {
-		return &errs.Error{Op: errs.OpShip, Kind: errs.KindConfig, Err: fmt.Errorf("unknown launcher %q (want session, agent or auto)", r.opts.Launch)}
+		return errs.E(errs.OpShip, "", errs.KindConfig, fmt.Errorf("unknown launcher %q (want session, agent or auto)", r.opts.Launch))
 	}
 	if r.opts.Launch == "" || r.opts.Launch == LaunchSession || r.opts.Agent == "" {
 		return nil
 	}
 	art, err := hashFile(r.opts.Agent)
 	if err != nil {
-		return &errs.Error{Op: errs.OpShip, Path: r.opts.Agent, Kind: errs.KindConfig, Err: fmt.Errorf("agent: %w", err)}
+		return errs.E(errs.OpShip, "", errs.KindConfig, fmt.Errorf("agent: %w", err)).WithPath(r.opts.Agent)
 	}
 	art.Path = r.opts.Agent
 	bi, err := inspectBinary(r.opts.Agent)
 	if err != nil {
-		return &errs.Error{Op: errs.OpShip, Path: r.opts.Agent, Kind: errs.KindConfig, Err: fmt.Errorf("agent: %w", err)}
+		return errs.E(errs.OpShip, "", errs.KindConfig, fmt.Errorf("agent: %w", err)).WithPath(r.opts.Agent)
 	}
 	r.agentArt, r.agentInfo = art, bi
 	return nil
@@ -442,8 +440,7 @@ func (r *Run) Verify(job int, spec JobSpec) error {
 		return nil
 	}
 	if id := jobIdentity(r.identityHash(), spec); id != rec.ID {
-		return &errs.Error{Op: errs.OpResume, Path: string(r.dir), Job: job, Kind: errs.KindConfig,
-			Err: fmt.Errorf("refusing: the job is not the job recorded (its arguments or program changed: was %s, now %s); start a new run instead", rec.ID, id)}
+		return errs.E(errs.OpResume, "", errs.KindConfig, fmt.Errorf("refusing: the job is not the job recorded (its arguments or program changed: was %s, now %s); start a new run instead", rec.ID, id)).WithPath(string(r.dir)).WithJob(job)
 	}
 	return nil
 }

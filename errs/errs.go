@@ -31,6 +31,23 @@ const (
 	OpRemoveAll Op = "remove-all"
 )
 
+// File operations on a host (package remote's FileOps).
+const (
+	OpUpload   Op = "upload"
+	OpDownload Op = "download"
+	OpMkdir    Op = "mkdir"
+	OpStat     Op = "stat"
+	OpLstat    Op = "lstat"
+	OpReadlink Op = "readlink"
+	OpGlob     Op = "glob"
+	OpReadDir  Op = "readdir"
+	OpChmod    Op = "chmod"
+	OpSymlink  Op = "symlink"
+	OpRemove   Op = "remove"
+	OpRename   Op = "rename"
+	OpHome     Op = "home"
+)
+
 // Operations of a run or an admin command (package distributor).
 const (
 	OpPing     Op = "ping"
@@ -43,6 +60,7 @@ const (
 	OpTeardown Op = "teardown"
 	OpTransfer Op = "transfer"
 	OpReturn   Op = "return"
+	OpCancel   Op = "cancel"
 )
 
 // Kind classifies an error for the caller's decisions.
@@ -88,7 +106,11 @@ type Error struct {
 	Op   Op
 	Host string // display name of the host, if any
 	Job  int    // job number, if any (jobs count from 1)
-	Path string // the file or directory concerned, if any
+	// Path is the file or directory concerned, if any. For a file the
+	// user wrote it may end in ":line" (a hosts file's "hosts.toml:12"),
+	// and with no Op the error reads as compilers write theirs:
+	// "hosts.toml:12: msg".
+	Path string
 	Kind Kind
 	Err  error
 	Hint string // advice for the user, if any ("add it with ssh-keyscan ...")
@@ -99,27 +121,56 @@ type Error struct {
 }
 
 // E is the error of op on host, of kind, wrapping err: the one
-// constructor for the common case (the fields it does not take, Path,
-// Job, Hint and PGID, are set on what it returns).
+// constructor. The fields it does not take are set by the With methods
+// on what it returns: errs.E(OpShip, host, KindConfig, err).WithPath(p).
 func E(op Op, host string, kind Kind, err error) *Error {
 	return &Error{Op: op, Host: host, Kind: kind, Err: err}
 }
+
+// Config is a problem in what the user wrote, at path (which may end in
+// ":line"): an error with no Op and no host, of KindConfig, that reads
+// "path: msg".
+func Config(path, msg string) *Error {
+	return &Error{Path: path, Kind: KindConfig, Err: errors.New(msg)}
+}
+
+// WithPath sets the file or directory concerned, and returns e.
+func (e *Error) WithPath(p string) *Error { e.Path = p; return e }
+
+// WithJob sets the job concerned, and returns e.
+func (e *Error) WithJob(job int) *Error { e.Job = job; return e }
+
+// WithHint sets the advice for the user, and returns e.
+func (e *Error) WithHint(h string) *Error { e.Hint = h; return e }
+
+// WithPGID sets the remote process group a lost command left, and
+// returns e.
+func (e *Error) WithPGID(pgid int) *Error { e.PGID = pgid; return e }
 
 // Error reads "op path on host, job N: err".
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(string(e.Op))
 	if e.Path != "" {
-		b.WriteString(" " + e.Path)
+		if b.Len() > 0 {
+			b.WriteString(" ")
+		}
+		b.WriteString(e.Path)
 	}
 	if e.Host != "" {
-		b.WriteString(" on " + e.Host)
+		if b.Len() > 0 {
+			b.WriteString(" ")
+		}
+		b.WriteString("on " + e.Host)
 	}
 	if e.Job != 0 {
 		fmt.Fprintf(&b, ", job %d", e.Job)
 	}
 	if e.Err != nil {
-		b.WriteString(": " + e.Err.Error())
+		if b.Len() > 0 {
+			b.WriteString(": ")
+		}
+		b.WriteString(e.Err.Error())
 	}
 	if e.Hint != "" {
 		b.WriteString("\n  hint: " + e.Hint)
@@ -133,28 +184,17 @@ func (e *Error) Unwrap() error { return e.Err }
 // or KindTimeout for bare context errors, else KindOther.
 func KindOf(err error) Kind {
 	var e *Error
-	var k Kinded
 	switch {
 	case err == nil:
 		return KindOther
 	case errors.As(err, &e):
 		return e.Kind
-	case errors.As(err, &k):
-		return k.ErrKind()
 	case errors.Is(err, context.Canceled):
 		return KindCanceled
 	case errors.Is(err, context.DeadlineExceeded):
 		return KindTimeout
 	}
 	return KindOther
-}
-
-// Kinded is an error of a package with errors of its own form (the hosts
-// file's "file:line: msg"), which tells its Kind in this vocabulary:
-// KindOf, and so exitCode, need no other check.
-type Kinded interface {
-	error
-	ErrKind() Kind
 }
 
 // OpOf is the operation of err's first *Error, or "".
@@ -164,4 +204,30 @@ func OpOf(err error) Op {
 		return e.Op
 	}
 	return ""
+}
+
+// List is every problem found in one input (all of a hosts file's bad
+// lines, so that the user fixes them in one pass). Its Kind is its first
+// error's.
+type List []*Error
+
+// Error is one problem per line.
+func (l List) Error() string {
+	var b strings.Builder
+	for i, e := range l {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// Unwrap gives errors.Is and errors.As, and so KindOf, every problem.
+func (l List) Unwrap() []error {
+	out := make([]error, len(l))
+	for i, e := range l {
+		out[i] = e
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/internal/hostrange"
 )
 
@@ -39,13 +40,13 @@ func ParseAnsible(r io.Reader, name string, opts Options) ([]*Host, error) {
 		p.line(strings.TrimSpace(sc.Text()), fmt.Sprintf("%s:%d", name, n))
 	}
 	if err := sc.Err(); err != nil {
-		return nil, &Error{File: name, Msg: err.Error()}
+		return nil, errs.Config(name, err.Error())
 	}
-	if len(p.errs) > 0 {
-		return nil, p.errs
+	if len(p.problems) > 0 {
+		return nil, p.problems
 	}
 	if len(p.order) == 0 {
-		return nil, &Error{File: name, Msg: "no hosts in the Ansible inventory"}
+		return nil, errs.Config(name, "no hosts in the Ansible inventory")
 	}
 	all, err := p.build(opts)
 	if err != nil {
@@ -63,13 +64,13 @@ func ParseAnsible(r io.Reader, name string, opts Options) ([]*Host, error) {
 }
 
 type ansibleParser struct {
-	name    string
-	section string // "group", "group:vars" or "group:children"; "" before any
-	groups  map[string]*ansibleGroup
-	hosts   map[string]*ansibleHost
-	order   []string // host names, as first listed
-	ignored map[string]bool
-	errs    Errors
+	name     string
+	section  string // "group", "group:vars" or "group:children"; "" before any
+	groups   map[string]*ansibleGroup
+	hosts    map[string]*ansibleHost
+	order    []string // host names, as first listed
+	ignored  map[string]bool
+	problems errs.List
 }
 
 type ansibleGroup struct {
@@ -93,7 +94,7 @@ var (
 )
 
 func (p *ansibleParser) fail(src, format string, args ...any) {
-	p.errs = append(p.errs, &Error{File: src, Msg: fmt.Sprintf(format, args...)})
+	p.problems = append(p.problems, errs.Config(src, fmt.Sprintf(format, args...)))
 }
 
 func (p *ansibleParser) group(name, src string) *ansibleGroup {
@@ -344,8 +345,8 @@ func (p *ansibleParser) build(opts Options) ([]*hostState, error) {
 	for _, g := range names {
 		visit(g, nil)
 	}
-	if len(p.errs) > 0 {
-		return nil, p.errs
+	if len(p.problems) > 0 {
+		return nil, p.problems
 	}
 	depth["all"] = -1
 	sort.SliceStable(names, func(i, j int) bool { return depth[names[i]] < depth[names[j]] })
@@ -372,8 +373,8 @@ func (p *ansibleParser) build(opts Options) ([]*hostState, error) {
 		sort.Strings(h.Labels)
 		out = append(out, h)
 	}
-	if len(p.errs) > 0 {
-		return nil, p.errs
+	if len(p.problems) > 0 {
+		return nil, p.problems
 	}
 	return out, nil
 }

@@ -68,7 +68,7 @@ func (h *Host) Remote() (remote.Config, error) {
 		jumps = h.Jumps
 	}
 	if err != nil {
-		return remote.Config{}, &Error{File: h.Source, Msg: fmt.Sprintf("host %q: proxy_jump: %v", h.Name, err)}
+		return remote.Config{}, errs.Config(h.Source, fmt.Sprintf("host %q: proxy_jump: %v", h.Name, err))
 	}
 	return remote.Config{
 		Name: h.Name, Host: h.Address, Port: h.Port, User: h.User,
@@ -78,41 +78,9 @@ func (h *Host) Remote() (remote.Config, error) {
 	}, nil
 }
 
-// Error is a problem in a hosts file. File may carry ":line".
-type Error struct {
-	File string
-	Msg  string
-}
-
-func (e *Error) Error() string { return e.File + ": " + e.Msg }
-
-// Errors collects every problem found in one file.
-type Errors []*Error
-
-func (es Errors) Error() string {
-	var b strings.Builder
-	for i, e := range es {
-		if i > 0 {
-			b.WriteString("\n")
-		}
-		b.WriteString(e.Error())
-	}
-	return b.String()
-}
-
-// ErrKind places a hosts file problem in errs's vocabulary: the user's
-// configuration.
-func (e *Error) ErrKind() errs.Kind { return errs.KindConfig }
-
-// ErrKind: a list of hosts file problems is the configuration's too.
-func (es Errors) ErrKind() errs.Kind { return errs.KindConfig }
-
-// IsConfigError reports whether err is a hosts file problem.
-func IsConfigError(err error) bool {
-	var e *Error
-	var es Errors
-	return errors.As(err, &e) || errors.As(err, &es)
-}
+// IsConfigError reports whether err is a problem in what the user
+// wrote: a hosts file's, a host list's, an ssh config's.
+func IsConfigError(err error) bool { return errs.KindOf(err) == errs.KindConfig }
 
 type duration struct{ time.Duration }
 
@@ -204,7 +172,7 @@ func Load(path string, opts Options) ([]*Host, error) {
 		if u := errors.Unwrap(err); u != nil {
 			msg = u.Error()
 		}
-		return nil, &Error{File: path, Msg: "cannot read hosts file: " + msg}
+		return nil, errs.Config(path, "cannot read hosts file: "+msg)
 	}
 	if opts.BaseDir == "" {
 		opts.BaseDir = filepath.Dir(path)
@@ -221,7 +189,7 @@ func Load(path string, opts Options) ([]*Host, error) {
 	case "ansible":
 		return ParseAnsible(bytes.NewReader(b), path, opts)
 	}
-	return nil, &Error{File: path, Msg: fmt.Sprintf("unknown hosts file format %q: want toml, list or ansible", format)}
+	return nil, errs.Config(path, fmt.Sprintf("unknown hosts file format %q: want toml, list or ansible", format))
 }
 
 // DefaultPath is the hosts file used when no --hosts or -w is given:
@@ -240,15 +208,16 @@ func DefaultPath() string {
 const LocalAddress = "local"
 
 // NewLocal is the master's own machine as a host named "local", with
-// slots (0: its CPUs), for --local.
-func NewLocal(slots int) *Host {
+// slots (0: its CPUs); src is where it was asked for (the CLI's flag),
+// shown as its source.
+func NewLocal(slots int, src string) *Host {
 	opts := Options{}
 	opts.fill()
 	h := builtinDefaults(opts)
 	h.Name, h.Address, h.Local, h.Slots = LocalAddress, LocalAddress, true, slots
-	h.Source, h.Origin.Address = "--local", "--local"
+	h.Source, h.Origin.Address = src, src
 	if slots > 0 {
-		h.Origin.Slots = "--local"
+		h.Origin.Slots = src
 	}
 	return &h.Host
 }
@@ -298,7 +267,7 @@ var hostHeader = regexp.MustCompile(`^\s*\[\[\s*host\s*\]\]`)
 func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
-		return nil, &Error{File: name, Msg: err.Error()}
+		return nil, errs.Config(name, err.Error())
 	}
 	opts.fill()
 	f, lines, err := decodeFile(data, name)
@@ -337,13 +306,13 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 		}
 	}
 	if len(f.Host) == 0 {
-		return nil, &Error{File: name, Msg: "no hosts: add at least one [[host]] with an address"}
+		return nil, errs.Config(name, "no hosts: add at least one [[host]] with an address")
 	}
 
-	var errs Errors
+	var problems errs.List
 	base := builtinDefaults(opts)
 	if err := validate(&f.Defaults, at(defaultsAt, name+" [defaults]")); err != nil {
-		errs = append(errs, err)
+		problems = append(problems, err)
 	}
 	base.apply(&f.Defaults, name+" [defaults]", opts)
 	if f.Defaults.SSHConfig != nil && opts.SSHConfig == "" {
@@ -359,10 +328,10 @@ func Parse(r io.Reader, name string, opts Options) ([]*Host, error) {
 			src, from = fmt.Sprintf("%s:%d", name, headers[i]), headers[i]
 		}
 		hs, es := expandEntry(e, src, at(from, src), base, opts, where)
-		all, errs = append(all, hs...), append(errs, es...)
+		all, problems = append(all, hs...), append(problems, es...)
 	}
-	if len(errs) > 0 {
-		return nil, errs
+	if len(problems) > 0 {
+		return nil, problems
 	}
 	return finish(all, opts)
 }
@@ -375,16 +344,16 @@ func decodeFile(data []byte, name string) (*file, []string, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, nil, &Error{File: fmt.Sprintf("%s:%d", name, pe.Position.Line), Msg: tomlMsg(pe)}
+			return nil, nil, errs.Config(fmt.Sprintf("%s:%d", name, pe.Position.Line), tomlMsg(pe))
 		}
 		// Type mismatches come as plain errors: "toml: line N (last key K): msg".
 		if m := tomlLineErr.FindStringSubmatch(err.Error()); m != nil {
-			return nil, nil, &Error{File: name + ":" + m[1], Msg: fmt.Sprintf("key %s: %s", m[2], m[3])}
+			return nil, nil, errs.Config(name+":"+m[1], fmt.Sprintf("key %s: %s", m[2], m[3]))
 		}
-		return nil, nil, &Error{File: name, Msg: err.Error()}
+		return nil, nil, errs.Config(name, err.Error())
 	}
 	lines := strings.Split(string(data), "\n")
-	var errs Errors
+	var problems errs.List
 	for _, k := range md.Undecoded() {
 		key := k[len(k)-1]
 		msg := fmt.Sprintf("unknown key %q", k.String())
@@ -394,10 +363,10 @@ func decodeFile(data []byte, name string) (*file, []string, error) {
 		default:
 			msg += " (known keys: address, name, user, port, identity_files, identities_only, known_hosts, slots, workdir, connect_timeout, keepalive, proxy_jump, labels, ssh_config)"
 		}
-		errs = append(errs, &Error{File: fmt.Sprintf("%s:%d", name, keyLine(lines, key)), Msg: msg})
+		problems = append(problems, errs.Config(fmt.Sprintf("%s:%d", name, keyLine(lines, key)), msg))
 	}
-	if len(errs) > 0 {
-		return nil, nil, errs
+	if len(problems) > 0 {
+		return nil, nil, problems
 	}
 	return &f, lines, nil
 }
@@ -405,32 +374,32 @@ func decodeFile(data []byte, name string) (*file, []string, error) {
 // expandEntry turns one [[host]] entry (at src) into hosts: its address
 // and name ranges expanded, the defaults base under its settings. where
 // maps the names taken so far to their source, for duplicates.
-func expandEntry(e hostEntry, src string, at func(key string) string, base *hostState, opts Options, where map[string]string) ([]*hostState, Errors) {
+func expandEntry(e hostEntry, src string, at func(key string) string, base *hostState, opts Options, where map[string]string) ([]*hostState, errs.List) {
 	if err := validate(&e.settings, at); err != nil {
-		return nil, Errors{err}
+		return nil, errs.List{err}
 	}
 	if e.SSHConfig != nil {
-		return nil, Errors{&Error{File: src, Msg: "ssh_config belongs in [defaults]: one OpenSSH config serves the whole file"}}
+		return nil, errs.List{errs.Config(src, "ssh_config belongs in [defaults]: one OpenSSH config serves the whole file")}
 	}
 	if e.Address == nil || strings.TrimSpace(*e.Address) == "" {
-		return nil, Errors{&Error{File: src, Msg: "host entry has no address"}}
+		return nil, errs.List{errs.Config(src, "host entry has no address")}
 	}
 	addrs, err := hostrange.Expand(*e.Address)
 	if err != nil {
-		return nil, Errors{&Error{File: src, Msg: "address: " + err.Error()}}
+		return nil, errs.List{errs.Config(src, "address: "+err.Error())}
 	}
 	names := addrs
 	if e.Name != nil {
 		names, err = hostrange.Expand(*e.Name)
 		if err != nil {
-			return nil, Errors{&Error{File: src, Msg: "name: " + err.Error()}}
+			return nil, errs.List{errs.Config(src, "name: "+err.Error())}
 		}
 		if len(names) != len(addrs) {
-			return nil, Errors{&Error{File: src, Msg: fmt.Sprintf("name %q gives %d names for %d addresses: a range address needs a range name of the same size", *e.Name, len(names), len(addrs))}}
+			return nil, errs.List{errs.Config(src, fmt.Sprintf("name %q gives %d names for %d addresses: a range address needs a range name of the same size", *e.Name, len(names), len(addrs)))}
 		}
 	}
 	var out []*hostState
-	var errs Errors
+	var problems errs.List
 	for j, a := range addrs {
 		h := base.clone()
 		h.apply(&e.settings, src, opts)
@@ -440,13 +409,13 @@ func expandEntry(e hostEntry, src string, at func(key string) string, base *host
 		}
 		host, port, err := splitAddress(a)
 		if err != nil {
-			errs = append(errs, &Error{File: src, Msg: err.Error()})
+			problems = append(problems, errs.Config(src, err.Error()))
 			continue
 		}
 		h.Address = host
 		if port != 0 {
 			if e.Port != nil && *e.Port != port {
-				errs = append(errs, &Error{File: src, Msg: fmt.Sprintf("address %q has port %d but port = %d", a, port, *e.Port)})
+				problems = append(problems, errs.Config(src, fmt.Sprintf("address %q has port %d but port = %d", a, port, *e.Port)))
 				continue
 			}
 			h.Port, h.Origin.Port = port, src
@@ -457,13 +426,13 @@ func expandEntry(e hostEntry, src string, at func(key string) string, base *host
 			h.Name = host
 		}
 		if prev, dup := where[h.Name]; dup {
-			errs = append(errs, &Error{File: src, Msg: fmt.Sprintf("duplicate host name %q (also at %s)", h.Name, prev)})
+			problems = append(problems, errs.Config(src, fmt.Sprintf("duplicate host name %q (also at %s)", h.Name, prev)))
 			continue
 		}
 		where[h.Name] = src
 		out = append(out, h)
 	}
-	return out, errs
+	return out, problems
 }
 
 // finish applies the OpenSSH config to hosts and checks what only the
@@ -475,20 +444,20 @@ func finish(all []*hostState, opts Options) ([]*Host, error) {
 	}
 	hosts := make([]*Host, len(all))
 	dirs := map[string]*hostState{}
-	var errs Errors
+	var problems errs.List
 	for i, h := range all {
 		hosts[i] = &h.Host
 		// Host names become local directory and file names (get, exec
 		// --out): two that map to one name would lose files.
 		d := DirName(h.Name)
 		if prev := dirs[d]; prev != nil {
-			errs = append(errs, &Error{File: h.Source, Msg: fmt.Sprintf("host names %q (%s) and %q both become the directory name %q: rename one", prev.Name, prev.Source, h.Name, d)})
+			problems = append(problems, errs.Config(h.Source, fmt.Sprintf("host names %q (%s) and %q both become the directory name %q: rename one", prev.Name, prev.Source, h.Name, d)))
 			continue
 		}
 		dirs[d] = h
 	}
-	if len(errs) > 0 {
-		return nil, errs
+	if len(problems) > 0 {
+		return nil, problems
 	}
 	return hosts, nil
 }
@@ -538,8 +507,8 @@ func keyLine(lines []string, key string) int {
 // validate checks an entry's settings; at gives the "file:line" of one
 // of its keys (the entry's own line when it cannot tell), so that an
 // error points at the offending line.
-func validate(s *settings, at func(key string) string) *Error {
-	bad := func(key, f string, a ...any) *Error { return &Error{File: at(key), Msg: fmt.Sprintf(f, a...)} }
+func validate(s *settings, at func(key string) string) *errs.Error {
+	bad := func(key, f string, a ...any) *errs.Error { return errs.Config(at(key), fmt.Sprintf(f, a...)) }
 	switch {
 	case s.Port != nil && (*s.Port < 1 || *s.Port > 65535):
 		return bad("port", "port %d out of range 1-65535", *s.Port)

@@ -163,7 +163,7 @@ labels = ["gpu", "big"]
 	}
 	for _, tt := range tests {
 		var warned []string
-		got, err := Select(hosts, tt.sel, func(w string) { warned = append(warned, w) })
+		got, err := Select(hosts, "--on", tt.sel, func(w string) { warned = append(warned, w) })
 		if w := strings.Join(warned, "\n"); tt.warn == "" && w != "" || !strings.Contains(w, tt.warn) {
 			t.Errorf("Select(%q) warned %q, want %q", tt.sel, w, tt.warn)
 		}
@@ -185,11 +185,11 @@ labels = ["gpu", "big"]
 
 func TestExclude(t *testing.T) {
 	hosts, _ := parse(t, "[[host]]\naddress = \"n[1-4]\"\n", testOpts)
-	got, err := Exclude(hosts, "n1,n[3-4]")
+	got, err := Exclude(hosts, "-x", "n1,n[3-4]")
 	if err != nil || names(got) != "n2" {
 		t.Errorf("Exclude = %s, %v", names(got), err)
 	}
-	if _, err := Exclude(hosts, "m1"); err == nil || !strings.HasPrefix(err.Error(), "-x m1:") {
+	if _, err := Exclude(hosts, "-x", "m1"); err == nil || !strings.HasPrefix(err.Error(), "-x m1:") {
 		t.Errorf("unknown -x: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/internal/hostrange"
 )
 
@@ -43,10 +44,10 @@ func ParseList(r io.Reader, name string, opts Options) ([]*Host, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, &Error{File: name, Msg: err.Error()}
+		return nil, errs.Config(name, err.Error())
 	}
-	if len(lb.errs) == 0 && len(lb.all) == 0 {
-		return nil, &Error{File: name, Msg: "no hosts: write one host per line, as [user@]host[:port]"}
+	if len(lb.problems) == 0 && len(lb.all) == 0 {
+		return nil, errs.Config(name, "no hosts: write one host per line, as [user@]host[:port]")
 	}
 	return lb.finish(opts)
 }
@@ -62,8 +63,8 @@ func FromList(list string, opts Options) ([]*Host, error) {
 			return nil, err
 		}
 	}
-	if len(lb.errs) == 0 && len(lb.all) == 0 {
-		return nil, &Error{File: "-w", Msg: "no hosts in the list"}
+	if len(lb.problems) == 0 && len(lb.all) == 0 {
+		return nil, errs.Config("-w", "no hosts in the list")
 	}
 	return lb.finish(opts)
 }
@@ -72,17 +73,17 @@ func FromList(list string, opts Options) ([]*Host, error) {
 // item is bounded alone, the whole must be too.
 func (lb *listBuilder) bounded(name string) error {
 	if len(lb.all) > hostrange.MaxHosts {
-		return &Error{File: name, Msg: fmt.Sprintf("the list names more than %d hosts", hostrange.MaxHosts)}
+		return errs.Config(name, fmt.Sprintf("the list names more than %d hosts", hostrange.MaxHosts))
 	}
 	return nil
 }
 
 // listBuilder turns list entries into hosts over the built-in defaults.
 type listBuilder struct {
-	base  *hostState
-	all   []*hostState
-	where map[string]string
-	errs  Errors
+	base     *hostState
+	all      []*hostState
+	where    map[string]string
+	problems errs.List
 	// repeatsAreSlots: a host listed again without N/ gains a slot per
 	// line (PBS); else a repeat is an error.
 	repeatsAreSlots bool
@@ -102,7 +103,7 @@ func newListBuilder(opts Options) *listBuilder {
 }
 
 func (lb *listBuilder) fail(src, format string, args ...any) {
-	lb.errs = append(lb.errs, &Error{File: src, Msg: fmt.Sprintf(format, args...)})
+	lb.problems = append(lb.problems, errs.Config(src, fmt.Sprintf(format, args...)))
 }
 
 // add parses one entry, "[N/][user@]host[:port]", found at src.
@@ -181,8 +182,8 @@ func (lb *listBuilder) add(entry, src string) {
 }
 
 func (lb *listBuilder) finish(opts Options) ([]*Host, error) {
-	if len(lb.errs) > 0 {
-		return nil, lb.errs
+	if len(lb.problems) > 0 {
+		return nil, lb.problems
 	}
 	return finish(lb.all, opts)
 }
@@ -198,11 +199,11 @@ func FromSlurm(getenv func(string) string, opts Options) ([]*Host, error) {
 		list = getenv("SLURM_NODELIST")
 	}
 	if list == "" {
-		return nil, &Error{File: "$SLURM_JOB_NODELIST", Msg: "not set: --hosts slurm works inside a Slurm allocation (salloc, sbatch)"}
+		return nil, errs.Config("$SLURM_JOB_NODELIST", "not set: a Slurm host list is read inside a Slurm allocation (salloc, sbatch)")
 	}
 	hosts, err := FromList(list, opts)
 	if err != nil {
-		return nil, &Error{File: "$SLURM_JOB_NODELIST", Msg: err.Error()}
+		return nil, errs.Config("$SLURM_JOB_NODELIST", err.Error())
 	}
 	for _, h := range hosts {
 		h.Source, h.Origin.Address = "$SLURM_JOB_NODELIST", "$SLURM_JOB_NODELIST"
@@ -213,10 +214,10 @@ func FromSlurm(getenv func(string) string, opts Options) ([]*Host, error) {
 	}
 	slots, err := parseCPUsPerNode(cpus, len(hosts))
 	if err != nil {
-		return nil, &Error{File: "$SLURM_JOB_CPUS_PER_NODE", Msg: fmt.Sprintf("%q: %v", cpus, err)}
+		return nil, errs.Config("$SLURM_JOB_CPUS_PER_NODE", fmt.Sprintf("%q: %v", cpus, err))
 	}
 	if len(slots) != len(hosts) {
-		return nil, &Error{File: "$SLURM_JOB_CPUS_PER_NODE", Msg: fmt.Sprintf("%q gives %d nodes, $SLURM_JOB_NODELIST %d", cpus, len(slots), len(hosts))}
+		return nil, errs.Config("$SLURM_JOB_CPUS_PER_NODE", fmt.Sprintf("%q gives %d nodes, $SLURM_JOB_NODELIST %d", cpus, len(slots), len(hosts)))
 	}
 	for i, h := range hosts {
 		h.Slots, h.Origin.Slots = slots[i], "$SLURM_JOB_CPUS_PER_NODE"

@@ -18,19 +18,20 @@ import (
 // typo never keeps a host meant to be left out; an inclusion that matches
 // none is told to warn (the README's 'h[01-04],label:gpu,!h02' on hosts
 // without GPUs) when the others select some, and an error when nothing
-// is selected.
-func Select(hosts []*Host, sel string, warn func(string)) ([]*Host, error) {
-	return selectHosts(hosts, sel, "--on", sel, warn)
+// is selected. Errors and warnings name src, where sel came from (the
+// CLI's flag).
+func Select(hosts []*Host, src, sel string, warn func(string)) ([]*Host, error) {
+	return selectHosts(hosts, sel, src, sel, warn)
 }
 
 // Exclude drops the hosts that list names (pdsh's -x): the same items as
-// Select takes, each excluding what it matches.
-func Exclude(hosts []*Host, list string) ([]*Host, error) {
+// Select takes, each excluding what it matches. Errors name src.
+func Exclude(hosts []*Host, src, list string) ([]*Host, error) {
 	var items []string
 	for _, it := range hostrange.SplitList(list) {
 		items = append(items, "!"+strings.TrimPrefix(it, "!"))
 	}
-	return selectHosts(hosts, strings.Join(items, ","), "-x", list, nil)
+	return selectHosts(hosts, strings.Join(items, ","), src, list, nil)
 }
 
 // noMatch is an item that is well formed and matches no host.

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/remote"
 )
 
@@ -43,13 +44,13 @@ func applySSHConfig(all []*hostState, opts Options) error {
 	path = ExpandHome(path, opts.Home)
 	if _, err := os.Stat(path); err != nil {
 		if explicit {
-			return &Error{File: path, Msg: "cannot read ssh config: " + err.Error()}
+			return errs.Config(path, "cannot read ssh config: "+err.Error())
 		}
 		return nil
 	}
 	sshBin, err := exec.LookPath("ssh")
 	if err != nil {
-		return &Error{File: path, Msg: "reading ssh config needs the OpenSSH client (ssh) on PATH; install it or pass --ssh-config none"}
+		return errs.Config(path, "reading ssh config needs the OpenSSH client (ssh) on PATH; install it, or turn ssh config reading off (\"none\")")
 	}
 	var mu sync.Mutex
 	cache := map[string]map[string][]string{}
@@ -67,7 +68,7 @@ func applySSHConfig(all []*hostState, opts Options) error {
 		g.Go(func() error {
 			kv, err := sshG(ctx, sshBin, path, addr)
 			if err != nil {
-				return &Error{File: path, Msg: fmt.Sprintf("evaluating it for %s: %v", addr, err)}
+				return errs.Config(path, fmt.Sprintf("evaluating it for %s: %v", addr, err))
 			}
 			mu.Lock()
 			cache[addr] = kv
@@ -166,7 +167,7 @@ func resolveJumps(hosts []*hostState, cache map[string]map[string][]string, sshB
 			kv, ok := cache[j.Host]
 			if !ok {
 				if kv, err = sshG(context.Background(), sshBin, path, j.Host); err != nil {
-					return &Error{File: path, Msg: fmt.Sprintf("evaluating it for jump host %s of %s: %v", j.Host, h.Name, err)}
+					return errs.Config(path, fmt.Sprintf("evaluating it for jump host %s of %s: %v", j.Host, h.Name, err))
 				}
 				cache[j.Host] = kv
 			}

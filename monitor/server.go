@@ -45,7 +45,7 @@ func Serve(m *Model, opts ServerOptions) (*Server, error) {
 	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("--ui %s: %w", opts.Addr, err)
+		return nil, fmt.Errorf("monitor: %w", err)
 	}
 	s := &Server{m: m, opts: opts, ln: ln}
 	// Every request needs the token, on loopback too: another user of
@@ -227,7 +227,7 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 // cross-site request is refused.
 func (s *Server) control(w http.ResponseWriter, r *http.Request) bool {
 	if s.opts.Stop == nil {
-		http.Error(w, "forbidden: the monitor is read-only (start dsub run with --ui-control)", http.StatusForbidden)
+		http.Error(w, "forbidden: the monitor is read-only (the run was not started with control from the page)", http.StatusForbidden)
 		return false
 	}
 	if r.Header.Get("X-Dsub-Control") != "1" {

@@ -36,6 +36,9 @@ type Dialer struct {
 	// AcceptNew trusts a host's key on first use and appends it to the
 	// host's first known_hosts file. A changed key is refused regardless.
 	AcceptNew bool
+	// FirstUseHint tells the user how to trust a host's key on first use
+	// (the CLI names its flag): it is added to an unknown key's hint.
+	FirstUseHint string
 	// NoAgent ignores SSH_AUTH_SOCK.
 	NoAgent bool
 	// Warn receives non-fatal notices (a key accepted on first use, an
@@ -182,6 +185,9 @@ func (d *Dialer) dialError(parent context.Context, cfg *Config, kind errs.Kind, 
 	var hk *HostKeyError
 	if errors.As(err, &hk) {
 		e.Err, e.Hint = hk, hk.hint() // drop x/crypto's "handshake failed" wrapping
+		if !hk.Changed && hk.Refused == nil && d.FirstUseHint != "" {
+			e.Hint += "   (or " + d.FirstUseHint + ")"
+		}
 	}
 	if kind == errs.KindAuth {
 		e.Hint = fmt.Sprintf("check that %s@%s accepts one of your keys (identity files: %s)", cfg.User, cfg.Host, strings.Join(cfg.IdentityFiles, ", "))
@@ -400,7 +406,7 @@ func (e *HostKeyError) hint() string {
 	if strings.HasPrefix(kt, "ecdsa") {
 		kt = "ecdsa"
 	}
-	return fmt.Sprintf("verify the fingerprint, then add it with: ssh-keyscan -p %s -t %s %s >> %s   (or pass --accept-new to trust on first use)",
+	return fmt.Sprintf("verify the fingerprint, then add it with: ssh-keyscan -p %s -t %s %s >> %s",
 		port, kt, host, file)
 }
 

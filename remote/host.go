@@ -35,8 +35,7 @@ import (
 //   - A host that fails is not closed: Connect tries again (re-checking the
 //     host key); Close releases everything for good.
 type Host interface {
-	// Name is the host's display name.
-	Name() string
+	Runner
 	// Connect makes sure the host can be reached now: an open connection,
 	// or a fresh one.
 	Connect(ctx context.Context) error
@@ -46,10 +45,6 @@ type Host interface {
 	// creating the directories mkdirs (private, mkdir -p), in one round
 	// trip.
 	Describe(ctx context.Context, mkdirs ...string) (Info, error)
-	// Run runs c to completion. A command that ran and exited non-zero
-	// returns an *errs.Error of errs.KindRemoteExit wrapping an *ExitError.
-	// Cancelling ctx kills the remote process group.
-	Run(ctx context.Context, c *Cmd) error
 	// KillOrphan kills process group pgid if it still carries m, and
 	// reports whether it did.
 	KillOrphan(ctx context.Context, pgid int, m Marker) (found bool, err error)
@@ -66,6 +61,18 @@ type Host interface {
 	FileOps
 	// Close releases the host's connections.
 	Close() error
+}
+
+// Runner is what runs commands on a host, and all that a way of running
+// jobs there needs to offer: a launcher implements these two methods, not
+// the file operations.
+type Runner interface {
+	// Name is the host's display name.
+	Name() string
+	// Run runs c to completion. A command that ran and exited non-zero
+	// returns an *errs.Error of errs.KindRemoteExit wrapping an *ExitError.
+	// Cancelling ctx kills the remote process group.
+	Run(ctx context.Context, c *Cmd) error
 }
 
 // FileOps are the small file operations an admin needs on a host. Paths

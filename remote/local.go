@@ -134,7 +134,7 @@ func (h *LocalHost) KillMarked(ctx context.Context, m Marker) (int, error) {
 func (h *LocalHost) path(p string) (string, error) {
 	home, err := os.UserHomeDir()
 	if err != nil {
-		return "", &errs.Error{Op: errs.OpSFTP, Path: p, Host: h.name, Kind: errs.KindConfig, Err: err}
+		return "", errs.E(errs.OpSFTP, h.name, errs.KindConfig, err).WithPath(p)
 	}
 	sp := sftpPath(p)
 	if filepath.IsAbs(sp) {
@@ -147,7 +147,7 @@ func (h *LocalHost) fsErr(op errs.Op, p string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return &errs.Error{Op: op, Path: p, Host: h.name, Kind: errs.KindOther, Err: err}
+	return errs.E(op, h.name, errs.KindOther, err).WithPath(p)
 }
 
 // do runs f on p made local, wrapping its error.
@@ -167,7 +167,7 @@ func (h *LocalHost) Upload(ctx context.Context, p string, src io.Reader, perm fs
 // it to p; on failure tmp is removed.
 func (h *LocalHost) UploadVia(ctx context.Context, p, tmp string, src io.Reader, perm fs.FileMode) (int64, error) {
 	var n int64
-	err := h.do("upload", p, func(lp string) error {
+	err := h.do(errs.OpUpload, p, func(lp string) error {
 		lt, err := h.path(tmp)
 		if err != nil {
 			return err
@@ -212,7 +212,7 @@ func (c ctxReader) Read(p []byte) (int, error) {
 
 func (h *LocalHost) Download(ctx context.Context, p string, dst io.Writer) (int64, error) {
 	var n int64
-	err := h.do("download", p, func(lp string) error {
+	err := h.do(errs.OpDownload, p, func(lp string) error {
 		f, err := os.Open(lp)
 		if err != nil {
 			return err
@@ -226,30 +226,30 @@ func (h *LocalHost) Download(ctx context.Context, p string, dst io.Writer) (int6
 
 func (h *LocalHost) Home(ctx context.Context) (string, error) {
 	home, err := os.UserHomeDir()
-	return home, h.fsErr("home", "~", err)
+	return home, h.fsErr(errs.OpHome, "~", err)
 }
 
 func (h *LocalHost) MkdirAll(ctx context.Context, p string) error {
-	return h.do("mkdir", p, func(lp string) error { return os.MkdirAll(lp, 0o755) })
+	return h.do(errs.OpMkdir, p, func(lp string) error { return os.MkdirAll(lp, 0o755) })
 }
 
 func (h *LocalHost) Stat(ctx context.Context, p string) (fi fs.FileInfo, err error) {
-	err = h.do("stat", p, func(lp string) (err error) { fi, err = os.Stat(lp); return })
+	err = h.do(errs.OpStat, p, func(lp string) (err error) { fi, err = os.Stat(lp); return })
 	return fi, err
 }
 
 func (h *LocalHost) Lstat(ctx context.Context, p string) (fi fs.FileInfo, err error) {
-	err = h.do("lstat", p, func(lp string) (err error) { fi, err = os.Lstat(lp); return })
+	err = h.do(errs.OpLstat, p, func(lp string) (err error) { fi, err = os.Lstat(lp); return })
 	return fi, err
 }
 
 func (h *LocalHost) ReadLink(ctx context.Context, p string) (t string, err error) {
-	err = h.do("readlink", p, func(lp string) (err error) { t, err = os.Readlink(lp); return })
+	err = h.do(errs.OpReadlink, p, func(lp string) (err error) { t, err = os.Readlink(lp); return })
 	return t, err
 }
 
 func (h *LocalHost) ReadDir(ctx context.Context, p string) (fis []fs.FileInfo, err error) {
-	err = h.do("readdir", p, func(lp string) error {
+	err = h.do(errs.OpReadDir, p, func(lp string) error {
 		es, err := os.ReadDir(lp)
 		for _, e := range es {
 			if fi, ierr := e.Info(); ierr == nil {
@@ -264,7 +264,7 @@ func (h *LocalHost) ReadDir(ctx context.Context, p string) (fis []fs.FileInfo, e
 // Glob returns the matches of pattern, with "~/" and relative patterns
 // under the home directory and the matches spelled as the pattern was.
 func (h *LocalHost) Glob(ctx context.Context, pattern string) (m []string, err error) {
-	err = h.do("glob", pattern, func(lp string) error {
+	err = h.do(errs.OpGlob, pattern, func(lp string) error {
 		ms, err := filepath.Glob(lp)
 		if err != nil {
 			return err
@@ -284,15 +284,15 @@ func (h *LocalHost) Glob(ctx context.Context, pattern string) (m []string, err e
 }
 
 func (h *LocalHost) Chmod(ctx context.Context, p string, perm fs.FileMode) error {
-	return h.do("chmod", p, func(lp string) error { return os.Chmod(lp, perm) })
+	return h.do(errs.OpChmod, p, func(lp string) error { return os.Chmod(lp, perm) })
 }
 
 func (h *LocalHost) Symlink(ctx context.Context, target, link string) error {
-	return h.do("symlink", link, func(lp string) error { return os.Symlink(target, lp) })
+	return h.do(errs.OpSymlink, link, func(lp string) error { return os.Symlink(target, lp) })
 }
 
 func (h *LocalHost) Remove(ctx context.Context, p string) error {
-	return h.do("remove", p, os.Remove)
+	return h.do(errs.OpRemove, p, os.Remove)
 }
 
 // RemoveAll refuses the home and root directories, as SSHHost's does.
@@ -304,7 +304,7 @@ func (h *LocalHost) RemoveAll(ctx context.Context, p string) error {
 }
 
 func (h *LocalHost) Rename(ctx context.Context, from, to string) error {
-	return h.do("rename", from, func(lf string) error {
+	return h.do(errs.OpRename, from, func(lf string) error {
 		lt, err := h.path(to)
 		if err != nil {
 			return err
@@ -314,7 +314,7 @@ func (h *LocalHost) Rename(ctx context.Context, from, to string) error {
 }
 
 func (h *LocalHost) ReadFile(ctx context.Context, p string) (b []byte, err error) {
-	err = h.do("download", p, func(lp string) (err error) { b, err = os.ReadFile(lp); return })
+	err = h.do(errs.OpDownload, p, func(lp string) (err error) { b, err = os.ReadFile(lp); return })
 	return b, err
 }
 

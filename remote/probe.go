@@ -35,13 +35,6 @@ type HealthReporter interface {
 	Health() (h Health, ok bool)
 }
 
-// Runner runs commands on a named host: the part of Host that
-// DescribeShell needs.
-type Runner interface {
-	Name() string
-	Run(ctx context.Context, c *Cmd) error
-}
-
 // DescribeShell is Host.Describe for hosts with a POSIX shell: the OS,
 // architecture, CPU count and home directory in one command. mkdirs are
 // created first, private (0700; mkdir -p; "~/" is the home directory),
@@ -62,15 +55,14 @@ func DescribeShell(ctx context.Context, h Runner, mkdirs ...string) (Info, error
 	}
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	if len(lines) < 4 {
-		return Info{}, &errs.Error{Op: errs.OpProbe, Host: h.Name(), Err: fmt.Errorf("unexpected uname/nproc output %q", out.String())}
+		return Info{}, errs.E(errs.OpProbe, h.Name(), errs.KindOther, fmt.Errorf("unexpected uname/nproc output %q", out.String()))
 	}
 	info := Info{OS: strings.ToLower(strings.TrimSpace(lines[0])), Arch: GoArch(strings.TrimSpace(lines[1])), Home: lines[3]}
 	info.CPUs, _ = strconv.Atoi(strings.TrimSpace(lines[2]))
 	// What the host says becomes a local file name (dsub-<os>-<arch>)
 	// and a build target: only Go's own names are taken.
 	if !knownOS[info.OS] || !knownArch[info.Arch] {
-		return Info{}, &errs.Error{Op: errs.OpProbe, Host: h.Name(), Kind: errs.KindConfig,
-			Err: fmt.Errorf("platform %q/%q is none that Go builds for", visibleASCII(info.OS), visibleASCII(info.Arch))}
+		return Info{}, errs.E(errs.OpProbe, h.Name(), errs.KindConfig, fmt.Errorf("platform %q/%q is none that Go builds for", visibleASCII(info.OS), visibleASCII(info.Arch)))
 	}
 	return info, nil
 }

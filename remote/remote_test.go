@@ -471,9 +471,9 @@ func TestHostKeyChecking(t *testing.T) {
 		cfg := hostConfig(t, "h01")
 		kh := filepath.Join(t.TempDir(), "sub", "known_hosts") // does not exist yet
 		cfg.KnownHosts = []string{kh}
-		err := (&remote.Dialer{NoAgent: true}).Host(cfg).Run(ctx, &remote.Cmd{Argv: []string{"true"}})
+		err := (&remote.Dialer{NoAgent: true, FirstUseHint: "trust it on first use"}).Host(cfg).Run(ctx, &remote.Cmd{Argv: []string{"true"}})
 		if errs.KindOf(err) != errs.KindHostKey || !strings.Contains(err.Error(), "unknown host") ||
-			!strings.Contains(err.Error(), "SHA256:") || !strings.Contains(err.Error(), "ssh-keyscan") || !strings.Contains(err.Error(), "--accept-new") {
+			!strings.Contains(err.Error(), "SHA256:") || !strings.Contains(err.Error(), "ssh-keyscan") || !strings.Contains(err.Error(), "(or trust it on first use)") {
 			t.Fatalf("unknown host: err = %v", err)
 		}
 		var warned []string

@@ -61,7 +61,7 @@ func (h *SSHHost) sftpClient(ctx context.Context) (*sftp.Client, error) {
 				case <-time.After(time.Duration(10*(attempt+1)) * time.Millisecond):
 					continue
 				case <-ctx.Done():
-					return nil, h.ctxErr(ctx, "sftp", "server refused the sftp channel")
+					return nil, h.ctxErr(ctx, errs.OpSFTP, "server refused the sftp channel")
 				}
 			}
 			h.release(c)
@@ -114,7 +114,7 @@ func (h *SSHHost) fsErr(op errs.Op, p string, err error) error {
 		}
 		h.sftpMu.Unlock()
 	}
-	return &errs.Error{Op: op, Path: p, Host: h.cfg.Name, Kind: kind, Err: err}
+	return errs.E(op, h.cfg.Name, kind, err).WithPath(p)
 }
 
 // withSFTP runs f with the SFTP client; cancelling ctx aborts f by closing
@@ -169,7 +169,7 @@ func (h *SSHHost) UploadVia(ctx context.Context, p, tmp string, src io.Reader, p
 	p, tmp = sftpPath(p), sftpPath(tmp)
 	var n int64
 	created := false
-	err := h.withSFTP(ctx, "upload", p, func(cl *sftp.Client) error {
+	err := h.withSFTP(ctx, errs.OpUpload, p, func(cl *sftp.Client) error {
 		dir := path.Dir(p)
 		if err := cl.MkdirAll(dir); err != nil {
 			return fmt.Errorf("mkdir %s: %w", dir, err)
@@ -211,7 +211,7 @@ func (h *SSHHost) UploadVia(ctx context.Context, p, tmp string, src io.Reader, p
 func (h *SSHHost) Download(ctx context.Context, p string, dst io.Writer) (int64, error) {
 	p = sftpPath(p)
 	var n int64
-	err := h.withSFTP(ctx, "download", p, func(cl *sftp.Client) error {
+	err := h.withSFTP(ctx, errs.OpDownload, p, func(cl *sftp.Client) error {
 		f, err := cl.Open(p)
 		if err != nil {
 			return err
@@ -225,57 +225,57 @@ func (h *SSHHost) Download(ctx context.Context, p string, dst io.Writer) (int64,
 
 func (h *SSHHost) MkdirAll(ctx context.Context, p string) error {
 	p = sftpPath(p)
-	return h.withSFTP(ctx, "mkdir", p, func(cl *sftp.Client) error { return cl.MkdirAll(p) })
+	return h.withSFTP(ctx, errs.OpMkdir, p, func(cl *sftp.Client) error { return cl.MkdirAll(p) })
 }
 
 func (h *SSHHost) Stat(ctx context.Context, p string) (fs.FileInfo, error) {
 	p = sftpPath(p)
 	var fi fs.FileInfo
-	err := h.withSFTP(ctx, "stat", p, func(cl *sftp.Client) (err error) { fi, err = cl.Stat(p); return })
+	err := h.withSFTP(ctx, errs.OpStat, p, func(cl *sftp.Client) (err error) { fi, err = cl.Stat(p); return })
 	return fi, err
 }
 
 func (h *SSHHost) Lstat(ctx context.Context, p string) (fs.FileInfo, error) {
 	p = sftpPath(p)
 	var fi fs.FileInfo
-	err := h.withSFTP(ctx, "lstat", p, func(cl *sftp.Client) (err error) { fi, err = cl.Lstat(p); return })
+	err := h.withSFTP(ctx, errs.OpLstat, p, func(cl *sftp.Client) (err error) { fi, err = cl.Lstat(p); return })
 	return fi, err
 }
 
 func (h *SSHHost) ReadLink(ctx context.Context, p string) (string, error) {
 	p = sftpPath(p)
 	var t string
-	err := h.withSFTP(ctx, "readlink", p, func(cl *sftp.Client) (err error) { t, err = cl.ReadLink(p); return })
+	err := h.withSFTP(ctx, errs.OpReadlink, p, func(cl *sftp.Client) (err error) { t, err = cl.ReadLink(p); return })
 	return t, err
 }
 
 func (h *SSHHost) Glob(ctx context.Context, pattern string) ([]string, error) {
 	pattern = sftpPath(pattern)
 	var m []string
-	err := h.withSFTP(ctx, "glob", pattern, func(cl *sftp.Client) (err error) { m, err = cl.Glob(pattern); return })
+	err := h.withSFTP(ctx, errs.OpGlob, pattern, func(cl *sftp.Client) (err error) { m, err = cl.Glob(pattern); return })
 	return m, err
 }
 
 func (h *SSHHost) ReadDir(ctx context.Context, p string) ([]fs.FileInfo, error) {
 	p = sftpPath(p)
 	var fis []fs.FileInfo
-	err := h.withSFTP(ctx, "readdir", p, func(cl *sftp.Client) (err error) { fis, err = cl.ReadDir(p); return })
+	err := h.withSFTP(ctx, errs.OpReadDir, p, func(cl *sftp.Client) (err error) { fis, err = cl.ReadDir(p); return })
 	return fis, err
 }
 
 func (h *SSHHost) Chmod(ctx context.Context, p string, perm fs.FileMode) error {
 	p = sftpPath(p)
-	return h.withSFTP(ctx, "chmod", p, func(cl *sftp.Client) error { return cl.Chmod(p, perm) })
+	return h.withSFTP(ctx, errs.OpChmod, p, func(cl *sftp.Client) error { return cl.Chmod(p, perm) })
 }
 
 func (h *SSHHost) Symlink(ctx context.Context, target, link string) error {
 	link = sftpPath(link)
-	return h.withSFTP(ctx, "symlink", link, func(cl *sftp.Client) error { return cl.Symlink(target, link) })
+	return h.withSFTP(ctx, errs.OpSymlink, link, func(cl *sftp.Client) error { return cl.Symlink(target, link) })
 }
 
 func (h *SSHHost) Remove(ctx context.Context, p string) error {
 	p = sftpPath(p)
-	return h.withSFTP(ctx, "remove", p, func(cl *sftp.Client) error { return cl.Remove(p) })
+	return h.withSFTP(ctx, errs.OpRemove, p, func(cl *sftp.Client) error { return cl.Remove(p) })
 }
 
 // RemoveAll removes p and everything under it (rm -rf, in one session:
@@ -298,7 +298,7 @@ func (h *SSHHost) RemoveAll(ctx context.Context, p string) error {
 
 func (h *SSHHost) Rename(ctx context.Context, from, to string) error {
 	from, to = sftpPath(from), sftpPath(to)
-	return h.withSFTP(ctx, "rename", from, func(cl *sftp.Client) error { return cl.PosixRename(from, to) })
+	return h.withSFTP(ctx, errs.OpRename, from, func(cl *sftp.Client) error { return cl.PosixRename(from, to) })
 }
 
 func (h *SSHHost) ReadFile(ctx context.Context, p string) ([]byte, error) {
@@ -318,6 +318,6 @@ func (h *SSHHost) WriteFile(ctx context.Context, p string, data []byte, perm fs.
 // directory), absolute.
 func (h *SSHHost) Home(ctx context.Context) (string, error) {
 	var home string
-	err := h.withSFTP(ctx, "home", "~", func(cl *sftp.Client) (err error) { home, err = cl.Getwd(); return })
+	err := h.withSFTP(ctx, errs.OpHome, "~", func(cl *sftp.Client) (err error) { home, err = cl.Getwd(); return })
 	return home, err
 }

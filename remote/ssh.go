@@ -194,7 +194,7 @@ func (h *SSHHost) acquire(ctx context.Context) (*conn, error) {
 		select {
 		case <-wait:
 		case <-ctx.Done():
-			return nil, h.ctxErr(ctx, "session", "waiting for a free session slot")
+			return nil, h.ctxErr(ctx, errs.OpSession, "waiting for a free session slot")
 		}
 	}
 }
@@ -311,8 +311,7 @@ func (h *SSHHost) session(ctx context.Context) (*ssh.Session, *conn, error) {
 		case <-time.After(h.cfg.ConnectTimeout):
 			h.release(c)
 			h.markDead(c)
-			return nil, nil, &errs.Error{Op: errs.OpSession, Host: h.cfg.Name, Kind: errs.KindTransport,
-				Err: fmt.Errorf("opening a session took longer than %s; connection presumed dead", h.cfg.ConnectTimeout)}
+			return nil, nil, errs.E(errs.OpSession, h.cfg.Name, errs.KindTransport, fmt.Errorf("opening a session took longer than %s; connection presumed dead", h.cfg.ConnectTimeout))
 		case <-ctx.Done():
 			go func() {
 				if r := <-ch; r.s != nil {
@@ -320,7 +319,7 @@ func (h *SSHHost) session(ctx context.Context) (*ssh.Session, *conn, error) {
 				}
 			}()
 			h.release(c)
-			return nil, nil, h.ctxErr(ctx, "session", "opening a session")
+			return nil, nil, h.ctxErr(ctx, errs.OpSession, "opening a session")
 		}
 		if r.err == nil {
 			return r.s, c, nil
@@ -333,7 +332,7 @@ func (h *SSHHost) session(ctx context.Context) (*ssh.Session, *conn, error) {
 			case <-time.After(time.Duration(5+rand.IntN(20*min(attempt+1, 10))) * time.Millisecond):
 				continue
 			case <-ctx.Done():
-				return nil, nil, h.ctxErr(ctx, "session", "server refused new sessions (MaxSessions)")
+				return nil, nil, h.ctxErr(ctx, errs.OpSession, "server refused new sessions (MaxSessions)")
 			}
 		}
 		h.release(c)
@@ -377,7 +376,7 @@ func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 		defer cancel()
 	}
 	if err := ctx.Err(); err != nil {
-		return h.ctxErr(ctx, "exec", "before start")
+		return h.ctxErr(ctx, errs.OpExec, "before start")
 	}
 	s, cn, err := h.session(ctx)
 	if err != nil {
@@ -447,7 +446,7 @@ func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		if err := h.KillGroup(kctx, pgid); err != nil {
 			cancel()
-			return fmt.Errorf("%w; and killing its process group %d failed: %v", h.ctxErr(ctx, "exec", "command interrupted"), pgid, err)
+			return fmt.Errorf("%w; and killing its process group %d failed: %v", h.ctxErr(ctx, errs.OpExec, "command interrupted"), pgid, err)
 		}
 		cancel()
 	}
@@ -455,7 +454,7 @@ func (h *SSHHost) Run(ctx context.Context, c *Cmd) error {
 	case <-done:
 	case <-time.After(2 * time.Second):
 	}
-	return h.ctxErr(ctx, "exec", "command interrupted")
+	return h.ctxErr(ctx, errs.OpExec, "command interrupted")
 }
 
 // KillGroup sends SIGTERM to the remote process group pgid, then SIGKILL

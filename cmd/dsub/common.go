@@ -129,10 +129,10 @@ func (f *hostFlags) hosts() ([]*inventory.Host, error) {
 			h.Slots, h.Origin.Slots = f.slots, "-j"
 		}
 	}
-	if hosts, err = inventory.Select(hosts, f.on, f.warn); err != nil {
+	if hosts, err = inventory.Select(hosts, "--on", f.on, f.warn); err != nil {
 		return nil, usageError{err}
 	}
-	if hosts, err = inventory.Exclude(hosts, f.exclude); err != nil {
+	if hosts, err = inventory.Exclude(hosts, "-x", f.exclude); err != nil {
 		return nil, usageError{err}
 	}
 	return hosts, nil
@@ -154,13 +154,13 @@ func (f *hostFlags) localHost() (*inventory.Host, error) {
 	case "":
 		return nil, nil
 	case "auto":
-		return inventory.NewLocal(0), nil
+		return inventory.NewLocal(0, "--local"), nil
 	}
 	n, err := strconv.Atoi(f.local)
 	if err != nil || n < 1 {
 		return nil, usagef("--local %q: want a number of slots, or auto (one per CPU)", f.local)
 	}
-	return inventory.NewLocal(n), nil
+	return inventory.NewLocal(n, "--local"), nil
 }
 
 func (f *hostFlags) defaultPath() string {
@@ -182,7 +182,7 @@ func (f *hostFlags) cluster(stderr io.Writer) (*distributor.Cluster, error) {
 	}
 	var mu sync.Mutex
 	c, err := distributor.NewCluster(hosts, distributor.ClusterOptions{
-		Fanout: f.fanout, AcceptNew: f.acceptNew,
+		Fanout: f.fanout, AcceptNew: f.acceptNew, FirstUseHint: "pass --accept-new to trust on first use",
 		Warn: func(msg string) {
 			mu.Lock()
 			defer mu.Unlock()

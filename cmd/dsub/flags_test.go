@@ -154,10 +154,10 @@ func TestJobsSetsDefaultSlots(t *testing.T) {
 // for a host that did not run the command.
 func TestMaxStatus(t *testing.T) {
 	exit := func(n int) error {
-		return &errs.Error{Kind: errs.KindRemoteExit, Err: &remote.ExitError{Status: n}}
+		return errs.E("", "", errs.KindRemoteExit, &remote.ExitError{Status: n})
 	}
-	killed := &errs.Error{Kind: errs.KindRemoteExit, Err: &remote.ExitError{Status: -1, Signal: "KILL"}}
-	lost := &errs.Error{Op: errs.OpConnect, Kind: errs.KindTransport, Err: errors.New("refused")}
+	killed := errs.E("", "", errs.KindRemoteExit, &remote.ExitError{Status: -1, Signal: "KILL"})
+	lost := errs.E(errs.OpConnect, "", errs.KindTransport, errors.New("refused"))
 	tests := []struct {
 		errs []error
 		want int

@@ -48,7 +48,7 @@ func startUI(ctx context.Context, f *runFlags, record runRecord, se *lockedWrite
 	}
 	srv, err := monitor.Serve(u.m, opts)
 	if err != nil {
-		return ctx, nil, usageError{err}
+		return ctx, nil, usagef("--ui %s: %w", opts.Addr, err)
 	}
 	u.srv = srv
 	fmt.Fprintf(se, "dsub: monitor: %s\n", srv.URL())

@@ -165,7 +165,7 @@ func (h *Host) takeSlot(ctx context.Context, c *remote.Cmd) error {
 		select {
 		case <-time.After(h.opts.Transit(n)):
 		case <-ctx.Done():
-			return h.err("exec", errs.KindCanceled, fmt.Errorf("not sent: %w", ctx.Err()))
+			return h.err(errs.OpExec, errs.KindCanceled, fmt.Errorf("not sent: %w", ctx.Err()))
 		}
 	}
 	h.mu.Lock()
@@ -193,7 +193,7 @@ func (h *Host) takeSlot(ctx context.Context, c *remote.Cmd) error {
 			if i < 0 {
 				h.freeSlot() // given to it as it gave up
 			}
-			return h.err("exec", errs.KindCanceled, fmt.Errorf("not started: %w", ctx.Err()))
+			return h.err(errs.OpExec, errs.KindCanceled, fmt.Errorf("not started: %w", ctx.Err()))
 		}
 	}
 	if c.OnStart != nil {
@@ -323,10 +323,10 @@ func (h *Host) Connect(ctx context.Context) error {
 	h.mu.Lock()
 	h.connects++
 	h.mu.Unlock()
-	return h.check("connect")
+	return h.check(errs.OpConnect)
 }
 
-func (h *Host) Connected() bool { return h.check("connect") == nil }
+func (h *Host) Connected() bool { return h.check(errs.OpConnect) == nil }
 
 func (h *Host) Close() error {
 	h.mu.Lock()
@@ -349,7 +349,7 @@ func (h *Host) Describe(ctx context.Context, mkdirs ...string) (remote.Info, err
 
 // Run runs a job through the host's JobFunc, or an admin command.
 func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
-	if err := h.check("exec"); err != nil {
+	if err := h.check(errs.OpExec); err != nil {
 		return err
 	}
 	if _, ok := c.Env["DSUB_JOB"]; !ok {
@@ -391,11 +391,11 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 	case err := <-done:
 		if h.isHung() {
 			<-lost // the exit status never arrives; the connection is found dead
-			return &errs.Error{Op: errs.OpExec, Host: h.name, Kind: errs.KindTransport, Err: errors.New("connection lost"), PGID: p.PGID}
+			return errs.E(errs.OpExec, h.name, errs.KindTransport, errors.New("connection lost")).WithPGID(p.PGID)
 		}
 		return h.exitErr(err)
 	case <-lost:
-		return &errs.Error{Op: errs.OpExec, Host: h.name, Kind: errs.KindTransport, Err: errors.New("connection lost"), PGID: p.PGID}
+		return errs.E(errs.OpExec, h.name, errs.KindTransport, errors.New("connection lost")).WithPGID(p.PGID)
 	case <-ctx.Done():
 		p.kill()
 		if err := <-done; err == nil {
@@ -405,7 +405,7 @@ func (h *Host) Run(ctx context.Context, c *remote.Cmd) error {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			kind = errs.KindTimeout
 		}
-		return h.err("exec", kind, ctx.Err())
+		return h.err(errs.OpExec, kind, ctx.Err())
 	}
 }
 
@@ -434,13 +434,13 @@ func (h *Host) exitErr(err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &ee):
-		return h.err("exec", errs.KindRemoteExit, ee)
+		return h.err(errs.OpExec, errs.KindRemoteExit, ee)
 	}
 	var re *errs.Error
 	if errors.As(err, &re) {
 		return err
 	}
-	return h.err("exec", errs.KindOther, err)
+	return h.err(errs.OpExec, errs.KindOther, err)
 }
 
 // marked reports whether p carries m.
@@ -455,7 +455,7 @@ func marked(p *Proc, m remote.Marker) bool {
 }
 
 func (h *Host) KillOrphan(ctx context.Context, pgid int, m remote.Marker) (bool, error) {
-	if err := h.check("kill"); err != nil {
+	if err := h.check(errs.OpKill); err != nil {
 		return false, err
 	}
 	h.mu.Lock()
@@ -469,9 +469,9 @@ func (h *Host) KillOrphan(ctx context.Context, pgid int, m remote.Marker) (bool,
 
 func (h *Host) KillMarked(ctx context.Context, m remote.Marker) (int, error) {
 	if m == (remote.Marker{}) {
-		return 0, h.err("kill", errs.KindConfig, errors.New("an empty marker would match everything"))
+		return 0, h.err(errs.OpKill, errs.KindConfig, errors.New("an empty marker would match everything"))
 	}
-	if err := h.check("kill"); err != nil {
+	if err := h.check(errs.OpKill); err != nil {
 		return 0, err
 	}
 	n := 0
@@ -493,7 +493,7 @@ func (h *Host) killWait(ctx context.Context, p *Proc) error {
 	case <-p.exited:
 		return nil
 	case <-ctx.Done():
-		return h.err("kill", errs.KindTimeout, ctx.Err())
+		return h.err(errs.OpKill, errs.KindTimeout, ctx.Err())
 	}
 }
 
@@ -595,7 +595,7 @@ func (h *Host) MkdirAll(ctx context.Context, p string) error {
 	for d := h.abs(p); d != "/"; d = path.Dir(d) {
 		if f := h.files[d]; f != nil {
 			if !f.dir {
-				return h.fsErr("mkdir", d, errors.New("not a directory"))
+				return h.fsErr(errs.OpMkdir, d, errors.New("not a directory"))
 			}
 			continue
 		}
@@ -631,7 +631,7 @@ func (h *Host) Glob(ctx context.Context, pattern string) ([]string, error) {
 	var out []string
 	for name := range h.files {
 		if ok, err := path.Match(pat, name); err != nil {
-			return nil, h.err("glob", errs.KindConfig, err)
+			return nil, h.err(errs.OpGlob, errs.KindConfig, err)
 		} else if ok {
 			out = append(out, name)
 		}
@@ -687,7 +687,7 @@ func (h *Host) UploadVia(ctx context.Context, p, tmp string, src io.Reader, perm
 	var b bytes.Buffer
 	n, err := io.Copy(&b, src)
 	if err != nil {
-		return n, h.err("upload", errs.KindOther, err)
+		return n, h.err(errs.OpUpload, errs.KindOther, err)
 	}
 	return n, h.WriteFile(ctx, p, b.Bytes(), perm)
 }
@@ -728,7 +728,7 @@ func (h *Host) RemoveAll(ctx context.Context, p string) error {
 	defer h.mu.Unlock()
 	a := h.abs(p)
 	if a == "/" || a == h.opts.Info.Home {
-		return h.err("remove-all", errs.KindConfig, fmt.Errorf("refusing to remove %q", p))
+		return h.err(errs.OpRemoveAll, errs.KindConfig, fmt.Errorf("refusing to remove %q", p))
 	}
 	for name := range h.files {
 		if name == a || strings.HasPrefix(name, a+"/") {
