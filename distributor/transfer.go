@@ -49,6 +49,10 @@ type entry struct {
 // and keeps its mode; an interrupted upload leaves no temporary file
 // behind, and one whose connection died is found by `dsub clean` from the
 // marker Put leaves in <workdir>/puts until it completes.
+// ErrIsDir is why Put or Get refused a directory: it copies one only
+// when asked to copy recursively.
+var ErrIsDir = errors.New("is a directory")
+
 func (c *Cluster) Put(ctx context.Context, local, remotePath string, opts TransferOptions) ([]TransferResult, error) {
 	tree, err := localTree(local, opts.Recursive)
 	if err != nil {
@@ -78,7 +82,7 @@ func localTree(local string, recursive bool) ([]entry, error) {
 	case !fi.IsDir():
 		return nil, fmt.Errorf("put: %s is not a regular file or directory", local)
 	case !recursive:
-		return nil, fmt.Errorf("put: %s is a directory (use -r to copy it)", local)
+		return nil, fmt.Errorf("put: %s %w", local, ErrIsDir)
 	}
 	var tree []entry
 	err = filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
@@ -277,7 +281,7 @@ func (g *getter) get(ctx context.Context, p, name string) error {
 		return g.root.Symlink(target, name)
 	case fi.IsDir():
 		if !g.recursive {
-			return fmt.Errorf("get %s from %s: is a directory (use -r to copy it)", p, g.h.Name())
+			return fmt.Errorf("get %s from %s: %w", p, g.h.Name(), ErrIsDir)
 		}
 		if err := g.root.MkdirAll(name, 0o700); err != nil {
 			return err

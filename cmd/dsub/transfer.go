@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -72,7 +73,7 @@ func transfer(cmd *cobra.Command, hf *hostFlags, op string,
 	start := time.Now()
 	res, err := f(cl, cmd.Context(), args[0], args[1])
 	if err != nil {
-		return usageError{err}
+		return usageError{recursiveHint(err)}
 	}
 	return reportTransfers(op, res, start, stdout, stderr)
 }
@@ -83,7 +84,7 @@ func reportTransfers(op string, res []distributor.TransferResult, start time.Tim
 	for _, r := range res {
 		if r.Err != nil {
 			failed++
-			fmt.Fprintln(stderr, "dsub:", hostMessage(r.Host, r.Err))
+			fmt.Fprintln(stderr, "dsub:", hostMessage(r.Host, recursiveHint(r.Err)))
 			continue
 		}
 		total += r.Bytes
@@ -98,6 +99,15 @@ func reportTransfers(op string, res []distributor.TransferResult, start time.Tim
 		return errReported
 	}
 	return nil
+}
+
+// recursiveHint names the flag that copies a directory, which the
+// library's error cannot.
+func recursiveHint(err error) error {
+	if errors.Is(err, distributor.ErrIsDir) {
+		return fmt.Errorf("%w (use -r to copy it)", err)
+	}
+	return err
 }
 
 // exactArgs is cobra.ExactArgs reported as a usage error.
