@@ -79,7 +79,6 @@ type StreamWriter struct {
 	off   int64
 	dirty bool
 	err   error
-	scr   []byte
 }
 
 // CreateStream opens path for appending, first cutting a torn tail (a

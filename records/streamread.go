@@ -246,4 +246,3 @@ func (r *varReader) byte() byte {
 	r.b = r.b[1:]
 	return c
 }
-
