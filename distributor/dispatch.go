@@ -61,7 +61,7 @@ type dispatcher struct {
 	resumed    int // jobs taken from a resumed run's journal
 	resumedOK  int // of which succeeded
 
-	emit        []Result // recorded results awaiting the journal commit
+	emit        []Result // results and failures for good awaiting the journal commit
 	commitTimer *time.Timer
 	commitArmed bool
 	reduceErrs  []string
@@ -404,7 +404,7 @@ func (d *dispatcher) takeRecorded(rec JournalRecord) {
 	d.resumed++
 	res := Result{Job: d.nextID, Resumed: true, Host: rec.Host, Attempt: rec.Attempt, Value: rec.Result,
 		Duration: time.Duration(rec.Duration * float64(time.Second))}
-	res.Stdout, res.Stderr = d.r.dir.JobLogs(d.nextID)
+	res.Output = rec.Output
 	if rec.Failed {
 		d.failedJobs++
 		res.Err = errors.New(rec.Error)
@@ -501,17 +501,23 @@ func (d *dispatcher) commit() {
 	if len(d.emit) == 0 {
 		return
 	}
-	// The joblog rows of these jobs reach the file before the journal
-	// makes them count, so a crashed master loses neither.
+	// The joblog rows of these jobs reach the file, and their output is
+	// on disk, before the journal makes them count: a crashed master
+	// loses none of them, and no result locates output that is not there.
 	_ = d.jl.Flush()
-	if err := d.jrn.Commit(); err != nil {
+	if err := d.r.streams.Sync(); err != nil {
+		// The results waiting may locate output that is not on disk:
+		// none of them may count, now or when the journal closes.
+		d.jrn.poison(err)
+		d.stopRecords(fmt.Errorf("%w: output streams in %s: %v", ErrRecords, d.r.dir.Output(), err))
+	} else if err := d.jrn.Commit(); err != nil {
 		d.stopRecords(fmt.Errorf("%w: journal %s: %v", ErrRecords, d.r.dir.Journal(), err))
 	}
 	for _, res := range d.emit {
-		if d.r.opts.Reducer != nil {
+		if d.r.opts.Reducer != nil && res.Err == nil {
 			d.reduceNew = true
 			if err := d.r.opts.Reducer.Add(res.Job, res.Value); err != nil {
-				d.reduceErrs = append(d.reduceErrs, fmt.Sprintf("job %d on %s: %v (log: %s)", res.Job, res.Host, err, res.Stdout))
+				d.reduceErrs = append(d.reduceErrs, fmt.Sprintf("job %d on %s: %v", res.Job, res.Host, err))
 			}
 		}
 		d.report(res)

@@ -149,9 +149,9 @@ func TestEngineRecordsUnwritable(t *testing.T) {
 	ctx := testCtx(t)
 	c, _ := fakeCluster(t, 1, 1)
 	run := startFake(ctx, t, c, RunOptions{})
-	// jobs/ becomes a file: no log can be created in it.
-	os.RemoveAll(run.dir.Jobs())
-	os.WriteFile(run.dir.Jobs(), nil, 0o600)
+	// output/ becomes a file: no stream can be created in it.
+	os.RemoveAll(run.dir.Output())
+	os.WriteFile(run.dir.Output(), nil, 0o600)
 	run.submitShell(ctx, t, 3)
 	st, _, err := run.Wait()
 	if !errors.Is(err, ErrRecords) || st.Succeeded != 0 {

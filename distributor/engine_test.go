@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/inventory"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/remote"
 	"github.com/dsub-dev/dsub/remote/fakehost"
 )
@@ -842,4 +843,14 @@ func TestHostRunTimeIsBounded(t *testing.T) {
 			t.Errorf("job %d recorded as %.0f s: the host's claim was believed", r.Job, r.Duration)
 		}
 	}
+}
+
+// readOutput is stream s of the execution loc locates in dir's output.
+func readOutput(t *testing.T, dir RunDir, loc records.Locator, s records.Stream) string {
+	t.Helper()
+	var b strings.Builder
+	if _, err := dir.ReadOutput(loc, s, &b); err != nil {
+		t.Errorf("output at %+v: %v", loc, err)
+	}
+	return b.String()
 }

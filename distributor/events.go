@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/queue"
+	"github.com/dsub-dev/dsub/records"
 )
 
 // Event is a step in an execution's life, for live monitors
@@ -26,7 +27,7 @@ type Event struct {
 	Signal     string
 	Duration   time.Duration // from its start on the host
 	StderrTail string
-	Stderr     string // the log it left, where one was kept
+	Output     records.Locator // where its output is (zero if it never ran)
 }
 
 // EventKind is what an Event reports.

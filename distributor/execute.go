@@ -1,7 +1,6 @@
 package distributor
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/queue"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/remote"
 )
 
@@ -53,7 +53,7 @@ type completion struct {
 	dur     time.Duration
 	recv    int64
 	tail    string
-	out, er string // the log paths written
+	output  records.Locator // where its output is
 	command string
 	local   error  // the job's log could not be written (outcome Canceled)
 	why     string // for the joblog: why a job that exited 0 failed
@@ -61,57 +61,30 @@ type completion struct {
 	usage   remote.Usage
 }
 
-// stickyWriter writes to a log file and remembers the first error instead
-// of returning it, so that a full disk ends the job cleanly (unfinished,
-// ErrRecords) rather than tearing down the session mid-stream.
-type stickyWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (s *stickyWriter) Write(p []byte) (int, error) {
-	if s.err == nil {
-		_, s.err = s.w.Write(p)
-	}
-	return len(p), nil
-}
-
-// jobOutput is where an execution's output goes: its two logs, the
-// result line and the stderr tail with progress reports.
+// jobOutput is where an execution's output goes: its records in the
+// host's output stream, the result line and the stderr tail with
+// progress reports.
 type jobOutput struct {
-	fo, fe io.WriteCloser
-	bo, be *bufio.Writer
-	so, se *stickyWriter
-	rw     *resultWriter
-	sw     *stderrWriter
+	out *records.Output
+	rw  *resultWriter
+	sw  *stderrWriter
+	loc records.Locator
+	err error // writing the records failed (the master's disk)
 }
 
-func openJobOutput(out, er string, progress *atomic.Uint64) (*jobOutput, error) {
-	fo, err1 := createPrivate(out)
-	fe, err2 := createPrivate(er)
-	if err := errors.Join(err1, err2); err != nil {
-		if fo != nil {
-			fo.Close()
-		}
-		if fe != nil {
-			fe.Close()
-		}
+func (r *Run) openJobOutput(e queue.Exec, progress *atomic.Uint64) (*jobOutput, error) {
+	w, err := r.streams.get(e.Host)
+	if err != nil {
 		return nil, err
 	}
-	o := &jobOutput{fo: fo, fe: fe, bo: newBufWriter(fo), be: newBufWriter(fe), rw: &resultWriter{}, sw: &stderrWriter{progress: progress}}
-	o.so, o.se = &stickyWriter{w: o.bo}, &stickyWriter{w: o.be}
-	return o, nil
+	return &jobOutput{out: w.Open(e.Job.ID, e.Seq, e.Attempt), rw: &resultWriter{}, sw: &stderrWriter{progress: progress}}, nil
 }
 
-// close flushes the logs; a failure counts as the logs' first error.
-func (o *jobOutput) close() {
-	if err := errors.Join(o.bo.Flush(), o.be.Flush(), o.fo.Close(), o.fe.Close()); err != nil && o.so.err == nil {
-		o.so.err = err
-	}
-}
+// close writes the output's last records; a failure is the logs' error.
+func (o *jobOutput) close() { o.loc, o.err = o.out.Close() }
 
-// logErr is the first error writing either log.
-func (o *jobOutput) logErr() error { return errors.Join(o.so.err, o.se.err) }
+// logErr is the error writing the output's records, if any.
+func (o *jobOutput) logErr() error { return o.err }
 
 // jobCmd is the remote command of an execution on h.
 func (r *Run) jobCmd(e queue.Exec, h *runHost, spec JobSpec, o *jobOutput) *remote.Cmd {
@@ -124,7 +97,7 @@ func (r *Run) jobCmd(e queue.Exec, h *runHost, spec JobSpec, o *jobOutput) *remo
 		env[k] = v
 	}
 	env["DSUB_RUN"] = r.id // the marker the sweeps kill by: never overridden
-	cmd := &remote.Cmd{Env: env, Dir: h.runDir, Stdout: io.MultiWriter(o.so, o.rw), Stderr: io.MultiWriter(o.se, o.sw)}
+	cmd := &remote.Cmd{Env: env, Dir: h.runDir, Stdout: io.MultiWriter(o.out.Stdout(), o.rw), Stderr: io.MultiWriter(o.out.Stderr(), o.sw)}
 	if h.binPath != "" {
 		cmd.Argv = append([]string{h.binPath}, spec.Args...)
 	} else {
@@ -137,14 +110,7 @@ func (r *Run) jobCmd(e queue.Exec, h *runHost, spec JobSpec, o *jobOutput) *remo
 func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntry, es *execState) completion {
 	c := completion{e: e, start: time.Now(), command: je.command, exit: -1}
 	sent := c.start
-	if e.Attempt == 1 {
-		// The common case writes where the logs end up; only later
-		// attempts (which may overlap the first) use temporary names.
-		c.out, c.er = r.dir.JobLogs(e.Job.ID)
-	} else {
-		c.out, c.er = r.dir.tempLogs(e.Job.ID, e.Seq)
-	}
-	o, err := openJobOutput(c.out, c.er, &es.progress)
+	o, err := r.openJobOutput(e, &es.progress)
 	if err != nil {
 		// Not the job's fault nor the host's: the master cannot keep
 		// records. The job stays unfinished and the run stops.
@@ -205,6 +171,7 @@ func (r *Run) execute(ctx context.Context, e queue.Exec, h *runHost, je *jobEntr
 		c.dur, c.start = w, time.Now().Add(-w)
 	}
 	o.close()
+	c.output = o.loc
 	c.recv = o.rw.bytes + o.sw.bytes
 	c.tail = o.sw.Tail()
 	if c.err != nil {

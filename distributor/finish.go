@@ -53,6 +53,12 @@ func (d *dispatcher) teardown() {
 	}
 	d.cleanupHosts(gone)
 	_ = d.jl.Close()
+	if err := r.streams.Close(); err != nil {
+		d.jrn.poison(err) // the results waiting may locate output that is not on disk
+		if r.err == nil {
+			r.err = fmt.Errorf("%w: output streams in %s: %v", ErrRecords, r.dir.Output(), err)
+		}
+	}
 	if err := d.jrn.Close(); err != nil && r.err == nil {
 		r.err = err
 	}

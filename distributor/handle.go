@@ -2,7 +2,6 @@ package distributor
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/dsub-dev/dsub/queue"
 )
@@ -56,39 +55,29 @@ func (d *dispatcher) handle(c completion) {
 	case queue.Lost:
 		t.lost++
 	}
-	var er string // the stderr log kept
 	switch disp {
 	case queue.Recorded:
-		er = d.keepLogs(c, false)
 		t.done++
 		t.jobTime += c.dur
 		d.record(c, es)
 	case queue.GaveUp:
-		er = d.keepLogs(c, false)
 		if d.cancelled[c.e.Job.ID] {
 			c.err = canceledErr(c.e.Host, c.e.Job.ID)
 		}
 		d.giveUp(c)
 	case queue.Requeued:
-		er = d.keepLogs(c, true)
 		if c.outcome == queue.Failed {
 			d.r.opts.Warn(fmt.Sprintf("job %d failed on %s (%v); retrying (attempt %d of %d)", c.e.Job.ID, c.e.Host, c.err, c.e.Attempt+1, d.r.opts.Retries+1))
 		}
-	case queue.Discarded:
-		if final, _ := d.r.dir.JobLogs(c.e.Job.ID); c.out != final { // a first attempt's final-path log now holds the winner's
-			er = d.keepLogs(c, true)
-		}
-	case queue.Dropped:
-		er = d.keepLogs(c, true)
 	}
 	d.hostAfter(c)
-	d.endEvent(c, es, row, er)
+	d.endEvent(c, es, row)
 }
 
-// endEvent reports an execution's end, once handle has kept its logs.
-func (d *dispatcher) endEvent(c completion, es *execState, row JoblogRow, er string) {
+// endEvent reports an execution's end.
+func (d *dispatcher) endEvent(c completion, es *execState, row JoblogRow) {
 	d.r.event(Event{Kind: Ended, Seq: c.e.Seq, Job: c.e.Job.ID, Host: c.e.Host, Attempt: c.e.Attempt, Backup: es.backup,
-		Time: c.start.Add(c.dur), Outcome: row.Outcome, Exit: c.exit, Signal: c.signal, Duration: c.dur, StderrTail: c.tail, Stderr: er})
+		Time: c.start.Add(c.dur), Outcome: row.Outcome, Exit: c.exit, Signal: c.signal, Duration: c.dur, StderrTail: c.tail, Output: c.output})
 }
 
 // started reports whether an execution started: one taken back from an
@@ -118,20 +107,6 @@ func joblogOutcome(c completion, disp queue.Disposition) string {
 	return outcome
 }
 
-// keepLogs renames an execution's logs to the job's final names, or with
-// try, to the names of an attempt that did not count.
-func (d *dispatcher) keepLogs(c completion, try bool) (stderr string) {
-	out, er := d.r.dir.JobLogs(c.e.Job.ID)
-	if try {
-		out, er = d.r.dir.TryLogs(c.e.Job.ID, c.e.Attempt)
-	}
-	if c.out != out {
-		_ = os.Rename(c.out, out)
-		_ = os.Rename(c.er, er)
-	}
-	return er
-}
-
 // record journals a job's result; commit makes it count. The first
 // result wins: any other execution of the job is killed.
 func (d *dispatcher) record(c completion, es *execState) {
@@ -142,11 +117,10 @@ func (d *dispatcher) record(c completion, es *execState) {
 		}
 	}
 	je := d.jobs[c.e.Job.ID]
-	out, er := d.r.dir.JobLogs(c.e.Job.ID)
 	d.jrn.Append(&JournalRecord{Job: c.e.Job.ID, ID: je.id, Host: c.e.Host, Attempt: c.e.Attempt, Result: c.value, Duration: c.dur.Seconds(),
-		CPU: c.usage.User + c.usage.Sys, MaxRSS: c.usage.MaxRSS})
+		CPU: c.usage.User + c.usage.Sys, MaxRSS: c.usage.MaxRSS, Output: c.output})
 	d.emit = append(d.emit, Result{Job: c.e.Job.ID, Host: c.e.Host, Attempt: c.e.Attempt, Value: c.value,
-		Duration: c.dur, Stdout: out, Stderr: er, StderrTail: c.tail})
+		Duration: c.dur, Output: c.output, StderrTail: c.tail})
 	delete(d.jobs, c.e.Job.ID)
 }
 
@@ -154,11 +128,12 @@ func (d *dispatcher) record(c completion, es *execState) {
 func (d *dispatcher) giveUp(c completion) {
 	d.failedJobs++
 	je := d.jobs[c.e.Job.ID]
-	out, er := d.r.dir.JobLogs(c.e.Job.ID)
 	d.jrn.Append(&JournalRecord{Job: c.e.Job.ID, ID: je.id, Host: c.e.Host, Attempt: c.e.Attempt, Duration: c.dur.Seconds(),
-		Failed: true, Error: fmt.Sprint(c.err)})
-	d.report(Result{Job: c.e.Job.ID, Host: c.e.Host, Attempt: c.e.Attempt, Err: c.err, Exit: c.exit,
-		Duration: c.dur, Stdout: out, Stderr: er, StderrTail: c.tail})
+		Failed: true, Error: fmt.Sprint(c.err), Output: c.output})
+	// Reported once committed, as a result is: its output is on disk
+	// by then, for whoever reads it.
+	d.emit = append(d.emit, Result{Job: c.e.Job.ID, Host: c.e.Host, Attempt: c.e.Attempt, Err: c.err, Exit: c.exit,
+		Duration: c.dur, Output: c.output, StderrTail: c.tail})
 	delete(d.jobs, c.e.Job.ID)
 }
 

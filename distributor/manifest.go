@@ -3,11 +3,13 @@ package distributor
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/dsub-dev/dsub/inventory"
+	"github.com/dsub-dev/dsub/records"
 )
 
 // RunDir is a run's local directory. It owns every path in it: nothing
@@ -19,7 +21,9 @@ import (
 //	                started, a retried failure's none
 //	executions.tsv  the same columns, a row for every execution that
 //	                started (the report's timeline)
-//	jobs/N.out|err  job N's output; jobs/N.tryA.* an earlier attempt's
+//	output/H.dso    the output of every execution on host H: stdout and
+//	                stderr as records (package records); the journal
+//	                locates a job's, `dsub log` reads it
 //	input           the jobs read from stdin (input.part until EOF)
 //	hosts/H/setup.out|err, teardown.out|err
 //	                host H's --setup and --teardown output
@@ -50,22 +54,27 @@ func (d RunDir) Timeline() string {
 	return d.Joblog()
 }
 
-// Jobs is the directory of the jobs' logs.
-func (d RunDir) Jobs() string { return d.path("jobs") }
+// Output is the directory of the jobs' output streams.
+func (d RunDir) Output() string { return d.path("output") }
 
-// JobLogs are the stdout and stderr logs of job's recorded execution.
-func (d RunDir) JobLogs(job int) (stdout, stderr string) {
+// OutputStream is host's output stream file.
+func (d RunDir) OutputStream(host string) string {
+	return d.path("output", records.StreamFile(inventory.DirName(host)))
+}
+
+// ReadOutput copies stream s of the execution that loc locates (a
+// Result's or a JournalRecord's Output) to w, byte for byte.
+func (d RunDir) ReadOutput(loc records.Locator, s records.Stream, w io.Writer) (int64, error) {
+	if loc.IsZero() {
+		return 0, fmt.Errorf("no output recorded")
+	}
+	return records.ReadOutput(d.Output(), loc, s, w)
+}
+
+// OldJobLogs are where a run directory of schema 1 (before output
+// streams) kept job's output, which reports still read.
+func (d RunDir) OldJobLogs(job int) (stdout, stderr string) {
 	return d.path("jobs", fmt.Sprintf("%d.out", job)), d.path("jobs", fmt.Sprintf("%d.err", job))
-}
-
-// TryLogs are the logs of an execution that did not count (attempt).
-func (d RunDir) TryLogs(job, attempt int) (stdout, stderr string) {
-	return d.path("jobs", fmt.Sprintf("%d.try%d.out", job, attempt)), d.path("jobs", fmt.Sprintf("%d.try%d.err", job, attempt))
-}
-
-// tempLogs are where a later attempt writes while the first may still run.
-func (d RunDir) tempLogs(job, seq int) (stdout, stderr string) {
-	return d.path("jobs", fmt.Sprintf("%d.%d.out.tmp", job, seq)), d.path("jobs", fmt.Sprintf("%d.%d.err.tmp", job, seq))
 }
 
 // Returned is where job's returned files go (RunOptions.ReturnDir
@@ -86,6 +95,9 @@ func (d RunDir) InputPart() string { return d.path("input.part") }
 // Manifest is a run's run.json: what ran, where, and how it ended. It is
 // written when the run starts, as hosts are prepared, and when it ends.
 type Manifest struct {
+	// Schema is the run directory's layout: SchemaStreams, or 0 for a
+	// run recorded before there was one (per-job log files, schema 1).
+	Schema  int    `json:"schema,omitempty"`
 	ID      string `json:"id"`
 	Started string `json:"started"` // RFC 3339
 	// Command is the caller's record of what started the run
@@ -109,6 +121,10 @@ type Manifest struct {
 	// bytes (reports show it).
 	Result string `json:"result,omitempty"`
 }
+
+// SchemaStreams is the layout this dsub writes: jobs' output in streams
+// (output/), located by the journal.
+const SchemaStreams = 2
 
 // MaxManifestResult bounds the reduced result that run.json keeps.
 const MaxManifestResult = 64 << 10

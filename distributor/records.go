@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/remote"
 )
 
@@ -35,6 +36,9 @@ type JournalRecord struct {
 	// measures it (agent mode, from wait4).
 	CPU    float64 `json:"cpu_s,omitempty"`
 	MaxRSS int64   `json:"max_rss_kb,omitempty"`
+	// Output locates the execution's output in the run's output
+	// streams (absent in a run recorded before them).
+	Output records.Locator `json:"output,omitzero"`
 }
 
 // ReadJournal loads results.jsonl: the last record of each job wins (a
@@ -124,6 +128,14 @@ func (j *journal) Append(r *JournalRecord) {
 	}
 	_, j.err = j.w.Write(append(b, '\n'))
 	j.n++
+}
+
+// poison stops the journal: nothing appended since the last commit, or
+// after, is ever written (their output could not be kept).
+func (j *journal) poison(err error) {
+	if j.err == nil {
+		j.err = err
+	}
 }
 
 func (j *journal) Commit() error {

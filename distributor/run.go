@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/errs"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/remote"
 )
 
@@ -117,16 +118,17 @@ type RunOptions struct {
 
 // Result is a job's final outcome.
 type Result struct {
-	Job        int
-	Resumed    bool // recorded by an earlier run of a resumed run, not run again
-	Host       string
-	Attempt    int
-	Value      json.RawMessage // the result line as JSON (string when not JSON); nil on failure
-	Err        error           // why the job failed for good
-	Exit       int
-	Duration   time.Duration
-	Stdout     string // log paths
-	Stderr     string
+	Job      int
+	Resumed  bool // recorded by an earlier run of a resumed run, not run again
+	Host     string
+	Attempt  int
+	Value    json.RawMessage // the result line as JSON (string when not JSON); nil on failure
+	Err      error           // why the job failed for good
+	Exit     int
+	Duration time.Duration
+	// Output locates the job's output in the run's output streams:
+	// RunDir.ReadOutput reads it.
+	Output     records.Locator
 	StderrTail string
 }
 
@@ -178,6 +180,7 @@ type Run struct {
 	agentInfo     binaryInfo // its platform
 	agentsFor     agentsFor  // agents for other platforms (RunOptions.AgentFor)
 	tmpDir        string
+	streams       *streamSet    // the jobs' output
 	retryMin      time.Duration // first delay between a host's connection attempts
 
 	mu        sync.Mutex
@@ -251,9 +254,10 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 			return nil, err
 		}
 	}
-	if err := os.MkdirAll(r.dir.Jobs(), 0o700); err != nil {
+	if err := os.MkdirAll(r.dir.Output(), 0o700); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
+	r.streams = &streamSet{dir: r.dir}
 	for _, f := range opts.Files {
 		fi, err := os.Stat(f)
 		if err != nil {
@@ -311,6 +315,10 @@ func (r *Run) loadResumed() (prevBinary string, err error) {
 	}
 	if !ValidRunID(m.ID) {
 		return "", errs.E(errs.OpResume, "", errs.KindConfig, fmt.Errorf("run.json holds no valid run id (%q): not a dsub run directory", m.ID)).WithPath(string(r.dir))
+	}
+	if m.Schema != SchemaStreams {
+		return "", errs.E(errs.OpResume, "", errs.KindConfig, fmt.Errorf("run.json has schema %d (%s), and this dsub resumes only schema %d (output streams): start a new run, or resume it with the dsub that recorded it; dsub report still reads it",
+			max(m.Schema, 1), "per-job log files in jobs/", SchemaStreams)).WithPath(string(r.dir))
 	}
 	r.id = m.ID
 	if m.Binary != nil {
@@ -384,7 +392,7 @@ func (r *Run) setAgent() error {
 // writeManifest writes run.json: st is nil until the run ends.
 func (r *Run) writeManifest(st *Stats) error {
 	r.mu.Lock()
-	m := &Manifest{ID: r.id, Started: r.start.Format(time.RFC3339Nano), Resumed: r.opts.ResumeDir != "",
+	m := &Manifest{Schema: SchemaStreams, ID: r.id, Started: r.start.Format(time.RFC3339Nano), Resumed: r.opts.ResumeDir != "",
 		Retries: r.opts.Retries, TimeoutS: r.opts.Timeout.Seconds(), Files: r.opts.Files, Hosts: append([]HostRecord(nil), r.hostsRec...)}
 	r.mu.Unlock()
 	if r.opts.Record != nil {

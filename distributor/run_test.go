@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/dsub-dev/dsub/distributor"
 	"github.com/dsub-dev/dsub/inventory"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/remote"
 	"github.com/dsub-dev/dsub/testenv"
 )
@@ -188,8 +190,10 @@ func TestBinaryShardsSumAndUploadSkip(t *testing.T) {
 	if strings.Count(string(rl), "\n") != 16 {
 		t.Errorf("results.jsonl:\n%s", rl)
 	}
-	if out, _ := os.ReadFile(filepath.Join(run.Dir(), "jobs", "1.out")); strings.TrimSpace(string(out)) == "" {
-		t.Error("jobs/1.out empty")
+	recs, _ := distributor.ReadJournal(filepath.Join(run.Dir(), "results.jsonl"))
+	var out strings.Builder
+	if _, err := distributor.RunDir(run.Dir()).ReadOutput(recs[1].Output, records.Stdout, &out); err != nil || strings.TrimSpace(out.String()) == "" {
+		t.Errorf("job 1's output: %q, %v", out.String(), err)
 	}
 
 	red2, _ := distributor.NewReducer("sum")
@@ -351,8 +355,10 @@ func TestFilesAndRemoteCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := col.results[1]
-	out, _ := os.ReadFile(r.Stdout)
-	if !strings.HasPrefix(string(out), "hello from input\n") {
+	var ob strings.Builder
+	_, _ = distributor.RunDir(run.Dir()).ReadOutput(r.Output, records.Stdout, &ob)
+	out := ob.String()
+	if !strings.HasPrefix(out, "hello from input\n") {
 		t.Fatalf("job stdout: %q", out)
 	}
 	remoteDir := distributor.TextOf(r.Value)
@@ -423,8 +429,14 @@ func TestJoblogCountsEveryExecution(t *testing.T) {
 			t.Errorf("%s outcomes = %s (%v), want %s", filepath.Base(tc.path), got, err, tc.want)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(run.Dir(), "jobs", "1.try1.err")); err != nil {
-		t.Errorf("first attempt's log not kept: %v", err)
+	// Every attempt's output is kept, in its host's stream.
+	var attempts []int
+	streams, _ := filepath.Glob(filepath.Join(rd.Output(), "*.dso"))
+	for _, s := range streams {
+		_ = records.ScanEnds(s, func(e records.End) error { attempts = append(attempts, e.Attempt); return nil })
+	}
+	if slices.Sort(attempts); fmt.Sprint(attempts) != "[1 2 3]" {
+		t.Errorf("attempts with output kept: %v, want [1 2 3]", attempts)
 	}
 }
 

@@ -177,7 +177,10 @@ func (m *Model) draw(e *distributor.Event) {
 			return // taken back, or dropped, before it started: nothing ran
 		}
 		s := Segment{Start: ms(e.Time.Add(-e.Duration).Sub(m.start)), End: t, Job: e.Job, Kind: kindOf(e.Outcome),
-			Exit: e.Exit, Cmd: e.Command, Tail: e.StderrTail, Log: e.Stderr, Host: e.Host}
+			Exit: e.Exit, Cmd: e.Command, Tail: e.StderrTail, Host: e.Host}
+		if m.run != nil && !e.Output.IsZero() {
+			s.Log = LogCommand(m.run.Dir(), e.Job)
+		}
 		s = m.tl.end(e.Seq, s)
 		if s.Kind == "fail" {
 			m.failures = append(m.failures, s)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/records"
 )
 
 // maxStragglers is how many of the longest jobs a report lists, and
@@ -213,20 +214,49 @@ func (b *reportBuilder) finish(t0, last time.Time) {
 	}
 }
 
-// stderrTail is the tail of the stderr log of a failed execution.
-func (b *reportBuilder) stderrTail(r distributor.JoblogRow) (path, tail string) {
-	_, path = b.rd.JobLogs(r.Job)
-	f, err := os.Open(path)
-	if err != nil {
+// stderrTail is the tail of a failed job's stderr (its recorded
+// execution's), and the command that prints its output.
+func (b *reportBuilder) stderrTail(r distributor.JoblogRow) (log, tail string) {
+	t := &tailWriter{max: maxTail}
+	if b.man.Schema < distributor.SchemaStreams { // per-job log files
+		_, path := b.rd.OldJobLogs(r.Job)
+		f, err := os.Open(path)
+		if err != nil {
+			return "", ""
+		}
+		defer f.Close()
+		_, _ = io.Copy(t, f)
+		return path, strings.ToValidUTF8(string(t.tail()), "")
+	}
+	rec, ok := b.journal[r.Job]
+	if !ok || rec.Output.IsZero() {
 		return "", ""
 	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > maxTail {
-		_, _ = f.Seek(fi.Size()-maxTail, io.SeekStart)
+	if _, err := b.rd.ReadOutput(rec.Output, records.Stderr, t); err != nil {
+		return "", ""
 	}
-	buf, _ := io.ReadAll(io.LimitReader(f, maxTail))
-	return path, strings.ToValidUTF8(string(buf), "")
+	return LogCommand(string(b.rd), r.Job), strings.ToValidUTF8(string(t.tail()), "")
 }
+
+// LogCommand is the command that prints job's output from the run in
+// dir.
+func LogCommand(dir string, job int) string { return fmt.Sprintf("dsub log %s %d", dir, job) }
+
+// tailWriter keeps the last max bytes written to it.
+type tailWriter struct {
+	b   []byte
+	max int
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	if len(w.b) > 2*w.max {
+		w.b = append(w.b[:0], w.b[len(w.b)-w.max:]...)
+	}
+	return len(p), nil
+}
+
+func (w *tailWriter) tail() []byte { return w.b[max(0, len(w.b)-w.max):] }
 
 // packLanes gives each execution a lane number within its host (0-based):
 // the lowest lane free at its start, as the live page assigns them.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dsub-dev/dsub/agent"
 	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/testenv"
 )
 
@@ -66,8 +67,10 @@ func TestAgentModeMatchesSession(t *testing.T) {
 		if got := strings.Count(string(journal), `"max_rss_kb"`); launch == "agent" && got != jobs {
 			t.Errorf("agent run: %d of %d journal records have resource usage", got, jobs)
 		}
-		if b, _ := os.ReadFile(filepath.Join(rd, "jobs", "7.err")); string(b) != "noise\n" {
-			t.Errorf("%s run: job 7's stderr log %q", launch, b)
+		recs, _ := distributor.ReadJournal(distributor.RunDir(rd).Journal())
+		var b strings.Builder
+		if _, err := distributor.RunDir(rd).ReadOutput(recs[7].Output, records.Stderr, &b); b.String() != "noise\n" {
+			t.Errorf("%s run: job 7's stderr %q (%v)", launch, b.String(), err)
 		}
 	}
 	if want := fmt.Sprint(jobs * (jobs + 1) * (2*jobs + 1) / 6); results["session"] != want || results["agent"] != want {

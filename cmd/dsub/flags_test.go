@@ -44,6 +44,7 @@ func TestEveryFlagRejectsBadValues(t *testing.T) {
 		"logs=0", "logs=-1", "logs=garbage", "out=0", "out=-1", "out=garbage", // directory names
 		"output=0", "output=-1", "output=garbage", // report: file names
 		"joblog=0", "joblog=-1", "joblog=garbage", // run: a file name
+		"results=0", "results=-1", "results=garbage", // run: a directory name
 		"halt=garbage", // checked below: this one must be refused
 	} {
 		accepts[s] = true
@@ -55,6 +56,7 @@ func TestEveryFlagRejectsBadValues(t *testing.T) {
 		"put":    {filepath.Join(home, ".ssh", "id_ed25519"), "/tmp/x"},
 		"get":    {"/tmp/x", "got"},
 		"report": {"."},
+		"log":    {".", "1"},
 	}
 	root := newRootCmd(nil, &bytes.Buffer{}, &bytes.Buffer{})
 	n := 0

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/testenv"
 )
 
@@ -76,15 +77,19 @@ func TestGigabyteOutputKeepsMemoryFlat(t *testing.T) {
 			if strings.TrimSpace(out) != "42" {
 				t.Errorf("result %q; stderr:\n%s", out, stderr)
 			}
-			logsOut, _ := filepath.Glob(filepath.Join(logs, "*", "jobs", "1.out"))
-			if len(logsOut) != 1 {
-				t.Fatalf("log file: %v", logsOut)
+			streams, _ := filepath.Glob(filepath.Join(logs, "*", "output", "h01.dso"))
+			if len(streams) != 1 {
+				t.Fatalf("output stream: %v", streams)
 			}
-			fi, err := os.Stat(logsOut[0])
-			if err != nil || fi.Size() != 1<<30+4 {
-				t.Errorf("log size %v, %v; want %d", fi.Size(), err, 1<<30+4)
+			var n int64 = -1
+			err := records.ScanEnds(streams[0], func(e records.End) error { n = e.Bytes[0]; return nil })
+			if err != nil || n != 1<<30+4 {
+				t.Errorf("job 1's stdout: %d bytes recorded (%v); want %d", n, err, 1<<30+4)
 			}
-			os.Remove(logsOut[0])
+			if fi, err := os.Stat(streams[0]); err != nil || fi.Size() < 1<<30+4 {
+				t.Errorf("stream file %v, %v; want the 1 GiB in it", fi, err)
+			}
+			os.Remove(streams[0])
 			if rss >= 100 {
 				t.Errorf("peak RSS %.1f MB, want < 100 MB", rss)
 			}

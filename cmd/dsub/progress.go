@@ -163,7 +163,8 @@ func mpbProgress(run *distributor.Run, msgs *lockedWriter, term *os.File) func()
 }
 
 // failureReport describes a job that failed for good.
-func failureReport(r distributor.Result) string {
+// log is the command that prints its output, if any.
+func failureReport(r distributor.Result, log string) string {
 	var b strings.Builder
 	host := r.Host
 	if host == "" {
@@ -177,8 +178,8 @@ func failureReport(r distributor.Result) string {
 	if r.StderrTail != "" {
 		b.WriteString("\n    stderr: " + strings.ReplaceAll(visible(r.StderrTail), "\n", "\n            "))
 	}
-	if r.Stdout != "" {
-		fmt.Fprintf(&b, "\n    logs: %s %s", r.Stdout, r.Stderr)
+	if log != "" && !r.Output.IsZero() {
+		fmt.Fprintf(&b, "\n    output: %s", log)
 	}
 	return b.String()
 }

@@ -140,7 +140,7 @@ the hosts beyond a stock sshd and an account you can log into.` + exitHelp,
 	})
 	root.Version = versionString()
 	root.SetVersionTemplate("dsub {{.Version}}\n")
-	root.AddCommand(newPingCmd(stdout, stderr), newExecCmd(stdin, stdout, stderr), newPutCmd(stdout, stderr), newGetCmd(stdout, stderr),
+	root.AddCommand(newLogCmd(stdout, stderr), newPingCmd(stdout, stderr), newExecCmd(stdin, stdout, stderr), newPutCmd(stdout, stderr), newGetCmd(stdout, stderr),
 		newRunCmd(stdin, stdout, stderr), newCleanCmd(stdout, stderr), newAgentCmd(stdin, stdout), newHostsCmd(stdout), newReportCmd(stdout, stderr))
 	for _, c := range root.Commands() {
 		if args := c.Args; args != nil {

@@ -24,6 +24,7 @@ type runFlags struct {
 	files                   []string
 	reduce, reduceCmd       string
 	keepOrder               bool
+	results                 string
 	jobs                    string // -j N: slots of each host whose slots are not given
 	slots                   int    // -j's N (0: not given)
 	joblog                  string // --joblog FILE: joblog.tsv written there too
@@ -305,7 +306,9 @@ Only the reduced result goes to stdout; progress, warnings and the final
 per-host table go to stderr. --json prints a summary object instead, with
 the failed jobs and why they failed.
 
-Records in <logs>/<run-id>/: jobs/<#>.out and .err, joblog.tsv (GNU
+Records in <logs>/<run-id>/: output/<host>.dso, every job's stdout and
+stderr in a few stream files (print a job's with dsub log RUN_DIR JOB;
+--results DIR also writes DIR/<job>/stdout and stderr), joblog.tsv (GNU
 parallel's: one row per job that ran, the attempt that settled it;
 Exitval is the job's exit status, Signal the number of the signal that
 ended it, Outcome says why a job that exited 0 failed), executions.tsv
@@ -339,6 +342,7 @@ func registerRunFlags(c *cobra.Command, f *runFlags) {
 	fl.StringVar(&f.reduceCmd, "reduce-cmd", "", "local command that reduces the results")
 	fl.BoolVarP(&f.keepOrder, "keep-order", "k", false, "with --reduce none: print the jobs' outputs in job order")
 	fl.StringVarP(&f.jobs, "jobs", "j", "", "`N` slots on each host whose slots are not given (as GNU parallel's -j: a hosts file's slots, -w N/host and --local N win)")
+	fl.StringVar(&f.results, "results", "", "also write each job's output to `DIR`/<job>/stdout and stderr (GNU parallel's --results)")
 	fl.StringVar(&f.joblog, "joblog", "", "also write the joblog (GNU parallel's columns) to `FILE`, as the run goes")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print each job's command line, shell-quoted, and run nothing (no host is contacted)")
 	fl.StringVar(&f.logs, "logs", "dsub-runs", "directory for run records")

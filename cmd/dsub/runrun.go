@@ -1,17 +1,23 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/monitor"
+	"github.com/dsub-dev/dsub/records"
 )
 
 // runRun runs the jobs that f describes on the hosts of hf. record is
@@ -46,6 +52,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 	defer cl.Close()
 
 	out := newRunOutput(stdout, se, printEach, f.keepOrder)
+	out.resultsDir = f.results
 	ctx, ui, err := startUI(ctx, f, record, se)
 	if err != nil {
 		return err
@@ -66,6 +73,7 @@ func runRun(ctx context.Context, hf *hostFlags, f *runFlags, args []string, reco
 		return usageError{err}
 	}
 	ui.attach(run)
+	out.attach(run)
 	if err := src.save.start(run.Dir()); err != nil {
 		run.Close()
 		run.Wait()
@@ -222,8 +230,8 @@ type jobFailure struct {
 	Exit       int    `json:"exit"`
 	Error      string `json:"error"`
 	StderrTail string `json:"stderr_tail,omitempty"`
-	Stdout     string `json:"stdout_log,omitempty"`
-	Stderr     string `json:"stderr_log,omitempty"`
+	// Log is the command that prints the job's output (dsub log).
+	Log string `json:"log,omitempty"`
 }
 
 func writeSummary(w io.Writer, run *distributor.Run, stats *distributor.Stats, result string, complete bool, failures []distributor.Result, runErr error) {
@@ -240,7 +248,7 @@ func writeSummary(w io.Writer, run *distributor.Run, stats *distributor.Stats, r
 	}
 	for _, r := range failures {
 		s.Failures = append(s.Failures, jobFailure{Job: r.Job, Host: r.Host, Exit: r.Exit, Error: fmt.Sprint(r.Err),
-			StderrTail: r.StderrTail, Stdout: r.Stdout, Stderr: r.Stderr})
+			StderrTail: r.StderrTail, Log: monitor.LogCommand(run.Dir(), r.Job)})
 	}
 	_ = json.NewEncoder(w).Encode(s)
 }
@@ -254,6 +262,10 @@ type runOutput struct {
 	se        *lockedWriter
 	printEach bool
 	seq       *sequencer
+	dir       atomic.Pointer[distributor.RunDir] // the run's, once started
+	// resultsDir, if set, gets GNU parallel's per-job files (--results):
+	// <dir>/<job>/stdout and stderr.
+	resultsDir string
 
 	mu       sync.Mutex
 	queue    []distributor.Result
@@ -262,6 +274,21 @@ type runOutput struct {
 	done     chan struct{}
 	failures []distributor.Result // in job order once closed
 	errs     []error
+}
+
+// attach gives o the run whose outputs it prints; results come only
+// after it started.
+func (o *runOutput) attach(run *distributor.Run) {
+	d := distributor.RunDir(run.Dir())
+	o.dir.Store(&d)
+}
+
+// logCommand is the command that prints job's output, or "".
+func (o *runOutput) logCommand(job int) string {
+	if d := o.dir.Load(); d != nil {
+		return monitor.LogCommand(string(*d), job)
+	}
+	return ""
 }
 
 func newRunOutput(stdout io.Writer, se *lockedWriter, printEach, keepOrder bool) *runOutput {
@@ -298,13 +325,14 @@ func (o *runOutput) loop() {
 		o.mu.Unlock()
 		for _, r := range batch {
 			if r.Err != nil {
-				fmt.Fprintln(o.se, "dsub:", failureReport(r))
+				fmt.Fprintln(o.se, "dsub:", failureReport(r, o.logCommand(r.Job)))
 			}
 			if o.seq != nil {
 				o.seq.add(r)
 			} else {
 				o.print(r)
 			}
+			o.writeResults(r)
 		}
 		if closed && len(batch) == 0 {
 			return
@@ -314,24 +342,46 @@ func (o *runOutput) loop() {
 
 // print copies a job's whole stdout, as one block.
 func (o *runOutput) print(r distributor.Result) {
-	if !o.printEach || r.Stdout == "" {
+	d := o.dir.Load()
+	if !o.printEach || r.Output.IsZero() || d == nil {
 		return
 	}
-	f, err := os.Open(r.Stdout)
-	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) || r.Err == nil {
-			o.errs = append(o.errs, fmt.Errorf("output of job %d: %w", r.Job, err))
-		}
-		return
-	}
-	defer f.Close()
 	last := &lastByte{w: o.stdout}
-	if _, err := io.Copy(last, f); err != nil {
+	if _, err := d.ReadOutput(r.Output, records.Stdout, last); err != nil {
 		o.errs = append(o.errs, fmt.Errorf("output of job %d: %w", r.Job, err))
 	}
 	if last.n > 0 && last.b != '\n' {
 		io.WriteString(o.stdout, "\n")
 	}
+}
+
+// writeResults writes r's output as GNU parallel's --results files:
+// paid for only when asked.
+func (o *runOutput) writeResults(r distributor.Result) {
+	d := o.dir.Load()
+	if o.resultsDir == "" || d == nil || r.Output.IsZero() {
+		return
+	}
+	dir := filepath.Join(o.resultsDir, strconv.Itoa(r.Job))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		o.errs = append(o.errs, fmt.Errorf("--results: %w", err))
+		return
+	}
+	for _, s := range []records.Stream{records.Stdout, records.Stderr} {
+		if err := writeOutputFile(filepath.Join(dir, s.String()), *d, r.Output, s); err != nil {
+			o.errs = append(o.errs, fmt.Errorf("--results: job %d: %w", r.Job, err))
+		}
+	}
+}
+
+func writeOutputFile(path string, d distributor.RunDir, loc records.Locator, s records.Stream) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(f, 32<<10)
+	_, err = d.ReadOutput(loc, s, bw)
+	return errors.Join(err, bw.Flush(), f.Close())
 }
 
 // close waits until everything queued is printed.

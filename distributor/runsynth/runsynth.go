@@ -17,7 +17,10 @@ import (
 
 // Write writes a run of jobs on hosts of slots each into dir: jobs last
 // 50 ms to 2 s (a few stragglers 10 s), one in failEvery fails (0: none),
-// packed on their hosts' slots as a run would.
+// packed on their hosts' slots as a run would. It writes the layout of
+// schema 1 (run.json without a schema, a failed job's stderr in
+// jobs/<job>.err), as dsub recorded runs before output streams: reports
+// must go on reading those.
 func Write(dir string, jobs, hosts, slots, failEvery int) error {
 	if err := os.MkdirAll(filepath.Join(dir, "jobs"), 0o700); err != nil {
 		return err

@@ -29,6 +29,7 @@ func TestLayering(t *testing.T) {
 	}{
 		{"errs", []string{module + "/"}},
 		{"queue", []string{module + "/"}},
+		{"records", []string{module + "/"}},
 		{"remote", []string{module + "/distributor", module + "/cmd", module + "/inventory", module + "/queue"}},
 		{"remote/fakehost", []string{module + "/distributor", module + "/cmd"}},
 		{"agent", []string{module + "/distributor", module + "/cmd", module + "/inventory", module + "/queue"}},
