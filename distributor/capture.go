@@ -1,10 +1,8 @@
 package distributor
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
-	"io"
 	"strconv"
 	"sync/atomic"
 )
@@ -132,5 +130,3 @@ func (w *stderrWriter) Tail() string {
 	}
 	return string(bytes.Join(out, []byte("\n")))
 }
-
-func newBufWriter(w io.Writer) *bufio.Writer { return bufio.NewWriterSize(w, 32<<10) }
