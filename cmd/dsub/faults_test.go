@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/testenv"
 )
 
@@ -113,6 +115,21 @@ func TestMasterCrashAndResume(t *testing.T) {
 		}
 	}
 
+	// The kill may cut a stream file mid-record; make sure every one
+	// ends so: a record's header promising 100 bytes, and 10 of them.
+	streams, _ := filepath.Glob(filepath.Join(rd, "output", "*.dso"))
+	if len(streams) == 0 {
+		t.Fatalf("no output streams in %s", rd)
+	}
+	for _, s := range streams {
+		f, err := os.OpenFile(s, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write([]byte{100, 0, 0, 0, 1, 2, 3, 4, 1, 7, 7, 7, 7, 7, 7, 7, 7, 7})
+		f.Close()
+	}
+
 	// A resume against changed inputs is refused, and runs nothing.
 	changed := strings.Replace(cmds.String(), "echo 1\n", "echo 2\n", 1)
 	os.WriteFile(cf, []byte(changed), 0o600)
@@ -178,6 +195,26 @@ func TestMasterCrashAndResume(t *testing.T) {
 	t.Logf("%d executions for %d jobs (%d in joblog)", starts, jobs, total)
 	if n := countLines(filepath.Join(rd, "results.jsonl")); n != jobs {
 		t.Errorf("results.jsonl has %d records, want %d", n, jobs)
+	}
+	// Every result's output reads back, those recorded before the kill
+	// and those after the torn tails were cut.
+	for i := 1; i <= jobs; i++ {
+		out, err := exec.Command(bin, "log", rd, strconv.Itoa(i)).CombinedOutput()
+		if err != nil || string(out) != fmt.Sprintf("%d\n", i*i) {
+			t.Errorf("dsub log job %d: %q, %v; want %d", i, out, err, i*i)
+		}
+	}
+	// A scan of the streams (dsub log --attempt, --all) sees every job's
+	// execution: the torn tails were cut, not left in front of the
+	// resume's records.
+	scanned := map[int]bool{}
+	for _, s := range streams {
+		if err := records.ScanEnds(s, func(e records.End) error { scanned[e.Job] = true; return nil }); err != nil {
+			t.Errorf("scan %s: %v", s, err)
+		}
+	}
+	if len(scanned) != jobs {
+		t.Errorf("a scan of the streams finds executions of %d jobs, want %d", len(scanned), jobs)
 	}
 	noStrays(t, "sleep 396.5")
 }
