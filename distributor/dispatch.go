@@ -41,12 +41,14 @@ type dispatcher struct {
 	prepCtx    context.Context
 	cancelPrep context.CancelFunc
 
-	q     *queue.Queue
-	jrn   *journal
-	jl    *joblog
-	sp    *speculator
-	now   func() time.Time
-	order []string // host names, inventory order
+	q   *queue.Queue
+	jrn *journal
+	jl  *joblog
+	sp  *speculator
+	now func() time.Time
+	// lastTakeBack is when takeBack last looked.
+	lastTakeBack time.Time
+	order        []string // host names, inventory order
 
 	hosts     map[string]*runHost   // prepared hosts
 	tally     map[string]*hostTally // per host counts
@@ -294,15 +296,7 @@ func (d *dispatcher) noHostLeft() bool {
 	return true
 }
 
-func (d *dispatcher) totalSlots() int {
-	n := 0
-	for name, h := range d.hosts {
-		if d.q.HostState(name) == queue.Up {
-			n += h.slots
-		}
-	}
-	return n
-}
+func (d *dispatcher) totalSlots() int { return d.q.UpSlots() }
 
 // takeBackAfter is how long a job must have waited in a host's window
 // before it may be taken back: less is a job whose start is merely on
@@ -313,10 +307,20 @@ const takeBackAfter = 100 * time.Millisecond
 // behind running jobs) to hosts with a free slot, once no job waits in
 // the queue: the window hides the round trip between jobs, and must not
 // leave the end of a run waiting on a slow host while others idle.
+//
+// It looks at every host and execution, so it runs at most every
+// takeBackAfter/4 of a step's time (and on the tick): no job is eligible
+// sooner than that, and a per-step scan would cost the master O(hosts)
+// per job.
 func (d *dispatcher) takeBack() {
 	if d.q.Pending() > 0 {
 		return
 	}
+	now := d.now()
+	if now.Sub(d.lastTakeBack) < takeBackAfter/4 {
+		return
+	}
+	d.lastTakeBack = now
 	free := map[string]int{} // slots with nothing running or waiting
 	for name, h := range d.hosts {
 		if d.q.HostState(name) == queue.Up {
@@ -326,7 +330,6 @@ func (d *dispatcher) takeBack() {
 	// Only executions beyond a host's slots can be waiting in its window;
 	// one within them that has not reported its start is merely slow to.
 	waiting := map[string][]*execState{}
-	now := d.now()
 	for _, es := range d.running {
 		free[es.host]--
 		if !es.started.Load() && !es.takenBack && now.Sub(es.start) > takeBackAfter {
@@ -470,6 +473,9 @@ func (d *dispatcher) failPinned(host, why string) {
 
 func (d *dispatcher) onTick() {
 	_ = d.jl.Flush()
+	if !d.interrupted {
+		d.takeBack()
+	}
 	d.publish() // the snapshot is read by progress displays, not per event
 	if d.r.opts.Speculate && !d.interrupted {
 		for _, b := range d.sp.pick(d.q, d.running, d.now()) {

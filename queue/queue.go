@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	mathbits "math/bits"
 	"slices"
 )
 
@@ -80,6 +81,7 @@ type HostStats struct {
 
 type host struct {
 	name       string
+	idx        int // its place in Queue.hosts
 	slots      int
 	running    int
 	state      HostState
@@ -113,6 +115,9 @@ type Queue struct {
 	closed  bool
 
 	succeeded, gaveUp int
+	upSlots           int      // the slots of the hosts that are Up
+	running           int      // executions in flight, on all hosts
+	free              []uint64 // bit i: hosts[i] is Up with a free slot
 }
 
 // New returns an empty queue.
@@ -128,9 +133,14 @@ func (q *Queue) AddHost(name string, slots int) error {
 	if slots < 1 {
 		return fmt.Errorf("queue: host %q: slots must be at least 1, got %d", name, slots)
 	}
-	h := &host{name: name, slots: slots}
+	h := &host{name: name, idx: len(q.hosts), slots: slots}
+	if h.idx%64 == 0 {
+		q.free = append(q.free, 0)
+	}
 	q.hosts = append(q.hosts, h)
 	q.byName[name] = h
+	q.upSlots += slots
+	q.updateFree(h)
 	return nil
 }
 
@@ -140,7 +150,11 @@ func (q *Queue) SetSlots(name string, slots int) error {
 	if !ok {
 		return fmt.Errorf("queue: no host %q", name)
 	}
+	if h.state == Up {
+		q.upSlots += max(slots, 1) - h.slots
+	}
 	h.slots = max(slots, 1)
+	q.updateFree(h)
 	return nil
 }
 
@@ -193,12 +207,78 @@ func (q *Queue) SetHostState(name string, s HostState) error {
 	if h.state == Quarantined {
 		return nil // quarantine lasts for the run
 	}
-	h.state = s
+	q.setState(h, s)
 	if s == Up {
 		h.consecFail = 0
 	}
 	return nil
 }
+
+// setState is the one place a host's state changes, so that UpSlots
+// stays the sum it names.
+func (q *Queue) setState(h *host, s HostState) {
+	if h.state == Up {
+		q.upSlots -= h.slots
+	}
+	h.state = s
+	if s == Up {
+		q.upSlots += h.slots
+	}
+	q.updateFree(h)
+}
+
+// updateFree keeps h in q.free exactly when it is Up with a free slot:
+// called wherever its state, slots or running count change, so that
+// Assign looks only at hosts that can take a job.
+func (q *Queue) updateFree(h *host) {
+	if h.state == Up && h.running < h.slots {
+		q.free[h.idx/64] |= 1 << (h.idx % 64)
+	} else {
+		q.free[h.idx/64] &^= 1 << (h.idx % 64)
+	}
+}
+
+// eachFree calls fn with the hosts that had a free slot when it began, in
+// the order a scan of every host from index from (wrapping around) meets
+// them, until fn returns false.
+func (q *Queue) eachFree(from int, fn func(h *host) bool) {
+	scan := func(lo, hi int) bool { // indices in [lo, hi)
+		for w := lo / 64; w*64 < hi; w++ {
+			bits := q.free[w]
+			if w == lo/64 {
+				bits &^= 1<<(lo%64) - 1
+			}
+			for bits != 0 {
+				i := w*64 + mathbits.TrailingZeros64(bits)
+				if i >= hi {
+					return true
+				}
+				if !fn(q.hosts[i]) {
+					return false
+				}
+				bits &= bits - 1
+			}
+		}
+		return true
+	}
+	if scan(from, len(q.hosts)) {
+		scan(0, from)
+	}
+}
+
+// anyFree reports whether some host has a free slot.
+func (q *Queue) anyFree() bool {
+	for _, w := range q.free {
+		if w != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// UpSlots is the total slots of the hosts that are Up, kept as states
+// and slots change (it costs nothing to ask).
+func (q *Queue) UpSlots() int { return q.upSlots }
 
 // HostState reports a host's state.
 func (q *Queue) HostState(name string) HostState { return q.byName[name].state }
@@ -237,13 +317,7 @@ func (q *Queue) Pending() int {
 }
 
 // Running is the number of executions in flight.
-func (q *Queue) Running() int {
-	n := 0
-	for _, h := range q.hosts {
-		n += h.running
-	}
-	return n
-}
+func (q *Queue) Running() int { return q.running }
 
 // RunningOn is the number of executions in flight on host name.
 func (q *Queue) RunningOn(name string) int {
@@ -309,23 +383,32 @@ func (q *Queue) Usable() bool {
 
 // Assign hands out jobs to free slots on Up hosts, one slot per host per
 // round, rounds starting at successive hosts, until jobs or slots run out.
+//
+// It looks only at the hosts with a free slot (q.free), in the order a
+// scan of every host from q.rr would meet them: an event that frees one
+// slot costs a look at one host, not at all of them.
 func (q *Queue) Assign() []Exec {
 	var out []Exec
 	n := len(q.hosts)
+	if len(q.pending) == 0 && len(q.pinned) == 0 || !q.anyFree() {
+		q.rr = (q.rr + 1) % max(n, 1) // as a round that found nothing
+		return nil
+	}
 	for {
 		progress := false
-		for i := 0; i < n; i++ {
-			h := q.hosts[(q.rr+i)%n]
+		q.eachFree(q.rr, func(h *host) bool {
+			if len(q.pending) == 0 && len(q.pinned) == 0 {
+				return false // nothing left for the rest of the round
+			}
 			if h.state != Up || h.running >= h.slots {
-				continue
+				return true
 			}
-			js := q.take(h)
-			if js == nil {
-				continue
+			if js := q.take(h); js != nil {
+				out = append(out, q.start(js, h))
+				progress = true
 			}
-			out = append(out, q.start(js, h))
-			progress = true
-		}
+			return true
+		})
 		q.rr = (q.rr + 1) % max(n, 1)
 		if !progress {
 			return out
@@ -366,7 +449,11 @@ func (q *Queue) Backup(jobID int) (e Exec, ok bool) {
 // Up host left that could run it.
 func (q *Queue) take(h *host) *jobState {
 	if p := q.pinned[h.name]; len(p) > 0 {
-		q.pinned[h.name] = p[1:]
+		if len(p) == 1 {
+			delete(q.pinned, h.name) // so that no entry means no pinned job
+		} else {
+			q.pinned[h.name] = p[1:]
+		}
 		return p[0]
 	}
 	const window = 256 // bound the scan: a job that avoids h waits its turn
@@ -403,6 +490,8 @@ func (q *Queue) start(js *jobState, h *host) Exec {
 	}
 	js.on[h.name]++
 	h.running++
+	q.running++
+	q.updateFree(h)
 	h.stats.Execs++
 	return Exec{Seq: q.seq, Job: js.job, Host: h.name, Attempt: js.execs}
 }
@@ -411,6 +500,8 @@ func (q *Queue) start(js *jobState, h *host) Exec {
 func (q *Queue) Finish(e Exec, o Outcome) Disposition {
 	h := q.byName[e.Host]
 	h.running--
+	q.running--
+	q.updateFree(h)
 	js, live := q.jobs[e.Job.ID]
 	if live {
 		js.running--
@@ -441,7 +532,7 @@ func (q *Queue) Finish(e Exec, o Outcome) Disposition {
 		h.stats.Failed++
 		h.consecFail++
 		if q.opts.QuarantineAfter > 0 && h.consecFail >= q.opts.QuarantineAfter {
-			h.state = Quarantined
+			q.setState(h, Quarantined)
 		}
 		js.failures++
 		if js.failures > q.opts.Retries {

@@ -2,6 +2,8 @@ package queue
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -548,4 +550,131 @@ func TestCancel(t *testing.T) {
 	if _, ok := q.Cancel(99); ok {
 		t.Error("unknown job 99 cancelled")
 	}
+}
+
+// UpSlots, kept as states and slots change, is always the sum it names,
+// whatever happens to the hosts.
+func TestUpSlotsIsTheSum(t *testing.T) {
+	q := New(Options{QuarantineAfter: 2, Retries: 100})
+	rng := rand.New(rand.NewPCG(7, 7))
+	names := []string{"a", "b", "c", "d"}
+	for i, n := range names {
+		q.AddHost(n, i+1)
+	}
+	for i := 1; i <= 50; i++ {
+		q.Add(&Job{ID: i})
+	}
+	sum := func() int {
+		n := 0
+		for _, h := range q.hosts {
+			if h.state == Up {
+				n += h.slots
+			}
+		}
+		return n
+	}
+	for step := 0; step < 2000; step++ {
+		n := names[rng.IntN(len(names))]
+		switch rng.IntN(4) {
+		case 0:
+			q.SetHostState(n, HostState(rng.IntN(3)))
+		case 1:
+			q.SetSlots(n, rng.IntN(5))
+		default:
+			for _, e := range q.Assign() {
+				q.Finish(e, []Outcome{Succeeded, Failed, Lost}[rng.IntN(3)])
+			}
+		}
+		if got, want := q.UpSlots(), sum(); got != want {
+			t.Fatalf("step %d: UpSlots %d, the sum is %d", step, got, want)
+		}
+	}
+}
+
+// assignScan is Assign as a scan of every host: what Assign, which looks
+// only at the hosts with a free slot, must agree with.
+func (q *Queue) assignScan() []Exec {
+	var out []Exec
+	n := len(q.hosts)
+	for {
+		progress := false
+		for i := 0; i < n; i++ {
+			h := q.hosts[(q.rr+i)%n]
+			if h.state != Up || h.running >= h.slots {
+				continue
+			}
+			js := q.take(h)
+			if js == nil {
+				continue
+			}
+			out = append(out, q.start(js, h))
+			progress = true
+		}
+		q.rr = (q.rr + 1) % max(n, 1)
+		if !progress {
+			return out
+		}
+	}
+}
+
+// Two queues given the same random events, one assigning by its free
+// hosts and one by a scan of every host, hand out the same executions in
+// the same order, and agree on Running and UpSlots throughout.
+func TestAssignByFreeHostsMatchesScan(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 3))
+		a, b := New(Options{Retries: 3, QuarantineAfter: 4}), New(Options{Retries: 3, QuarantineAfter: 4})
+		hosts := 1 + rng.IntN(12)
+		for i := 0; i < hosts; i++ {
+			s := 1 + rng.IntN(4)
+			a.AddHost(fmt.Sprint("h", i), s)
+			b.AddHost(fmt.Sprint("h", i), s)
+		}
+		var runA, runB []Exec
+		next := 1
+		for step := 0; step < 400; step++ {
+			switch rng.IntN(5) {
+			case 0:
+				for k := rng.IntN(6); k > 0; k-- {
+					pin := ""
+					if rng.IntN(8) == 0 {
+						pin = fmt.Sprint("h", rng.IntN(hosts))
+					}
+					a.Add(&Job{ID: next, Pin: pin})
+					b.Add(&Job{ID: next, Pin: pin})
+					next++
+				}
+			case 1:
+				n, s := fmt.Sprint("h", rng.IntN(hosts)), HostState(rng.IntN(2))
+				a.SetHostState(n, s)
+				b.SetHostState(n, s)
+			case 2:
+				if len(runA) > 0 {
+					i := rng.IntN(len(runA))
+					o := []Outcome{Succeeded, Failed, Lost}[rng.IntN(3)]
+					if da, db := a.Finish(runA[i], o), b.Finish(runB[i], o); da != db {
+						t.Fatalf("seed %d step %d: Finish %v vs %v", seed, step, da, db)
+					}
+					runA, runB = slices.Delete(runA, i, i+1), slices.Delete(runB, i, i+1)
+				}
+			default:
+				ea, eb := a.Assign(), b.assignScan()
+				if execsString(ea) != execsString(eb) {
+					t.Fatalf("seed %d step %d: Assign\n %s\nthe scan\n %s", seed, step, execsString(ea), execsString(eb))
+				}
+				runA, runB = append(runA, ea...), append(runB, eb...)
+			}
+			if a.Running() != b.Running() || a.UpSlots() != b.UpSlots() {
+				t.Fatalf("seed %d step %d: running %d/%d, up slots %d/%d", seed, step, a.Running(), b.Running(), a.UpSlots(), b.UpSlots())
+			}
+		}
+	}
+}
+
+func execsString(es []Exec) string {
+	var b strings.Builder
+	for _, e := range es {
+		fmt.Fprintf(&b, "%d:job%d@%s#%d ", e.Seq, e.Job.ID, e.Host, e.Attempt)
+	}
+	return b.String()
 }
