@@ -21,9 +21,10 @@ import (
 //	                started, a retried failure's none
 //	executions.tsv  the same columns, a row for every execution that
 //	                started (the report's timeline)
-//	output/H.dso    the output of every execution on host H: stdout and
-//	                stderr as records (package records); the journal
-//	                locates a job's, `dsub log` reads it
+//	output/N.dso    the jobs' output, in a few streams (N from 0; a
+//	                host's executions all in one): stdout and stderr as
+//	                records (package records); the journal locates a
+//	                job's, `dsub log` reads it
 //	input           the jobs read from stdin (input.part until EOF)
 //	hosts/H/setup.out|err, teardown.out|err
 //	                host H's --setup and --teardown output
@@ -57,9 +58,9 @@ func (d RunDir) Timeline() string {
 // Output is the directory of the jobs' output streams.
 func (d RunDir) Output() string { return d.path("output") }
 
-// OutputStream is host's output stream file.
-func (d RunDir) OutputStream(host string) string {
-	return d.path("output", records.StreamFile(inventory.DirName(host)))
+// OutputStream is output stream i's file.
+func (d RunDir) OutputStream(i int) string {
+	return d.path("output", records.StreamFile(i))
 }
 
 // ReadOutput copies stream s of the execution that loc locates (a

@@ -2,8 +2,9 @@
 // and writers, below the engine (distributor) so that the report, the
 // monitor and `dsub log` read them without it.
 //
-// A run's job output goes into a few append-only stream files, one per
-// host (output/<host>.dso), as length-prefixed, checksummed records
+// A run's job output goes into a few append-only stream files
+// (output/0.dso, ...; a host's executions all in one), as length-prefixed,
+// checksummed records
 // rather than two files per job: many small files are what HPC file
 // systems handle worst. A record holds bytes of one stream (stdout or
 // stderr) of one execution, with the offset of that stream's previous

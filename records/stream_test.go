@@ -16,7 +16,7 @@ import (
 // for byte from its locator.
 func TestStreamRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	w, err := CreateStream(filepath.Join(dir, StreamFile("h01")))
+	w, err := CreateStream(filepath.Join(dir, StreamFile(0)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestStreamRoundTrip(t *testing.T) {
 		}
 	}
 	var ends int
-	if err := ScanEnds(filepath.Join(dir, StreamFile("h01")), func(End) error { ends++; return nil }); err != nil || ends != len(sizes) {
+	if err := ScanEnds(filepath.Join(dir, StreamFile(0)), func(End) error { ends++; return nil }); err != nil || ends != len(sizes) {
 		t.Errorf("ScanEnds: %d ends, %v; want %d", ends, err, len(sizes))
 	}
 }
@@ -83,7 +83,7 @@ func TestStreamRoundTrip(t *testing.T) {
 // appended after it read back too.
 func TestStreamTornTail(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, StreamFile("h01"))
+	path := filepath.Join(dir, StreamFile(0))
 	w, err := CreateStream(path)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestStreamTornTail(t *testing.T) {
 // file outside the directory is refused.
 func TestStreamDamage(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, StreamFile("h01"))
+	path := filepath.Join(dir, StreamFile(0))
 	w, _ := CreateStream(path)
 	o := w.Open(1, 1, 1)
 	o.Stdout().Write([]byte("precious output\n"))

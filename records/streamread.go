@@ -9,12 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
-// StreamFile is the name of a host's stream file in a run's output
+// StreamFile is the name of stream i's file in a run's output
 // directory.
-func StreamFile(host string) string { return host + ".dso" }
+func StreamFile(i int) string { return strconv.Itoa(i) + ".dso" }
 
 func baseName(p string) string { return filepath.Base(p) }
 

@@ -306,7 +306,7 @@ Only the reduced result goes to stdout; progress, warnings and the final
 per-host table go to stderr. --json prints a summary object instead, with
 the failed jobs and why they failed.
 
-Records in <logs>/<run-id>/: output/<host>.dso, every job's stdout and
+Records in <logs>/<run-id>/: output/<n>.dso, every job's stdout and
 stderr in a few stream files (print a job's with dsub log RUN_DIR JOB;
 --results DIR also writes DIR/<job>/stdout and stderr), joblog.tsv (GNU
 parallel's: one row per job that ran, the attempt that settled it;
