@@ -175,6 +175,7 @@ type joblog struct {
 	// started: the retried failures too); extra, if any, the user's
 	// --joblog FILE, with parallel's rows.
 	parallel, all, extra *tsvFile
+	line                 []byte // the row being written, reused
 }
 
 type tsvFile struct {
@@ -245,11 +246,14 @@ type JoblogRow struct {
 func (l *joblog) Write(r JoblogRow, parallel bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	err := r.Write(l.all.w)
+	l.line = r.Append(l.line[:0]) // formatted once, for every file
+	_, err := l.all.w.Write(l.line)
 	if parallel {
-		err = errors.Join(err, r.Write(l.parallel.w))
+		_, perr := l.parallel.w.Write(l.line)
+		err = errors.Join(err, perr)
 		if l.extra != nil {
-			err = errors.Join(err, r.Write(l.extra.w))
+			_, eerr := l.extra.w.Write(l.line)
+			err = errors.Join(err, eerr)
 		}
 	}
 	return err
@@ -260,6 +264,16 @@ const JoblogHeader = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\t
 
 // Write writes r as a joblog.tsv line, as ReadJoblog reads it.
 func (r JoblogRow) Write(w io.Writer) error {
+	_, err := w.Write(r.Append(nil))
+	return err
+}
+
+// tsvCleaner keeps a field on its line and in its column.
+var tsvCleaner = strings.NewReplacer("\t", " ", "\n", " ")
+
+// Append appends r's joblog.tsv line to b: Seq, Host, Starttime,
+// JobRuntime, Send, Receive, Exitval, Signal, Command, Outcome.
+func (r JoblogRow) Append(b []byte) []byte {
 	// The signal's number, as GNU parallel writes it (a row read back
 	// holds one already).
 	sig := "0"
@@ -268,10 +282,17 @@ func (r JoblogRow) Write(w io.Writer) error {
 	} else if _, err := strconv.Atoi(r.Signal); err == nil {
 		sig = r.Signal
 	}
-	cmd := strings.NewReplacer("\t", " ", "\n", " ").Replace(r.Command)
-	_, err := fmt.Fprintf(w, "%d\t%s\t%.3f\t%.3f\t%d\t%d\t%d\t%s\t%s\t%s\n", r.Job, r.Host,
-		float64(r.Start.UnixMilli())/1000, r.Runtime.Seconds(), r.Send, r.Receive, r.Exit, sig, cmd, r.Outcome)
-	return err
+	b = strconv.AppendInt(b, int64(r.Job), 10)
+	b = append(append(b, '\t'), r.Host...)
+	b = strconv.AppendFloat(append(b, '\t'), float64(r.Start.UnixMilli())/1000, 'f', 3, 64)
+	b = strconv.AppendFloat(append(b, '\t'), r.Runtime.Seconds(), 'f', 3, 64)
+	b = strconv.AppendInt(append(b, '\t'), r.Send, 10)
+	b = strconv.AppendInt(append(b, '\t'), r.Receive, 10)
+	b = strconv.AppendInt(append(b, '\t'), int64(r.Exit), 10)
+	b = append(append(b, '\t'), sig...)
+	b = append(append(b, '\t'), tsvCleaner.Replace(r.Command)...)
+	b = append(append(b, '\t'), r.Outcome...)
+	return append(b, '\n')
 }
 
 func (l *joblog) Flush() error {

@@ -3,6 +3,7 @@ package distributor
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,5 +171,30 @@ func TestJoblogRowCannotForge(t *testing.T) {
 	line := b.String()
 	if strings.Count(line, "\n") != 1 || strings.Count(line, "\t") != 9 || !strings.Contains(line, "\t-1\t0\ta b c\t") {
 		t.Errorf("row %q: want one line of 10 fields, signal 0", line)
+	}
+}
+
+// A joblog row reads as GNU parallel's: the fields as fmt's %d and %.3f
+// write them, signal numbers, and a command kept on its line.
+func TestJoblogRowText(t *testing.T) {
+	start := time.UnixMilli(1765150000123)
+	for _, tt := range []struct {
+		r    JoblogRow
+		want string
+	}{
+		{JoblogRow{Job: 7, Host: "h01", Start: start, Runtime: 1500 * time.Millisecond, Send: 3, Receive: 12, Exit: 0, Command: "echo a", Outcome: "recorded"},
+			"7\th01\t1765150000.123\t1.500\t3\t12\t0\t0\techo a\trecorded\n"},
+		{JoblogRow{Job: 1, Host: "h02", Start: start, Runtime: 2 * time.Second / 3, Exit: -1, Signal: "TERM", Command: "a\tb\nc", Outcome: "gave-up: timed out"},
+			"1\th02\t1765150000.123\t0.667\t0\t0\t-1\t15\ta b c\tgave-up: timed out\n"},
+		{JoblogRow{Job: 2, Host: "h03", Start: start, Exit: -1, Signal: "9", Outcome: "lost"},
+			"2\th03\t1765150000.123\t0.000\t0\t0\t-1\t9\t\tlost\n"},
+	} {
+		if got := string(tt.r.Append(nil)); got != tt.want {
+			t.Errorf("row\n %q\nwant\n %q", got, tt.want)
+		}
+		want := fmt.Sprintf("%d\t%s\t%.3f\t%.3f\t%d\t%d\t%d\t", tt.r.Job, tt.r.Host, float64(tt.r.Start.UnixMilli())/1000, tt.r.Runtime.Seconds(), tt.r.Send, tt.r.Receive, tt.r.Exit)
+		if got := string(tt.r.Append(nil)); !strings.HasPrefix(got, want) {
+			t.Errorf("row %q does not begin as fmt writes it: %q", got, want)
+		}
 	}
 }
