@@ -45,6 +45,7 @@ func TestLayering(t *testing.T) {
 		{"bench/internal/benchutil", []string{module + "/"}},
 		{"bench/fanout", []string{module + "/cmd"}},
 		{"bench/run", []string{module + "/cmd"}},
+		{"bench/engine", []string{module + "/cmd", module + "/testenv"}},
 		{"examples/primes", []string{module + "/"}},
 		{"examples/wordcount", []string{module + "/"}},
 		{"cmd/dsub", []string{module + "/testenv", module + "/bench", module + "/remote/fakehost"}},
