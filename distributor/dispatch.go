@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/queue"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/remote"
 )
 
@@ -42,8 +43,8 @@ type dispatcher struct {
 	cancelPrep context.CancelFunc
 
 	q   *queue.Queue
-	jrn *journal
-	jl  *joblog
+	jrn *records.Journal
+	jl  *records.Joblog
 	sp  *speculator
 	now func() time.Time
 	// lastTakeBack is when takeBack last looked.
@@ -97,11 +98,11 @@ type hostTally struct {
 const commitDelay = 25 * time.Millisecond
 
 func newDispatcher(ctx context.Context, r *Run) (*dispatcher, error) {
-	jrn, err := openJournal(r.dir.Journal())
+	jrn, err := records.OpenJournal(r.dir.Journal())
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
-	jl, err := openJoblog(r.dir, r.opts.JoblogCopy, r.opts.ResumeDir != "")
+	jl, err := records.OpenJoblog(r.dir, r.opts.JoblogCopy, r.opts.ResumeDir != "")
 	if err != nil {
 		jrn.Close()
 		return nil, fmt.Errorf("open joblog: %w", err)
@@ -403,7 +404,7 @@ func (d *dispatcher) onSubmit(spec JobSpec) {
 }
 
 // takeRecorded takes the job just submitted as a resumed run recorded it.
-func (d *dispatcher) takeRecorded(rec JournalRecord) {
+func (d *dispatcher) takeRecorded(rec records.JournalRecord) {
 	d.resumed++
 	res := Result{Job: d.nextID, Resumed: true, Host: rec.Host, Attempt: rec.Attempt, Value: rec.Result,
 		Duration: time.Duration(rec.Duration * float64(time.Second))}
@@ -437,7 +438,7 @@ func (d *dispatcher) onPrepDefer(pe *prepError) {
 	d.preparing--
 	d.markReady()
 	d.tally[pe.host].state = "down"
-	d.r.setHostRecord(pe.host, func(rec *HostRecord) { rec.Error = pe.Error() })
+	d.r.setHostRecord(pe.host, func(rec *records.HostRecord) { rec.Error = pe.Error() })
 }
 
 func (d *dispatcher) onPrepFail(err error) {
@@ -451,7 +452,7 @@ func (d *dispatcher) onPrepFail(err error) {
 		d.tally[pe.host].state = "failed"
 		_ = d.q.SetHostState(pe.host, queue.Quarantined)
 		d.failPinned(pe.host, "could not be prepared")
-		d.r.setHostRecord(pe.host, func(rec *HostRecord) { rec.Error = pe.Error() })
+		d.r.setHostRecord(pe.host, func(rec *records.HostRecord) { rec.Error = pe.Error() })
 	}
 }
 
@@ -514,7 +515,7 @@ func (d *dispatcher) commit() {
 	if err := d.r.streams.Sync(); err != nil {
 		// The results waiting may locate output that is not on disk:
 		// none of them may count, now or when the journal closes.
-		d.jrn.poison(err)
+		d.jrn.Poison(err)
 		d.stopRecords(fmt.Errorf("%w: output streams in %s: %v", ErrRecords, d.r.dir.Output(), err))
 	} else if err := d.jrn.Commit(); err != nil {
 		d.stopRecords(fmt.Errorf("%w: journal %s: %v", ErrRecords, d.r.dir.Journal(), err))

@@ -7,5 +7,5 @@
 // tested against in-memory fake hosts (remote/fakehost) as well as real
 // sshd. A run is one dispatcher goroutine (dispatch.go) that alone owns the
 // queue and the records; its methods are the run's events. A run's local
-// directory is a RunDir and its run.json a Manifest.
+// directory is a records.RunDir and its run.json a records.Manifest.
 package distributor

@@ -18,6 +18,7 @@ import (
 
 	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/inventory"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/remote"
 	"github.com/dsub-dev/dsub/remote/fakehost"
 )
@@ -59,14 +60,14 @@ func TestEngineShipBinaryAndFiles(t *testing.T) {
 	cached := fakehost.Home + "/.dsub/bin/" + hex.EncodeToString(sum[:])
 
 	var sent []int64
-	var first RunDir
+	var first records.RunDir
 	for i := 0; i < 2; i++ {
 		run := startFake(ctx, t, c, RunOptions{Binary: bin, Files: []string{input}, KeepRemote: true})
 		run.submitShell(ctx, t, 3)
 		if _, res, err := run.Wait(); err != nil || res != "6" {
 			t.Fatalf("run %d: %q, %v\n%s", i, res, err, run.warnings())
 		}
-		m, err := ReadManifest(run.dir)
+		m, err := records.ReadManifest(run.dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +131,7 @@ func prepareFailure(t *testing.T, late bool) {
 	if !strings.Contains(run.warnings(), "host f02 left out of the run: connect on f02: permission denied") {
 		t.Errorf("warnings:\n%s", run.warnings())
 	}
-	m, _ := ReadManifest(run.dir)
+	m, _ := records.ReadManifest(run.dir)
 	if m.Hosts[1].Error == "" || m.Hosts[0].OS != "linux" {
 		t.Errorf("run.json hosts: %+v", m.Hosts)
 	}

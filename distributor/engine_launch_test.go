@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/inventory"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/remote"
 	"github.com/dsub-dev/dsub/remote/fakehost"
 )
@@ -118,7 +119,7 @@ func TestEngineAgentForOtherPlatform(t *testing.T) {
 			t.Errorf("%s started an agent (%s), but none suits it", name, got)
 		}
 	}
-	m, err := ReadManifest(run.dir)
+	m, err := records.ReadManifest(run.dir)
 	if err != nil {
 		t.Fatal(err)
 	}

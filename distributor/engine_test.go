@@ -152,7 +152,7 @@ func testCtx(t *testing.T) context.Context {
 
 // outcomesOf counts a run's executions' outcomes on host ("" for all),
 // from executions.tsv.
-func outcomesOf(t *testing.T, dir RunDir, host string) map[string]int {
+func outcomesOf(t *testing.T, dir records.RunDir, host string) map[string]int {
 	t.Helper()
 	b, err := os.ReadFile(dir.Executions())
 	if err != nil {
@@ -477,7 +477,7 @@ func TestEngineNoUsableHost(t *testing.T) {
 	if st.Succeeded != 2 || len(run.results) != 2 {
 		t.Errorf("%d succeeded, %d reported; want jobs 1 and 2", st.Succeeded, len(run.results))
 	}
-	recs, _ := ReadJournal(run.dir.Journal())
+	recs, _ := records.ReadJournal(run.dir.Journal())
 	if len(recs) != 2 {
 		t.Errorf("journal holds %d records, want 2", len(recs))
 	}
@@ -521,9 +521,9 @@ func TestEngineResultCountsAfterJournal(t *testing.T) {
 	ctx := testCtx(t)
 	c, _ := fakeCluster(t, 2, 2)
 	var missing []int
-	var dir RunDir // set before the first job is submitted
+	var dir records.RunDir // set before the first job is submitted
 	run := startFake(ctx, t, c, RunOptions{OnResult: func(r Result) {
-		recs, err := ReadJournal(dir.Journal())
+		recs, err := records.ReadJournal(dir.Journal())
 		if _, ok := recs[r.Job]; err != nil || !ok {
 			missing = append(missing, r.Job)
 		}
@@ -615,7 +615,7 @@ func TestEngineInterrupt(t *testing.T) {
 	if live := hs[0].Live(); len(live) != 0 {
 		t.Errorf("%d jobs still run after the interrupt", len(live))
 	}
-	recs, _ := ReadJournal(run.dir.Journal())
+	recs, _ := records.ReadJournal(run.dir.Journal())
 	if st.Succeeded != 3 || len(recs) != 3 {
 		t.Errorf("%d succeeded, %d journaled; want 3", st.Succeeded, len(recs))
 	}
@@ -710,7 +710,7 @@ func TestEngineWindowTakeBack(t *testing.T) {
 	// The execution taken back never started: no row, in the joblog
 	// (as GNU parallel's) nor in executions.tsv.
 	for _, rec := range []string{run.dir.Executions(), run.dir.Joblog()} {
-		rows, _, err := ReadJoblog(rec)
+		rows, _, err := records.ReadJoblog(rec)
 		if err != nil || len(rows) != n {
 			t.Errorf("%s: %d rows for %d jobs (%v), want one each: %v", filepath.Base(rec), len(rows), n, err, outcomesOf(t, run.dir, ""))
 		}
@@ -755,7 +755,7 @@ func TestEngineUnusedHosts(t *testing.T) {
 	if len(st.Hosts) != 1 || st.Hosts[0].Name != "f01" {
 		t.Errorf("hosts in the table: %+v, want f01 alone", st.Hosts)
 	}
-	want := []UnusedHost{{Name: "f02", State: "preparing"}, {Name: "f03", State: "down"}}
+	want := []records.UnusedHost{{Name: "f02", State: "preparing"}, {Name: "f03", State: "down"}}
 	if !slices.Equal(st.Unused, want) {
 		t.Errorf("unused hosts %+v, want %+v", st.Unused, want)
 	}
@@ -841,7 +841,7 @@ func TestHostRunTimeIsBounded(t *testing.T) {
 	if _, _, err := run.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := ReadJournal(run.dir.Journal())
+	recs, err := records.ReadJournal(run.dir.Journal())
 	if err != nil || len(recs) != 2 {
 		t.Fatalf("journal: %d records, %v", len(recs), err)
 	}
@@ -853,7 +853,7 @@ func TestHostRunTimeIsBounded(t *testing.T) {
 }
 
 // readOutput is stream s of the execution loc locates in dir's output.
-func readOutput(t *testing.T, dir RunDir, loc records.Locator, s records.Stream) string {
+func readOutput(t *testing.T, dir records.RunDir, loc records.Locator, s records.Stream) string {
 	t.Helper()
 	var b strings.Builder
 	if _, err := dir.ReadOutput(loc, s, &b); err != nil {

@@ -91,17 +91,17 @@ func TestEngineEvents(t *testing.T) {
 	}
 }
 
-// ReadJoblog reads back what the joblog wrote, and leaves out a torn
+// records.ReadJoblog reads back what the joblog wrote, and leaves out a torn
 // last line.
 func TestReadJoblog(t *testing.T) {
-	d := RunDir(t.TempDir())
+	d := records.RunDir(t.TempDir())
 	p := d.Joblog()
-	l, err := openJoblog(d, "", false)
+	l, err := records.OpenJoblog(d, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.UnixMilli(1_790_000_000_123)
-	rows := []JoblogRow{
+	rows := []records.JoblogRow{
 		{Job: 1, Host: "h1", Start: start, Runtime: 1500 * time.Millisecond, Send: 3, Receive: 4, Exit: 0, Command: "echo a\tb", Outcome: "recorded"},
 		{Job: 2, Host: "h2", Start: start, Runtime: time.Second, Exit: -1, Signal: "KILL", Command: "sleep 9", Outcome: "gave-up: timed out"},
 	}
@@ -112,7 +112,7 @@ func TestReadJoblog(t *testing.T) {
 	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString("3\th1\t17900") // torn
 	f.Close()
-	got, bad, err := ReadJoblog(p)
+	got, bad, err := records.ReadJoblog(p)
 	if err != nil || bad != 0 || len(got) != 2 {
 		t.Fatalf("ReadJoblog: %d rows, %d bad, %v", len(got), bad, err)
 	}

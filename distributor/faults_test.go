@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/testenv"
 )
 
@@ -330,7 +331,7 @@ func TestLostHostIsNotWaitedFor(t *testing.T) {
 	if !strings.Contains(all, "host h03 lost") || !strings.Contains(all, "host h03 is lost: ") || !strings.Contains(all, "a clean of its runs, sweeps them") {
 		t.Errorf("warnings: want h03 lost, and its run directory left for a clean:\n%s", all)
 	}
-	m, err := distributor.ReadManifest(distributor.RunDir(run.Dir()))
+	m, err := records.ReadManifest(records.RunDir(run.Dir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -577,7 +578,7 @@ func speculateStragglers(t *testing.T, o distributor.RunOptions) {
 // execution that started), without its header.
 func joblogRows(t *testing.T, dir string) [][]string {
 	t.Helper()
-	b, err := os.ReadFile(distributor.RunDir(dir).Executions())
+	b, err := os.ReadFile(records.RunDir(dir).Executions())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dsub-dev/dsub/errs"
 	"github.com/dsub-dev/dsub/queue"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/remote"
 )
 
@@ -54,7 +55,7 @@ func (d *dispatcher) teardown() {
 	d.cleanupHosts(gone)
 	_ = d.jl.Close()
 	if err := r.streams.Close(); err != nil {
-		d.jrn.poison(err) // the results waiting may locate output that is not on disk
+		d.jrn.Poison(err) // the results waiting may locate output that is not on disk
 		if r.err == nil {
 			r.err = fmt.Errorf("%w: output streams in %s: %v", ErrRecords, r.dir.Output(), err)
 		}
@@ -103,7 +104,7 @@ func (d *dispatcher) cleanupHosts(gone map[string]bool) {
 		if gone[m.Name()] {
 			if h != nil && h.runDir != "" {
 				dir := h.runDir
-				r.setHostRecord(m.Name(), func(hr *HostRecord) { hr.Uncleaned = dir })
+				r.setHostRecord(m.Name(), func(hr *records.HostRecord) { hr.Uncleaned = dir })
 				r.opts.Warn(fmt.Sprintf("host %s is lost: %s is left there, uncleaned, with what its jobs left running; the next run there, or a clean of its runs, sweeps them", m.Name(), dir))
 			}
 			continue
@@ -139,17 +140,17 @@ func (d *dispatcher) cleanupHosts(gone map[string]bool) {
 }
 
 // stats are the run's figures.
-func (d *dispatcher) stats() *Stats {
+func (d *dispatcher) stats() *records.Stats {
 	r := d.r
-	st := &Stats{Jobs: d.nextID, Succeeded: d.q.Succeeded() + d.resumed - countFailed(r.journaled, d.nextID, r.opts.ResumeFailed), Failed: d.failedJobs,
+	st := &records.Stats{Jobs: d.nextID, Succeeded: d.q.Succeeded() + d.resumed - countFailed(r.journaled, d.nextID, r.opts.ResumeFailed), Failed: d.failedJobs,
 		Resumed: d.resumed, Wall: time.Since(r.start).Seconds(), Backups: d.sp.started, BackupsWon: d.sp.won}
 	for _, name := range d.order {
 		t := d.tally[name]
 		if t.slots == 0 && t.done == 0 {
-			st.Unused = append(st.Unused, UnusedHost{Name: name, State: t.state})
+			st.Unused = append(st.Unused, records.UnusedHost{Name: name, State: t.state})
 			continue // never took part
 		}
-		hs := HostStats{Name: name, Jobs: t.done, JobTime: t.jobTime.Seconds(), Failed: t.fails, Lost: t.lost, Slots: t.slots, State: t.state,
+		hs := records.HostStats{Name: name, Jobs: t.done, JobTime: t.jobTime.Seconds(), Failed: t.fails, Lost: t.lost, Slots: t.slots, State: t.state,
 			CPU: t.cpu, Launcher: t.launcher}
 		if rh := d.hosts[name]; rh != nil {
 			if hr, ok := rh.jobs.(remote.HealthReporter); ok {
@@ -201,7 +202,7 @@ func (d *dispatcher) settle() {
 
 // countFailed counts the recorded failures among the first n jobs that a
 // resumed run took over as they were.
-func countFailed(recs map[int]JournalRecord, n int, rerun bool) int {
+func countFailed(recs map[int]records.JournalRecord, n int, rerun bool) int {
 	if rerun {
 		return 0
 	}

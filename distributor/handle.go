@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/dsub-dev/dsub/queue"
+	"github.com/dsub-dev/dsub/records"
 )
 
 // onFinished handles an execution's end, and every other one already
@@ -39,7 +40,7 @@ func (d *dispatcher) handle(c completion) {
 		c.outcome = queue.Returned // it waited in the host's window: run it elsewhere
 	}
 	disp := d.q.Finish(c.e, c.outcome)
-	row := JoblogRow{Job: c.e.Job.ID, Host: c.e.Host, Start: c.start, Runtime: c.dur, Receive: c.recv,
+	row := records.JoblogRow{Job: c.e.Job.ID, Host: c.e.Host, Start: c.start, Runtime: c.dur, Receive: c.recv,
 		Exit: c.exit, Signal: c.signal, Command: c.command, Outcome: joblogOutcome(c, disp)}
 	if started(c, es) {
 		// GNU parallel's joblog: no row for an execution that will run
@@ -75,7 +76,7 @@ func (d *dispatcher) handle(c completion) {
 }
 
 // endEvent reports an execution's end.
-func (d *dispatcher) endEvent(c completion, es *execState, row JoblogRow) {
+func (d *dispatcher) endEvent(c completion, es *execState, row records.JoblogRow) {
 	d.r.event(Event{Kind: Ended, Seq: c.e.Seq, Job: c.e.Job.ID, Host: c.e.Host, Attempt: c.e.Attempt, Backup: es.backup,
 		Time: c.start.Add(c.dur), Outcome: row.Outcome, Exit: c.exit, Signal: c.signal, Duration: c.dur, StderrTail: c.tail, Output: c.output})
 }
@@ -117,7 +118,7 @@ func (d *dispatcher) record(c completion, es *execState) {
 		}
 	}
 	je := d.jobs[c.e.Job.ID]
-	d.jrn.Append(&JournalRecord{Job: c.e.Job.ID, ID: je.id, Host: c.e.Host, Attempt: c.e.Attempt, Result: c.value, Duration: c.dur.Seconds(),
+	d.jrn.Append(&records.JournalRecord{Job: c.e.Job.ID, ID: je.id, Host: c.e.Host, Attempt: c.e.Attempt, Result: c.value, Duration: c.dur.Seconds(),
 		CPU: c.usage.User + c.usage.Sys, MaxRSS: c.usage.MaxRSS, Output: c.output})
 	d.emit = append(d.emit, Result{Job: c.e.Job.ID, Host: c.e.Host, Attempt: c.e.Attempt, Value: c.value,
 		Duration: c.dur, Output: c.output, StderrTail: c.tail})
@@ -128,7 +129,7 @@ func (d *dispatcher) record(c completion, es *execState) {
 func (d *dispatcher) giveUp(c completion) {
 	d.failedJobs++
 	je := d.jobs[c.e.Job.ID]
-	d.jrn.Append(&JournalRecord{Job: c.e.Job.ID, ID: je.id, Host: c.e.Host, Attempt: c.e.Attempt, Duration: c.dur.Seconds(),
+	d.jrn.Append(&records.JournalRecord{Job: c.e.Job.ID, ID: je.id, Host: c.e.Host, Attempt: c.e.Attempt, Duration: c.dur.Seconds(),
 		Failed: true, Error: fmt.Sprint(c.err), Output: c.output})
 	// Reported once committed, as a result is: its output is on disk
 	// by then, for whoever reads it.
@@ -184,5 +185,5 @@ func (d *dispatcher) join(h *runHost) {
 	go func() { defer d.liveWG.Done(); r.keepAlive(d.ctx, h) }()
 	_ = d.q.SetSlots(name, h.slots+h.window())
 	_ = d.q.SetHostState(name, queue.Up)
-	r.setHostRecord(name, func(rec *HostRecord) { *rec = h.rec })
+	r.setHostRecord(name, func(rec *records.HostRecord) { *rec = h.rec })
 }

@@ -13,15 +13,17 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/errs"
+	"github.com/dsub-dev/dsub/inventory"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/remote"
 )
 
 // hook runs a --setup or --teardown command line on h, in its run
 // directory, with its output in the run's hosts/<name>/ logs, and
 // returns how it ran. err is non-nil when it did not exit 0.
-func (r *Run) hook(ctx context.Context, h *runHost, op errs.Op, line string) (HookRecord, error) {
-	outPath, errPath := r.dir.HookLogs(h.m.Name(), string(op))
-	rec := HookRecord{Exit: -1}
+func (r *Run) hook(ctx context.Context, h *runHost, op errs.Op, line string) (records.HookRecord, error) {
+	outPath, errPath := r.dir.HookLogs(inventory.DirName(h.m.Name()), string(op))
+	rec := records.HookRecord{Exit: -1}
 	if err := os.MkdirAll(filepath.Dir(outPath), 0o700); err != nil {
 		return rec, recordsErrHost(op, h.m.Name(), err)
 	}
@@ -83,7 +85,7 @@ func (r *Run) setup(ctx context.Context, h *runHost) error {
 	}
 	rec, err := r.hook(ctx, h, errs.OpSetup, r.opts.Setup)
 	h.rec.Setup = &rec
-	r.setHostRecord(h.m.Name(), func(hr *HostRecord) { hr.Setup = &rec })
+	r.setHostRecord(h.m.Name(), func(hr *records.HostRecord) { hr.Setup = &rec })
 	if err == nil {
 		r.mu.Lock()
 		if r.setUp == nil {
@@ -128,7 +130,7 @@ func (d *dispatcher) teardownHosts(gone map[string]bool) {
 		go func() {
 			defer wg.Done()
 			rec, err := r.hook(ctx, h, errs.OpTeardown, r.opts.Teardown)
-			r.setHostRecord(h.m.Name(), func(hr *HostRecord) { hr.Teardown = &rec })
+			r.setHostRecord(h.m.Name(), func(hr *records.HostRecord) { hr.Teardown = &rec })
 			if err != nil {
 				r.opts.Warn(err.Error())
 			}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/remote"
 	"github.com/dsub-dev/dsub/remote/fakehost"
 )
@@ -110,7 +111,7 @@ func TestEngineSetupFails(t *testing.T) {
 	if got := count(hs[0].AdminCommands(), "tear-down"); got != 0 {
 		t.Errorf("f01, never set up, was torn down %d times", got)
 	}
-	m, err := ReadManifest(RunDir(run.Dir()))
+	m, err := records.ReadManifest(records.RunDir(run.Dir()))
 	if err != nil {
 		t.Fatal(err)
 	}

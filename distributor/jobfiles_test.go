@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/remote/fakehost"
 )
 
@@ -70,7 +71,7 @@ func TestEngineTransferAndReturn(t *testing.T) {
 	}
 	// Job 3 returns a log first, then the missing file: the job failed,
 	// so neither is left.
-	if es, _ := os.ReadDir(RunDir(f.Dir()).Returned(3)); len(es) != 0 {
+	if es, _ := os.ReadDir(records.RunDir(f.Dir()).Returned(3)); len(es) != 0 {
 		t.Errorf("job 3 failed but left %d returned files", len(es))
 	}
 	for j := 1; j <= 6; j++ {
@@ -81,7 +82,7 @@ func TestEngineTransferAndReturn(t *testing.T) {
 		if j == 6 {
 			want = "INPUT 1\n"
 		}
-		got, err := os.ReadFile(filepath.Join(RunDir(f.Dir()).Returned(j), fmt.Sprintf("in%d.txt.out", j)))
+		got, err := os.ReadFile(filepath.Join(records.RunDir(f.Dir()).Returned(j), fmt.Sprintf("in%d.txt.out", j)))
 		if string(got) != want {
 			t.Errorf("job %d returned %q (%v), want %q", j, got, err, want)
 		}

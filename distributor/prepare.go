@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/errs"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/remote"
 )
 
@@ -22,7 +23,7 @@ type runHost struct {
 	binPath string // absolute remote path of the binary ("" in shell mode)
 	binSHA  string
 	runDir  string // absolute remote run directory
-	rec     HostRecord
+	rec     records.HostRecord
 
 	noWindow bool      // RunOptions.SlotNumbers
 	order    sendOrder // with a window: jobs reach the host as assigned
@@ -115,7 +116,7 @@ func (r *Run) prepare(ctx context.Context, m *Member) {
 				// still say why this one was left out.
 				if ctx.Err() == nil {
 					r.opts.Warn(pe.Error())
-					r.setHostRecord(pe.host, func(rec *HostRecord) { rec.Error = pe.Error() })
+					r.setHostRecord(pe.host, func(rec *records.HostRecord) { rec.Error = pe.Error() })
 				}
 			}
 			return
@@ -168,7 +169,7 @@ func (r *Run) prepareHost(ctx context.Context, m *Member) (*runHost, error) {
 	if h.slots == 0 {
 		h.slots = max(info.CPUs, 1)
 	}
-	h.rec = HostRecord{Name: m.Name(), Address: m.Inv.Address, OS: info.OS, Arch: info.Arch, CPUs: info.CPUs, Slots: h.slots}
+	h.rec = records.HostRecord{Name: m.Name(), Address: m.Inv.Address, OS: info.OS, Arch: info.Arch, CPUs: info.CPUs, Slots: h.slots}
 	var art artifact
 	switch {
 	case r.opts.Binary != "":
@@ -303,7 +304,7 @@ func (r *Run) untilEnd(ctx context.Context) (context.Context, context.CancelFunc
 }
 
 // setHostRecord updates the run.json record of host name.
-func (r *Run) setHostRecord(name string, f func(*HostRecord)) {
+func (r *Run) setHostRecord(name string, f func(*records.HostRecord)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i := range r.hostsRec {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"github.com/dsub-dev/dsub/records"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,11 +32,11 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 func TestStatsTableGolden(t *testing.T) {
-	s := &Stats{Jobs: 17, Succeeded: 16, Failed: 1, Wall: 12.5, Hosts: []HostStats{
+	s := &records.Stats{Jobs: 17, Succeeded: 16, Failed: 1, Wall: 12.5, Hosts: []records.HostStats{
 		{Name: "h01", Jobs: 6, JobTime: 18.75, Slots: 2},
 		{Name: "h02", Jobs: 5, JobTime: 15.5, Slots: 2, Failed: 2},
 		{Name: "node-with-long-name", Jobs: 5, JobTime: 16.0, Slots: 4, Lost: 1},
-	}, Unused: []UnusedHost{{Name: "h03", State: "preparing"}, {Name: "h04", State: "down"}}}
+	}, Unused: []records.UnusedHost{{Name: "h03", State: "preparing"}, {Name: "h04", State: "down"}}}
 	var b bytes.Buffer
 	s.WriteTable(&b)
 	golden(t, "stats_table.golden", b.Bytes())
@@ -44,16 +45,16 @@ func TestStatsTableGolden(t *testing.T) {
 // joblog.tsv is GNU parallel's (a failed attempt that is retried has no
 // row; a signal is its number); executions.tsv has every execution.
 func TestJoblogGolden(t *testing.T) {
-	d := RunDir(t.TempDir())
+	d := records.RunDir(t.TempDir())
 	p := d.Joblog()
-	l, err := openJoblog(d, "", false)
+	l, err := records.OpenJoblog(d, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Unix(1700000000, 123e6)
-	l.Write(JoblogRow{Job: 1, Host: "h01", Start: start, Runtime: 1500 * time.Millisecond, Receive: 12, Command: "primes count --shard 0", Outcome: "recorded"}, true)
-	l.Write(JoblogRow{Job: 2, Host: "h02", Start: start, Runtime: 20 * time.Millisecond, Receive: 3, Exit: 3, Command: "echo a\tb\nc", Outcome: "requeued"}, false)
-	l.Write(JoblogRow{Job: 3, Host: "h02", Start: start, Runtime: time.Second, Exit: -1, Signal: "KILL", Command: "sleep 9", Outcome: "gave-up"}, true)
+	l.Write(records.JoblogRow{Job: 1, Host: "h01", Start: start, Runtime: 1500 * time.Millisecond, Receive: 12, Command: "primes count --shard 0", Outcome: "recorded"}, true)
+	l.Write(records.JoblogRow{Job: 2, Host: "h02", Start: start, Runtime: 20 * time.Millisecond, Receive: 3, Exit: 3, Command: "echo a\tb\nc", Outcome: "requeued"}, false)
+	l.Write(records.JoblogRow{Job: 3, Host: "h02", Start: start, Runtime: time.Second, Exit: -1, Signal: "KILL", Command: "sleep 9", Outcome: "gave-up"}, true)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -68,11 +69,11 @@ func TestJoblogGolden(t *testing.T) {
 
 func TestJournalGroupCommit(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "results.jsonl")
-	j, err := openJournal(p)
+	j, err := records.OpenJournal(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	j.Append(&JournalRecord{Job: 1, ID: "x", Host: "h01", Attempt: 1, Result: ResultValue("42"), Duration: 1})
+	j.Append(&records.JournalRecord{Job: 1, ID: "x", Host: "h01", Attempt: 1, Result: ResultValue("42"), Duration: 1})
 	if b, _ := os.ReadFile(p); len(b) != 0 {
 		t.Errorf("record on disk before Commit: %q", b)
 	}
@@ -104,18 +105,18 @@ func TestJournalTornTail(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "results.jsonl")
 			os.WriteFile(p, []byte(tt.before), 0o644)
-			j, err := openJournal(p)
+			j, err := records.OpenJournal(p)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if b, _ := os.ReadFile(p); string(b) != tt.after {
 				t.Errorf("reopened journal holds %d bytes, want %d", len(b), len(tt.after))
 			}
-			j.Append(&JournalRecord{Job: 3, ID: "z", Host: "h02", Attempt: 1, Result: ResultValue("3")})
+			j.Append(&records.JournalRecord{Job: 3, ID: "z", Host: "h02", Attempt: 1, Result: ResultValue("3")})
 			if err := j.Close(); err != nil {
 				t.Fatal(err)
 			}
-			recs, err := ReadJournal(p)
+			recs, err := records.ReadJournal(p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,7 +129,7 @@ func TestJournalTornTail(t *testing.T) {
 
 // TestStatsTableBackups: speculative executions get a mention.
 func TestStatsTableBackups(t *testing.T) {
-	s := &Stats{Jobs: 4, Succeeded: 4, Wall: 2, Backups: 2, BackupsWon: 1, Hosts: []HostStats{
+	s := &records.Stats{Jobs: 4, Succeeded: 4, Wall: 2, Backups: 2, BackupsWon: 1, Hosts: []records.HostStats{
 		{Name: "h01", Jobs: 3, JobTime: 3, Slots: 1}, {Name: "h02", Jobs: 1, JobTime: 1, Slots: 1},
 	}}
 	var b bytes.Buffer
@@ -140,7 +141,7 @@ func TestStatsTableBackups(t *testing.T) {
 // efficiency (CPU-s over the slots' capacity for the wall time) and how
 // each host ran its jobs.
 func TestStatsTableAgent(t *testing.T) {
-	s := &Stats{Jobs: 4, Succeeded: 4, Wall: 2, Hosts: []HostStats{
+	s := &records.Stats{Jobs: 4, Succeeded: 4, Wall: 2, Hosts: []records.HostStats{
 		{Name: "h01", Jobs: 3, JobTime: 3, Slots: 2, CPU: 2.5, Launcher: "agent"},
 		{Name: "h02", Jobs: 1, JobTime: 1, Slots: 1, Launcher: "session"},
 	}}
@@ -153,7 +154,7 @@ func TestStatsTableAgent(t *testing.T) {
 // speedup of 0 slots.
 func TestStatsTableNothingRan(t *testing.T) {
 	var b bytes.Buffer
-	(&Stats{Jobs: 5, Succeeded: 5, Resumed: 5, Wall: 0.2}).WriteTable(&b)
+	(&records.Stats{Jobs: 5, Succeeded: 5, Resumed: 5, Wall: 0.2}).WriteTable(&b)
 	if s := b.String(); strings.Contains(s, "speedup") || strings.Contains(s, "0 slots") || !strings.Contains(s, "jobs 5: 5 succeeded, 0 failed") {
 		t.Errorf("summary of a run where nothing ran:\n%s", s)
 	}
@@ -164,7 +165,7 @@ func TestStatsTableNothingRan(t *testing.T) {
 // spaces, so that no host can forge rows that a report reads back.
 func TestJoblogRowCannotForge(t *testing.T) {
 	var b bytes.Buffer
-	r := JoblogRow{Job: 3, Host: "h01", Exit: -1, Signal: "KILL\t0\n7\th01\t1\t1\t0\t0\t0\t0\tforged\trecorded", Command: "a\tb\nc", Outcome: "gave-up"}
+	r := records.JoblogRow{Job: 3, Host: "h01", Exit: -1, Signal: "KILL\t0\n7\th01\t1\t1\t0\t0\t0\t0\tforged\trecorded", Command: "a\tb\nc", Outcome: "gave-up"}
 	if err := r.Write(&b); err != nil {
 		t.Fatal(err)
 	}
@@ -179,14 +180,14 @@ func TestJoblogRowCannotForge(t *testing.T) {
 func TestJoblogRowText(t *testing.T) {
 	start := time.UnixMilli(1765150000123)
 	for _, tt := range []struct {
-		r    JoblogRow
+		r    records.JoblogRow
 		want string
 	}{
-		{JoblogRow{Job: 7, Host: "h01", Start: start, Runtime: 1500 * time.Millisecond, Send: 3, Receive: 12, Exit: 0, Command: "echo a", Outcome: "recorded"},
+		{records.JoblogRow{Job: 7, Host: "h01", Start: start, Runtime: 1500 * time.Millisecond, Send: 3, Receive: 12, Exit: 0, Command: "echo a", Outcome: "recorded"},
 			"7\th01\t1765150000.123\t1.500\t3\t12\t0\t0\techo a\trecorded\n"},
-		{JoblogRow{Job: 1, Host: "h02", Start: start, Runtime: 2 * time.Second / 3, Exit: -1, Signal: "TERM", Command: "a\tb\nc", Outcome: "gave-up: timed out"},
+		{records.JoblogRow{Job: 1, Host: "h02", Start: start, Runtime: 2 * time.Second / 3, Exit: -1, Signal: "TERM", Command: "a\tb\nc", Outcome: "gave-up: timed out"},
 			"1\th02\t1765150000.123\t0.667\t0\t0\t-1\t15\ta b c\tgave-up: timed out\n"},
-		{JoblogRow{Job: 2, Host: "h03", Start: start, Exit: -1, Signal: "9", Outcome: "lost"},
+		{records.JoblogRow{Job: 2, Host: "h03", Start: start, Exit: -1, Signal: "9", Outcome: "lost"},
 			"2\th03\t1765150000.123\t0.000\t0\t0\t-1\t9\t\tlost\n"},
 	} {
 		if got := string(tt.r.Append(nil)); got != tt.want {

@@ -127,7 +127,7 @@ type Result struct {
 	Exit     int
 	Duration time.Duration
 	// Output locates the job's output in the run's output streams:
-	// RunDir.ReadOutput reads it.
+	// records.RunDir.ReadOutput reads it.
 	Output     records.Locator
 	StderrTail string
 }
@@ -155,7 +155,7 @@ type Run struct {
 	retMu    sync.Mutex
 	returned map[string]int
 	id       string
-	dir      RunDir
+	dir      records.RunDir
 	start    time.Time
 
 	submit    chan JobSpec
@@ -171,10 +171,10 @@ type Run struct {
 	finished  chan completion
 	cancel    chan cancelReq // CancelJob
 
-	journaled     map[int]JournalRecord // a resumed run's recorded jobs; read-only after Start
-	needResult    bool                  // the reducer uses result lines (NeedsResult); set by Start
-	art           artifact              // the shipped binary (Binary mode)
-	checkPlatform func(h *runHost)      // warns when the binary does not suit a host
+	journaled     map[int]records.JournalRecord // a resumed run's recorded jobs; read-only after Start
+	needResult    bool                          // the reducer uses result lines (NeedsResult); set by Start
+	art           artifact                      // the shipped binary (Binary mode)
+	checkPlatform func(h *runHost)              // warns when the binary does not suit a host
 	builder       *builder
 	agentArt      artifact   // the agent binary (Launch agent or auto)
 	agentInfo     binaryInfo // its platform
@@ -184,13 +184,13 @@ type Run struct {
 	retryMin      time.Duration // first delay between a host's connection attempts
 
 	mu        sync.Mutex
-	snap      Snapshot            // guarded by mu
-	hostsRec  []HostRecord        // guarded by mu
-	setUp     map[string]*runHost // hosts whose --setup succeeded, for --teardown; guarded by mu
-	inputs    inputs              // hashes of transferred files
-	cleanups  sync.WaitGroup      // removals of job directories (Cleanup) under way
-	stats     *Stats              // set when done
-	result    string              // reduced result
+	snap      Snapshot             // guarded by mu
+	hostsRec  []records.HostRecord // guarded by mu
+	setUp     map[string]*runHost  // hosts whose --setup succeeded, for --teardown; guarded by mu
+	inputs    inputs               // hashes of transferred files
+	cleanups  sync.WaitGroup       // removals of job directories (Cleanup) under way
+	stats     *records.Stats       // set when done
+	result    string               // reduced result
 	err       error
 	submitted atomic.Int64
 }
@@ -239,13 +239,13 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 	opts = opts.withDefaults()
 	now := time.Now()
 	r := &Run{
-		c: c, opts: opts, id: newRunID(now), start: now, journaled: map[int]JournalRecord{}, retryMin: time.Second,
+		c: c, opts: opts, id: newRunID(now), start: now, journaled: map[int]records.JournalRecord{}, retryMin: time.Second,
 		submit: make(chan JobSpec), closed: make(chan struct{}), done: make(chan struct{}),
 		loopDone: make(chan struct{}), allReady: make(chan struct{}),
 		ready: make(chan *runHost), prepFail: make(chan error), prepDefer: make(chan *prepError), finished: make(chan completion, 64),
 		cancel: make(chan cancelReq),
 	}
-	r.dir = RunDir(filepath.Join(opts.LogsDir, r.id))
+	r.dir = records.RunDir(filepath.Join(opts.LogsDir, r.id))
 	r.needResult = NeedsResult(opts.Reducer)
 	var prevBinary string
 	if opts.ResumeDir != "" {
@@ -274,7 +274,7 @@ func (c *Cluster) Start(ctx context.Context, opts RunOptions) (*Run, error) {
 		return nil, err
 	}
 	for _, m := range c.members {
-		r.hostsRec = append(r.hostsRec, HostRecord{Name: m.Name(), Address: m.Inv.Address})
+		r.hostsRec = append(r.hostsRec, records.HostRecord{Name: m.Name(), Address: m.Inv.Address})
 	}
 	if err := r.writeManifest(nil); err != nil {
 		return nil, err
@@ -306,25 +306,25 @@ func (o RunOptions) withDefaults() RunOptions {
 // loadResumed takes over the run recorded in ResumeDir: its id and
 // journal. It returns the recorded binary's hash.
 func (r *Run) loadResumed() (prevBinary string, err error) {
-	r.dir = RunDir(r.opts.ResumeDir)
+	r.dir = records.RunDir(r.opts.ResumeDir)
 	// The id comes from the run's own record, never from the path given:
 	// it names the remote directory the run removes.
-	m, err := ReadManifest(r.dir)
+	m, err := records.ReadManifest(r.dir)
 	if err != nil {
 		return "", errs.E(errs.OpResume, "", errs.KindConfig, err).WithPath(string(r.dir))
 	}
 	if !ValidRunID(m.ID) {
 		return "", errs.E(errs.OpResume, "", errs.KindConfig, fmt.Errorf("run.json holds no valid run id (%q): not a dsub run directory", m.ID)).WithPath(string(r.dir))
 	}
-	if m.Schema != SchemaStreams {
+	if m.Schema != records.SchemaStreams {
 		return "", errs.E(errs.OpResume, "", errs.KindConfig, fmt.Errorf("run.json has schema %d (%s), and this dsub resumes only schema %d (output streams): start a new run, or resume it with the dsub that recorded it; dsub report still reads it",
-			max(m.Schema, 1), "per-job log files in jobs/", SchemaStreams)).WithPath(string(r.dir))
+			max(m.Schema, 1), "per-job log files in jobs/", records.SchemaStreams)).WithPath(string(r.dir))
 	}
 	r.id = m.ID
 	if m.Binary != nil {
 		prevBinary = m.Binary.SHA256
 	}
-	if r.journaled, err = ReadJournal(r.dir.Journal()); err != nil {
+	if r.journaled, err = records.ReadJournal(r.dir.Journal()); err != nil {
 		return "", errs.E(errs.OpResume, "", errs.KindConfig, err).WithPath(string(r.dir))
 	}
 	return prevBinary, nil
@@ -390,10 +390,10 @@ func (r *Run) setAgent() error {
 }
 
 // writeManifest writes run.json: st is nil until the run ends.
-func (r *Run) writeManifest(st *Stats) error {
+func (r *Run) writeManifest(st *records.Stats) error {
 	r.mu.Lock()
-	m := &Manifest{Schema: SchemaStreams, ID: r.id, Started: r.start.Format(time.RFC3339Nano), Resumed: r.opts.ResumeDir != "",
-		Retries: r.opts.Retries, TimeoutS: r.opts.Timeout.Seconds(), Files: r.opts.Files, Hosts: append([]HostRecord(nil), r.hostsRec...)}
+	m := &records.Manifest{Schema: records.SchemaStreams, ID: r.id, Started: r.start.Format(time.RFC3339Nano), Resumed: r.opts.ResumeDir != "",
+		Retries: r.opts.Retries, TimeoutS: r.opts.Timeout.Seconds(), Files: r.opts.Files, Hosts: append([]records.HostRecord(nil), r.hostsRec...)}
 	r.mu.Unlock()
 	if r.opts.Record != nil {
 		b, err := json.Marshal(r.opts.Record)
@@ -404,7 +404,7 @@ func (r *Run) writeManifest(st *Stats) error {
 	}
 	switch {
 	case r.opts.Binary != "":
-		m.Binary = &BinaryRecord{Path: r.opts.Binary, SHA256: r.art.SHA256, Size: r.art.Size}
+		m.Binary = &records.BinaryRecord{Path: r.opts.Binary, SHA256: r.art.SHA256, Size: r.art.Size}
 	case r.opts.Build != "":
 		m.Build = r.opts.Build
 	default:
@@ -413,14 +413,14 @@ func (r *Run) writeManifest(st *Stats) error {
 	if st != nil {
 		m.Finished = time.Now().Format(time.RFC3339Nano)
 		m.Stats, m.Speedup = st, st.Speedup()
-		if len(r.result) <= MaxManifestResult {
+		if len(r.result) <= records.MaxManifestResult {
 			m.Result = r.result
 		}
 		if r.err != nil {
 			m.Error = r.err.Error()
 		}
 	}
-	return m.write(r.dir)
+	return m.Write(r.dir)
 }
 
 // Ready waits until every host has been prepared, has failed to be, or was
@@ -481,7 +481,7 @@ func (r *Run) Close() { r.closeOnce.Do(func() { close(r.closed) }) }
 
 // Wait waits for the run to end and returns its statistics, the reduced
 // result (if a Reducer was set) and the run's error, if any.
-func (r *Run) Wait() (*Stats, string, error) {
+func (r *Run) Wait() (*records.Stats, string, error) {
 	<-r.done
 	return r.stats, r.result, r.err
 }

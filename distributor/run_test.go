@@ -90,7 +90,7 @@ func (c *collected) opts(o distributor.RunOptions) distributor.RunOptions {
 }
 
 // runJobs submits specs and waits.
-func runJobs(t *testing.T, c *distributor.Cluster, o distributor.RunOptions, specs []distributor.JobSpec) (*distributor.Run, *distributor.Stats, string, error) {
+func runJobs(t *testing.T, c *distributor.Cluster, o distributor.RunOptions, specs []distributor.JobSpec) (*distributor.Run, *records.Stats, string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -190,9 +190,9 @@ func TestBinaryShardsSumAndUploadSkip(t *testing.T) {
 	if strings.Count(string(rl), "\n") != 16 {
 		t.Errorf("results.jsonl:\n%s", rl)
 	}
-	recs, _ := distributor.ReadJournal(filepath.Join(run.Dir(), "results.jsonl"))
+	recs, _ := records.ReadJournal(filepath.Join(run.Dir(), "results.jsonl"))
 	var out strings.Builder
-	if _, err := distributor.RunDir(run.Dir()).ReadOutput(recs[1].Output, records.Stdout, &out); err != nil || strings.TrimSpace(out.String()) == "" {
+	if _, err := records.RunDir(run.Dir()).ReadOutput(recs[1].Output, records.Stdout, &out); err != nil || strings.TrimSpace(out.String()) == "" {
 		t.Errorf("job 1's output: %q, %v", out.String(), err)
 	}
 
@@ -295,7 +295,7 @@ func TestFailureAndRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The retry ran on another host than the failed attempt.
-	jl, _ := os.ReadFile(distributor.RunDir(run.Dir()).Executions())
+	jl, _ := os.ReadFile(records.RunDir(run.Dir()).Executions())
 	var hostsOf1 []string
 	for _, l := range strings.Split(string(jl), "\n") {
 		if cols := strings.Split(l, "\t"); len(cols) > 9 && cols[0] == "1" {
@@ -356,7 +356,7 @@ func TestFilesAndRemoteCleanup(t *testing.T) {
 	}
 	r := col.results[1]
 	var ob strings.Builder
-	_, _ = distributor.RunDir(run.Dir()).ReadOutput(r.Output, records.Stdout, &ob)
+	_, _ = records.RunDir(run.Dir()).ReadOutput(r.Output, records.Stdout, &ob)
 	out := ob.String()
 	if !strings.HasPrefix(out, "hello from input\n") {
 		t.Fatalf("job stdout: %q", out)
@@ -415,12 +415,12 @@ func TestJoblogCountsEveryExecution(t *testing.T) {
 	c := newCluster(t)
 	var col collected
 	run, _, _, _ := runJobs(t, c, col.opts(distributor.RunOptions{Retries: 2}), []distributor.JobSpec{{Shell: "exit 5"}})
-	rd := distributor.RunDir(run.Dir())
+	rd := records.RunDir(run.Dir())
 	for _, tc := range []struct{ path, want string }{
 		{rd.Executions(), "5:requeued,5:requeued,5:gave-up"},
 		{rd.Joblog(), "5:gave-up"},
 	} {
-		rows, _, err := distributor.ReadJoblog(tc.path)
+		rows, _, err := records.ReadJoblog(tc.path)
 		var outcomes []string
 		for _, r := range rows {
 			outcomes = append(outcomes, strconv.Itoa(r.Exit)+":"+r.Outcome)

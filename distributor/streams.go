@@ -20,7 +20,7 @@ const streamFiles = 4
 // dispatcher syncs them before each journal commit, so that a committed
 // result never locates output that is not on disk.
 type streamSet struct {
-	dir RunDir
+	dir records.RunDir
 	mu  sync.Mutex
 	w   [streamFiles]*records.StreamWriter
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/records"
 )
 
 // State is what a page shows: one run, live or from its records.
@@ -204,7 +205,7 @@ func (m *Model) Warn(s string) {
 }
 
 // Finish records how the run ended.
-func (m *Model) Finish(st *distributor.Stats, result string, err error) {
+func (m *Model) Finish(st *records.Stats, result string, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.done {

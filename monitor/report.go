@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dsub-dev/dsub/distributor"
 	"github.com/dsub-dev/dsub/records"
 )
 
@@ -26,19 +25,19 @@ const (
 // FromRecords is the state of the run recorded in dir: finished,
 // interrupted, or still going (then what its records hold so far).
 func FromRecords(dir string) (State, error) {
-	rd := distributor.RunDir(dir)
-	man, err := distributor.ReadManifest(rd)
+	rd := records.RunDir(dir)
+	man, err := records.ReadManifest(rd)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return State{}, fmt.Errorf("%s is not a run directory: no %s", dir, "run.json")
 		}
 		return State{}, err
 	}
-	rows, bad, err := distributor.ReadJoblog(rd.Timeline())
+	rows, bad, err := records.ReadJoblog(rd.Timeline())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return State{}, err
 	}
-	journal, err := distributor.ReadJournal(rd.Journal())
+	journal, err := records.ReadJournal(rd.Journal())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return State{}, err
 	}
@@ -56,9 +55,9 @@ func FromRecords(dir string) (State, error) {
 
 type reportBuilder struct {
 	st      State
-	rd      distributor.RunDir
-	man     *distributor.Manifest
-	journal map[int]distributor.JournalRecord
+	rd      records.RunDir
+	man     *records.Manifest
+	journal map[int]records.JournalRecord
 	hosts   map[string]*hostAcc
 	order   []*hostAcc // the manifest's hosts, then others as met
 }
@@ -70,14 +69,14 @@ type hostAcc struct {
 }
 
 // build fills the state from the joblog's rows.
-func (b *reportBuilder) build(rows []distributor.JoblogRow) {
+func (b *reportBuilder) build(rows []records.JoblogRow) {
 	t0, err := time.Parse(time.RFC3339, b.man.Started)
 	if err != nil && len(rows) > 0 {
 		t0 = rows[0].Start
 	}
 	// Rows are written as executions end: draw them in that order, on
 	// lanes packed by start time per host.
-	slices.SortStableFunc(rows, func(a, c distributor.JoblogRow) int {
+	slices.SortStableFunc(rows, func(a, c records.JoblogRow) int {
 		return a.Start.Add(a.Runtime).Compare(c.Start.Add(c.Runtime))
 	})
 	b.addHosts()
@@ -89,7 +88,7 @@ func (b *reportBuilder) build(rows []distributor.JoblogRow) {
 		}
 	}
 	// An execution taken back from a host's window never ran there.
-	rows = slices.DeleteFunc(rows, func(r distributor.JoblogRow) bool { return r.Outcome == "returned" })
+	rows = slices.DeleteFunc(rows, func(r records.JoblogRow) bool { return r.Outcome == "returned" })
 	lanes := packLanes(rows)
 	var durs []float64
 	var last time.Time
@@ -153,7 +152,7 @@ func (b *reportBuilder) host(name string) *hostAcc {
 }
 
 // count adds an execution to its host's row and the run's counts.
-func (b *reportBuilder) count(r distributor.JoblogRow, s Segment) {
+func (b *reportBuilder) count(r records.JoblogRow, s Segment) {
 	h := b.host(r.Host)
 	switch {
 	case s.Kind == "ok":
@@ -216,9 +215,9 @@ func (b *reportBuilder) finish(t0, last time.Time) {
 
 // stderrTail is the tail of a failed job's stderr (its recorded
 // execution's), and the command that prints its output.
-func (b *reportBuilder) stderrTail(r distributor.JoblogRow) (log, tail string) {
+func (b *reportBuilder) stderrTail(r records.JoblogRow) (log, tail string) {
 	t := &tailWriter{max: maxTail}
-	if b.man.Schema < distributor.SchemaStreams { // per-job log files
+	if b.man.Schema < records.SchemaStreams { // per-job log files
 		_, path := b.rd.OldJobLogs(r.Job)
 		f, err := os.Open(path)
 		if err != nil {
@@ -260,7 +259,7 @@ func (w *tailWriter) tail() []byte { return w.b[max(0, len(w.b)-w.max):] }
 
 // packLanes gives each execution a lane number within its host (0-based):
 // the lowest lane free at its start, as the live page assigns them.
-func packLanes(rows []distributor.JoblogRow) []int {
+func packLanes(rows []records.JoblogRow) []int {
 	idx := make([]int, len(rows))
 	for i := range idx {
 		idx[i] = i
@@ -324,7 +323,7 @@ func histogram(durs []float64) []Bin {
 }
 
 // commandOf is the command line that started the run, as recorded.
-func commandOf(m *distributor.Manifest) string {
+func commandOf(m *records.Manifest) string {
 	if len(m.Command) == 0 {
 		return ""
 	}

@@ -1,6 +1,10 @@
 // Package records is a run's records on disk, and their only readers
 // and writers, below the engine (distributor) so that the report, the
-// monitor and `dsub log` read them without it.
+// monitor and `dsub log` read them without it: the run directory
+// (RunDir, which owns every path in it), run.json (Manifest, with the
+// run's Stats), the journal (results.jsonl: a JournalRecord per job, with
+// group commit), the joblogs (joblog.tsv and executions.tsv: a JoblogRow
+// per execution) and the output streams.
 //
 // A run's job output goes into a few append-only stream files
 // (output/0.dso, ...; a host's executions all in one), as length-prefixed,

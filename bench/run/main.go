@@ -54,7 +54,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/dsub-dev/dsub/bench/internal/benchutil"
-	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/testenv"
 )
 
@@ -469,7 +469,7 @@ func lastUploaded(logs string) int64 {
 	if len(dirs) == 0 {
 		return -1
 	}
-	m, err := distributor.ReadManifest(distributor.RunDir(dirs[len(dirs)-1]))
+	m, err := records.ReadManifest(records.RunDir(dirs[len(dirs)-1]))
 	if err != nil {
 		return -1
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/dsub-dev/dsub/agent"
-	"github.com/dsub-dev/dsub/distributor"
 	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/testenv"
 )
@@ -45,7 +44,7 @@ func TestAgentModeMatchesSession(t *testing.T) {
 		}
 		results[launch] = strings.TrimSpace(string(out))
 		rd := runDir(t, logs)
-		m, err := distributor.ReadManifest(distributor.RunDir(rd))
+		m, err := records.ReadManifest(records.RunDir(rd))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,13 +62,13 @@ func TestAgentModeMatchesSession(t *testing.T) {
 		if took == 0 {
 			t.Errorf("%s run: no host ran jobs: %+v", launch, m.Stats)
 		}
-		journal, _ := os.ReadFile(distributor.RunDir(rd).Journal())
+		journal, _ := os.ReadFile(records.RunDir(rd).Journal())
 		if got := strings.Count(string(journal), `"max_rss_kb"`); launch == "agent" && got != jobs {
 			t.Errorf("agent run: %d of %d journal records have resource usage", got, jobs)
 		}
-		recs, _ := distributor.ReadJournal(distributor.RunDir(rd).Journal())
+		recs, _ := records.ReadJournal(records.RunDir(rd).Journal())
 		var b strings.Builder
-		if _, err := distributor.RunDir(rd).ReadOutput(recs[7].Output, records.Stderr, &b); b.String() != "noise\n" {
+		if _, err := records.RunDir(rd).ReadOutput(recs[7].Output, records.Stderr, &b); b.String() != "noise\n" {
 			t.Errorf("%s run: job 7's stderr %q (%v)", launch, b.String(), err)
 		}
 	}
@@ -278,7 +277,7 @@ func TestAgentSixtyFourSlots(t *testing.T) {
 	if got := strings.TrimSpace(string(out)); got != fmt.Sprint(n) {
 		t.Errorf("sum %q, want %d (every job past the barrier)", got, n)
 	}
-	m, err := distributor.ReadManifest(distributor.RunDir(runDir(t, logs)))
+	m, err := records.ReadManifest(records.RunDir(runDir(t, logs)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/testenv"
 )
 
@@ -38,7 +38,7 @@ func TestAgentDurationsUnderLoad(t *testing.T) {
 		t.Fatalf("dsub run: %v\n%s", err, out)
 	}
 	dir := runDir(t, logs)
-	recs, err := distributor.ReadJournal(filepath.Join(dir, "results.jsonl"))
+	recs, err := records.ReadJournal(filepath.Join(dir, "results.jsonl"))
 	if err != nil || len(recs) != jobs {
 		t.Fatalf("results.jsonl: %d records, %v", len(recs), err)
 	}

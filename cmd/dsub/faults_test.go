@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dsub-dev/dsub/distributor"
 	"github.com/dsub-dev/dsub/records"
 	"github.com/dsub-dev/dsub/testenv"
 )
@@ -38,7 +37,7 @@ func runDir(t *testing.T, logs string) string {
 // executions counts each job's executions, from executions.tsv.
 func executions(t *testing.T, dir string) map[string]int {
 	t.Helper()
-	b, _ := os.ReadFile(distributor.RunDir(dir).Executions())
+	b, _ := os.ReadFile(records.RunDir(dir).Executions())
 	n := map[string]int{}
 	for _, l := range strings.Split(string(b), "\n") {
 		if c := strings.Split(l, "\t"); len(c) > 9 && c[0] != "Seq" {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/records"
 )
 
 // The joblog as GNU parallel writes it, with parallel itself as the
@@ -36,7 +36,7 @@ func TestJoblogMatchesGNUParallel(t *testing.T) {
 	if len(dirs) != 1 {
 		t.Fatalf("run dirs %v", dirs)
 	}
-	ours := joblogByJob(t, distributor.RunDir(filepath.Dir(dirs[0])).Joblog())
+	ours := joblogByJob(t, records.RunDir(filepath.Dir(dirs[0])).Joblog())
 
 	// parallel --retries N makes N tries; dsub's --retries N, N+1.
 	pj := filepath.Join(dir, "parallel.tsv")

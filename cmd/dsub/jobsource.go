@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/records"
 )
 
 // jobSource yields the jobs that the flags describe, one at a time, so
@@ -192,7 +193,7 @@ func (s *jobSource) close() {
 // point has saved every job it submitted.
 type inputCopy struct {
 	f   *os.File
-	dir distributor.RunDir
+	dir records.RunDir
 	err error
 }
 
@@ -202,7 +203,7 @@ func (c *inputCopy) start(dir string) error {
 	if c == nil {
 		return nil
 	}
-	c.dir = distributor.RunDir(dir)
+	c.dir = records.RunDir(dir)
 	f, err := os.OpenFile(c.dir.InputPart(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	c.f = f
 	return err

@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dsub-dev/dsub/distributor"
 	"github.com/dsub-dev/dsub/records"
 )
 
@@ -43,7 +42,7 @@ object per job instead: {"job", "host", "attempt", "stdout", "stderr"}.` + exitH
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f.dir = distributor.RunDir(args[0])
+			f.dir = records.RunDir(args[0])
 			if f.all {
 				return f.printAll(stdout)
 			}
@@ -63,7 +62,7 @@ object per job instead: {"job", "host", "attempt", "stdout", "stderr"}.` + exitH
 }
 
 type logFlags struct {
-	dir     distributor.RunDir
+	dir     records.RunDir
 	stderr  bool
 	attempt int
 	all     bool
@@ -79,12 +78,12 @@ func (f *logFlags) stream() records.Stream {
 
 // records loads the run's manifest and journal, refusing a directory
 // that is no run's.
-func (f *logFlags) records() (map[int]distributor.JournalRecord, *distributor.Manifest, error) {
-	m, err := distributor.ReadManifest(f.dir)
+func (f *logFlags) records() (map[int]records.JournalRecord, *records.Manifest, error) {
+	m, err := records.ReadManifest(f.dir)
 	if err != nil {
 		return nil, nil, usagef("log: %s is not a run directory: %v", f.dir, err)
 	}
-	jr, err := distributor.ReadJournal(f.dir.Journal())
+	jr, err := records.ReadJournal(f.dir.Journal())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, fmt.Errorf("log: %w", err)
 	}
@@ -97,7 +96,7 @@ func (f *logFlags) printJob(w io.Writer, job int) error {
 		return err
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
-	if m.Schema < distributor.SchemaStreams {
+	if m.Schema < records.SchemaStreams {
 		if f.attempt > 0 {
 			return usagef("log: %s was recorded before output streams (schema 1): only the recorded execution's output is kept, in jobs/", f.dir)
 		}
@@ -116,7 +115,7 @@ func (f *logFlags) printJob(w io.Writer, job int) error {
 }
 
 // locate finds the output of job's recorded execution, or of --attempt.
-func (f *logFlags) locate(jr map[int]distributor.JournalRecord, job int) (records.Locator, error) {
+func (f *logFlags) locate(jr map[int]records.JournalRecord, job int) (records.Locator, error) {
 	rec, ok := jr[job]
 	if ok && !rec.Output.IsZero() && (f.attempt == 0 || f.attempt == rec.Attempt) {
 		return rec.Output, nil
@@ -188,7 +187,7 @@ func (f *logFlags) printAll(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if m.Schema < distributor.SchemaStreams {
+	if m.Schema < records.SchemaStreams {
 		return usagef("log --all: %s was recorded before output streams (schema 1): its output is in jobs/<job>.out and .err", f.dir)
 	}
 	jobs := make([]int, 0, len(jr))

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/records"
 )
 
 // resumeRun replays the command line recorded in DIR/run.json with
@@ -24,7 +25,7 @@ func resumeRun(cmd *cobra.Command, hf *hostFlags, f *runFlags, args []string, st
 		return usagef("run --resume takes no ARGs: they are recorded in the run")
 	}
 	dir := f.resume
-	man, err := distributor.ReadManifest(distributor.RunDir(dir))
+	man, err := records.ReadManifest(records.RunDir(dir))
 	if err != nil {
 		return usagef("--resume %s: %v", dir, err)
 	}
@@ -73,7 +74,7 @@ func resumeRun(cmd *cobra.Command, hf *hostFlags, f *runFlags, args []string, st
 	if rf.argsFile == "-" {
 		saved, complete := savedInput(dir)
 		if saved == "" {
-			return usagef("--resume %s: the run read its jobs from stdin and saved no copy of them (%s)", dir, distributor.RunDir(dir).Input())
+			return usagef("--resume %s: the run read its jobs from stdin and saved no copy of them (%s)", dir, records.RunDir(dir).Input())
 		}
 		if !complete {
 			fmt.Fprintf(stderr, "dsub: warning: the run was stopped before its stdin ended: resuming the jobs of the input it had read (%s)\n", saved)
@@ -90,7 +91,7 @@ func resumeRun(cmd *cobra.Command, hf *hostFlags, f *runFlags, args []string, st
 // savedInput returns the saved stdin of the run in dir and whether it is
 // complete.
 func savedInput(dir string) (string, bool) {
-	rd := distributor.RunDir(dir)
+	rd := records.RunDir(dir)
 	if _, err := os.Stat(rd.Input()); err == nil {
 		return rd.Input(), true
 	}

@@ -155,7 +155,7 @@ func verifyResume(run *distributor.Run, f *runFlags, tmpl *distributor.Template,
 // finishRun prints the result (or the JSON summary) and the statistics,
 // and returns the run's error.
 func finishRun(ctx context.Context, f *runFlags, run *distributor.Run, out *runOutput, reduced bool,
-	stats *distributor.Stats, result string, runErr, feedErr error, stdout io.Writer, se *lockedWriter) error {
+	stats *records.Stats, result string, runErr, feedErr error, stdout io.Writer, se *lockedWriter) error {
 	complete := runErr == nil && feedErr == nil && stats.Failed == 0
 	switch {
 	case f.asJSON:
@@ -165,7 +165,7 @@ func finishRun(ctx context.Context, f *runFlags, run *distributor.Run, out *runO
 	case reduced && runErr == nil && stats.Failed > 0:
 		// A reduce over some of the jobs would be silently wrong.
 		fmt.Fprintf(se, "dsub: no reduced result: %s failed; the other results are kept in %s\n",
-			plural(stats.Failed, "job"), distributor.RunDir(run.Dir()).Journal())
+			plural(stats.Failed, "job"), records.RunDir(run.Dir()).Journal())
 	}
 	stats.WriteTable(se)
 	fmt.Fprintf(se, "records: %s\n", run.Dir())
@@ -178,7 +178,7 @@ func finishRun(ctx context.Context, f *runFlags, run *distributor.Run, out *runO
 	if runErr != nil {
 		if ctx.Err() != nil || errors.Is(runErr, distributor.ErrHalted) || errors.Is(runErr, distributor.ErrNoHosts) || errors.Is(runErr, distributor.ErrRecords) {
 			fmt.Fprintf(se, "dsub: %d of %s recorded in %s; resume with: dsub run --resume %s\n",
-				stats.Succeeded, plural(stats.Jobs, "job"), distributor.RunDir(run.Dir()).Journal(), run.Dir())
+				stats.Succeeded, plural(stats.Jobs, "job"), records.RunDir(run.Dir()).Journal(), run.Dir())
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -213,8 +213,8 @@ type runSummary struct {
 	Error     string          `json:"error,omitempty"`
 	Hosts     []hostSummary   `json:"hosts"`
 	// Unused are the hosts that ran nothing, with their state then.
-	Unused   []distributor.UnusedHost `json:"unused,omitempty"`
-	Failures []jobFailure             `json:"failures"`
+	Unused   []records.UnusedHost `json:"unused,omitempty"`
+	Failures []jobFailure         `json:"failures"`
 }
 
 type hostSummary struct {
@@ -234,7 +234,7 @@ type jobFailure struct {
 	Log string `json:"log,omitempty"`
 }
 
-func writeSummary(w io.Writer, run *distributor.Run, stats *distributor.Stats, result string, complete bool, failures []distributor.Result, runErr error) {
+func writeSummary(w io.Writer, run *distributor.Run, stats *records.Stats, result string, complete bool, failures []distributor.Result, runErr error) {
 	s := runSummary{Jobs: stats.Jobs, Succeeded: stats.Succeeded, Failed: stats.Failed, WallS: stats.Wall,
 		Speedup: stats.Speedup(), RunDir: run.Dir(), Hosts: []hostSummary{}, Unused: stats.Unused, Failures: []jobFailure{}}
 	if complete {
@@ -262,7 +262,7 @@ type runOutput struct {
 	se        *lockedWriter
 	printEach bool
 	seq       *sequencer
-	dir       atomic.Pointer[distributor.RunDir] // the run's, once started
+	dir       atomic.Pointer[records.RunDir] // the run's, once started
 	// resultsDir, if set, gets GNU parallel's per-job files (--results):
 	// <dir>/<job>/stdout and stderr.
 	resultsDir string
@@ -279,7 +279,7 @@ type runOutput struct {
 // attach gives o the run whose outputs it prints; results come only
 // after it started.
 func (o *runOutput) attach(run *distributor.Run) {
-	d := distributor.RunDir(run.Dir())
+	d := records.RunDir(run.Dir())
 	o.dir.Store(&d)
 }
 
@@ -374,7 +374,7 @@ func (o *runOutput) writeResults(r distributor.Result) {
 	}
 }
 
-func writeOutputFile(path string, d distributor.RunDir, loc records.Locator, s records.Stream) error {
+func writeOutputFile(path string, d records.RunDir, loc records.Locator, s records.Stream) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err

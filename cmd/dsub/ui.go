@@ -10,6 +10,7 @@ import (
 
 	"github.com/dsub-dev/dsub/distributor"
 	"github.com/dsub-dev/dsub/monitor"
+	"github.com/dsub-dev/dsub/records"
 )
 
 // errStopped is why a run stopped from its --ui page (--ui-control).
@@ -76,7 +77,7 @@ func (u *runUI) attach(r *distributor.Run) {
 	}
 }
 
-func (u *runUI) finish(st *distributor.Stats, result string, err error) {
+func (u *runUI) finish(st *records.Stats, result string, err error) {
 	if u.m != nil {
 		u.m.Finish(st, result, err)
 	}

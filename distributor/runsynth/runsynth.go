@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/dsub-dev/dsub/distributor"
+	"github.com/dsub-dev/dsub/records"
 )
 
 // Write writes a run of jobs on hosts of slots each into dir: jobs last
@@ -25,7 +25,7 @@ func Write(dir string, jobs, hosts, slots, failEvery int) error {
 	if err := os.MkdirAll(filepath.Join(dir, "jobs"), 0o700); err != nil {
 		return err
 	}
-	rd := distributor.RunDir(dir)
+	rd := records.RunDir(dir)
 	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	rng := rand.New(rand.NewPCG(1, 2))
 	f, err := os.Create(rd.Joblog())
@@ -33,13 +33,13 @@ func Write(dir string, jobs, hosts, slots, failEvery int) error {
 		return err
 	}
 	w := bufio.NewWriter(f)
-	fmt.Fprintln(w, distributor.JoblogHeader)
+	fmt.Fprintln(w, records.JoblogHeader)
 	free := make([]time.Time, hosts*slots) // each slot's next free time
 	for i := range free {
 		free[i] = t0
 	}
-	st := &distributor.Stats{Jobs: jobs}
-	per := make([]distributor.HostStats, hosts)
+	st := &records.Stats{Jobs: jobs}
+	per := make([]records.HostStats, hosts)
 	var end time.Time
 	for j := 1; j <= jobs; j++ {
 		s := 0 // the slot free first
@@ -64,7 +64,7 @@ func Write(dir string, jobs, hosts, slots, failEvery int) error {
 			per[h].Jobs++
 			per[h].JobTime += d.Seconds()
 		}
-		row := distributor.JoblogRow{Job: j, Host: fmt.Sprintf("h%02d", h+1), Start: free[s], Runtime: d, Receive: 8,
+		row := records.JoblogRow{Job: j, Host: fmt.Sprintf("h%02d", h+1), Start: free[s], Runtime: d, Receive: 8,
 			Exit: exit, Command: fmt.Sprintf("./work --shard %d", j), Outcome: outcome}
 		if err := row.Write(w); err != nil {
 			return err
@@ -80,11 +80,11 @@ func Write(dir string, jobs, hosts, slots, failEvery int) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	m := distributor.Manifest{ID: "synthetic", Started: t0.Format(time.RFC3339Nano), Finished: end.Format(time.RFC3339Nano), Mode: "commands"}
+	m := records.Manifest{ID: "synthetic", Started: t0.Format(time.RFC3339Nano), Finished: end.Format(time.RFC3339Nano), Mode: "commands"}
 	for i := range per {
 		name := fmt.Sprintf("h%02d", i+1)
 		per[i].Name, per[i].Slots, per[i].State, per[i].Launcher = name, slots, "up", "agent"
-		m.Hosts = append(m.Hosts, distributor.HostRecord{Name: name, Address: name, Slots: slots, Launcher: "agent"})
+		m.Hosts = append(m.Hosts, records.HostRecord{Name: name, Address: name, Slots: slots, Launcher: "agent"})
 	}
 	st.Hosts, st.Wall = per, end.Sub(t0).Seconds()
 	m.Stats, m.Speedup = st, st.Speedup()

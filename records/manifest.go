@@ -1,4 +1,4 @@
-package distributor
+package records
 
 import (
 	"encoding/json"
@@ -7,9 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-
-	"github.com/dsub-dev/dsub/inventory"
-	"github.com/dsub-dev/dsub/records"
+	"strings"
 )
 
 // RunDir is a run's local directory. It owns every path in it: nothing
@@ -60,16 +58,16 @@ func (d RunDir) Output() string { return d.path("output") }
 
 // OutputStream is output stream i's file.
 func (d RunDir) OutputStream(i int) string {
-	return d.path("output", records.StreamFile(i))
+	return d.path("output", StreamFile(i))
 }
 
 // ReadOutput copies stream s of the execution that loc locates (a
 // Result's or a JournalRecord's Output) to w, byte for byte.
-func (d RunDir) ReadOutput(loc records.Locator, s records.Stream, w io.Writer) (int64, error) {
+func (d RunDir) ReadOutput(loc Locator, s Stream, w io.Writer) (int64, error) {
 	if loc.IsZero() {
 		return 0, fmt.Errorf("no output recorded")
 	}
-	return records.ReadOutput(d.Output(), loc, s, w)
+	return ReadOutput(d.Output(), loc, s, w)
 }
 
 // OldJobLogs are where a run directory of schema 1 (before output
@@ -82,9 +80,9 @@ func (d RunDir) OldJobLogs(job int) (stdout, stderr string) {
 // aside).
 func (d RunDir) Returned(job int) string { return d.path("out", strconv.Itoa(job)) }
 
-// HookLogs are where host's output of hook ("setup", "teardown") goes.
-func (d RunDir) HookLogs(host, hook string) (stdout, stderr string) {
-	dir := d.path("hosts", inventory.DirName(host))
+// HookLogs are where a host's output of hook ("setup", "teardown") goes.
+func (d RunDir) HookLogs(hostDir, hook string) (stdout, stderr string) {
+	dir := d.path("hosts", hostDir)
 	return filepath.Join(dir, hook+".out"), filepath.Join(dir, hook+".err")
 }
 
@@ -186,5 +184,167 @@ func ReadManifest(dir RunDir) (*Manifest, error) {
 	return &m, nil
 }
 
-// write writes the manifest atomically.
-func (m *Manifest) write(dir RunDir) error { return writeJSONFile(dir.Manifest(), m) }
+// Write writes the manifest into dir atomically.
+func (m *Manifest) Write(dir RunDir) error { return WriteJSONFile(dir.Manifest(), m) }
+
+// WriteJSONFile writes v to path atomically.
+func WriteJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// HostStats are one host's figures for the final table.
+type HostStats struct {
+	Name    string  `json:"name"`
+	Jobs    int     `json:"jobs"`       // results recorded from this host
+	JobTime float64 `json:"job_time_s"` // sum of those jobs' run times
+	Failed  int     `json:"failed"`     // failed executions
+	Lost    int     `json:"lost"`       // executions lost to transport failures
+	Slots   int     `json:"slots"`
+	State   string  `json:"state"`
+	// CPU is the CPU seconds of its executions, where measured (agent
+	// mode); Launcher is how its jobs were started.
+	CPU      float64 `json:"cpu_s,omitempty"`
+	Launcher string  `json:"launcher,omitempty"`
+	// Load1, MemAvailKB and MemTotalKB are the host's last health
+	// report (an agent's heartbeats), for the report; absent where none
+	// came.
+	Load1      *float64 `json:"load1,omitempty"`
+	MemAvailKB int64    `json:"mem_avail_kb,omitempty"`
+	MemTotalKB int64    `json:"mem_total_kb,omitempty"`
+}
+
+// UnusedHost is a host that took no part in a run, and its state then.
+type UnusedHost struct {
+	Name  string `json:"name"`
+	State string `json:"state"` // preparing, down, failed
+}
+
+// Stats summarise a run.
+type Stats struct {
+	Jobs      int         `json:"jobs"`      // jobs submitted
+	Succeeded int         `json:"succeeded"` // jobs with a recorded result
+	Failed    int         `json:"failed"`    // jobs that failed for good
+	Resumed   int         `json:"resumed"`   // jobs taken over from the run being resumed
+	Wall      float64     `json:"wall_s"`
+	Hosts     []HostStats `json:"hosts"`
+	// Unused are the hosts that gave the run no slot and ran no job:
+	// still being prepared when the jobs ran out, unreachable, or failed
+	// (the run's warnings say why), with that state.
+	Unused []UnusedHost `json:"unused,omitempty"`
+	// Backups counts speculative executions started (--speculate), and
+	// BackupsWon those that finished first.
+	Backups    int `json:"backups,omitempty"`
+	BackupsWon int `json:"backups_won,omitempty"`
+}
+
+// JobTime is the sum of recorded jobs' run times.
+func (s *Stats) JobTime() float64 {
+	t := 0.0
+	for _, h := range s.Hosts {
+		t += h.JobTime
+	}
+	return t
+}
+
+// Speedup is total job time over wall time.
+func (s *Stats) Speedup() float64 {
+	if s.Wall <= 0 {
+		return 0
+	}
+	return s.JobTime() / s.Wall
+}
+
+// Slots is the total slots of hosts that took part.
+func (s *Stats) Slots() int {
+	n := 0
+	for _, h := range s.Hosts {
+		n += h.Slots
+	}
+	return n
+}
+
+// WriteTable prints the per-host table (as Parallel Python's print_stats
+// and dispy's print_status do), then wall time, speedup and efficiency.
+func (s *Stats) WriteTable(w io.Writer) {
+	nw := len("total")
+	total := 0
+	for _, h := range s.Hosts {
+		nw = max(nw, len(h.Name))
+		total += h.Jobs
+	}
+	cpu := false // CPU columns only where measured
+	for _, h := range s.Hosts {
+		cpu = cpu || h.CPU > 0
+	}
+	head := fmt.Sprintf("%-*s %6s %7s %10s %9s %6s %5s %5s", nw, "HOST", "JOBS", "% JOBS", "JOB TIME", "TIME/JOB", "FAILED", "LOST", "SLOTS")
+	if cpu {
+		head += fmt.Sprintf(" %9s %7s %s", "CPU TIME", "CPU EFF", "LAUNCH")
+	}
+	fmt.Fprintln(w, head)
+	row := func(name string, jobs int, t float64, failed, lost, slots int, cpuS float64, launcher string) {
+		pct, per := 0.0, 0.0
+		if total > 0 {
+			pct = 100 * float64(jobs) / float64(total)
+		}
+		if jobs > 0 {
+			per = t / float64(jobs)
+		}
+		fmt.Fprintf(w, "%-*s %6d %6.1f%% %9.2fs %8.3fs %6d %5d %5d", nw, name, jobs, pct, t, per, failed, lost, slots)
+		if cpu {
+			// CPU efficiency: CPU seconds over the slots' capacity for the
+			// run's wall time.
+			eff := 0.0
+			if s.Wall > 0 && slots > 0 {
+				eff = 100 * cpuS / (s.Wall * float64(slots))
+			}
+			fmt.Fprintf(w, " %8.2fs %6.1f%%", cpuS, eff)
+			if launcher != "" {
+				fmt.Fprintf(w, " %s", launcher)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	var failed, lost int
+	cpuTotal := 0.0
+	for _, h := range s.Hosts {
+		row(h.Name, h.Jobs, h.JobTime, h.Failed, h.Lost, h.Slots, h.CPU, h.Launcher)
+		failed += h.Failed
+		lost += h.Lost
+		cpuTotal += h.CPU
+	}
+	row("total", total, s.JobTime(), failed, lost, s.Slots(), cpuTotal, "")
+	eff := 0.0
+	if n := s.Slots(); n > 0 {
+		eff = 100 * s.Speedup() / float64(n)
+	}
+	resumed := ""
+	if s.Resumed > 0 {
+		resumed = fmt.Sprintf(" (%d recorded before the resume)", s.Resumed)
+	}
+	backups := ""
+	if s.Backups > 0 {
+		backups = fmt.Sprintf("; %d backups, %d won", s.Backups, s.BackupsWon)
+	}
+	if len(s.Unused) > 0 {
+		// Not rows: they would read as hosts that were given no work.
+		names := make([]string, len(s.Unused))
+		for i, h := range s.Unused {
+			names[i] = h.Name + " (" + h.State + ")"
+		}
+		fmt.Fprintf(w, "not used: %s\n", strings.Join(names, ", "))
+	}
+	fmt.Fprintf(w, "jobs %d: %d succeeded, %d failed%s%s; wall %.2fs", s.Jobs, s.Succeeded, s.Failed, resumed, backups, s.Wall)
+	if n := s.Slots(); n > 0 {
+		// Nothing ran (a resume with every job recorded): no speedup to tell.
+		fmt.Fprintf(w, "; speedup %.2fx; efficiency %.1f%% of %d slots", s.Speedup(), eff, n)
+	}
+	fmt.Fprintln(w)
+}
