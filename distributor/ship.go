@@ -250,7 +250,10 @@ func writeGzip(art artifact) (string, error) {
 		return "", err
 	}
 	defer os.Remove(tmp.Name())
-	zw := gzip.NewWriter(tmp)
+	// The fastest level: on an 18 MB dsub it takes 0.18 s, not 0.67 s,
+	// for 57% of the size, not 53% (each new binary pays it once, in its
+	// first run's start).
+	zw, _ := gzip.NewWriterLevel(tmp, gzip.BestSpeed)
 	if _, err := io.Copy(zw, src); err != nil {
 		tmp.Close()
 		return "", err
