@@ -55,7 +55,7 @@ func NewClient(ctx context.Context, r io.Reader, w io.Writer, closeIn func() err
 	if keepalive <= 0 {
 		keepalive = 15 * time.Second
 	}
-	c := &Client{w: NewWriter(w), keepalive: keepalive, closeIn: closeIn, calls: map[uint32]*call{}, dead: make(chan struct{})}
+	c := &Client{w: NewCoalescingWriter(w, Coalesce), keepalive: keepalive, closeIn: closeIn, calls: map[uint32]*call{}, dead: make(chan struct{})}
 	rd := NewReader(r)
 	type res struct {
 		f   Frame

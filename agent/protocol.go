@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // Version is the protocol version. Master and agent must agree.
@@ -175,11 +176,46 @@ func (r *Reader) Read() (Frame, error) {
 type Writer struct {
 	mu sync.Mutex
 	w  *bufio.Writer
+	// delay, if set, is how long a frame may wait for others to share
+	// its write (NewCoalescingWriter); armed: a flush is due.
+	delay time.Duration
+	armed bool
 }
 
+// Coalesce is how long an agent's or a master's frame waits for others
+// to share its write.
+const Coalesce = time.Millisecond
+
+// NewWriter makes a Writer that flushes every frame as it is written.
 func NewWriter(w io.Writer) *Writer { return &Writer{w: bufio.NewWriterSize(w, 64<<10)} }
 
-// Write writes f and flushes.
+// NewCoalescingWriter makes a Writer whose frames wait up to delay for
+// others to go with them: what happens within the delay (many jobs'
+// starts, outputs and exits) is one write to the transport, one SSH
+// packet and one wake-up at the other end, instead of one per frame. A
+// write blocked by a peer that reads nothing blocks every frame after it,
+// as with NewWriter.
+func NewCoalescingWriter(w io.Writer, delay time.Duration) *Writer {
+	return &Writer{w: bufio.NewWriterSize(w, 64<<10), delay: delay}
+}
+
+// Flush writes what frames wait.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Flush()
+}
+
+// flushDue is the coalescing writer's flush, when its delay is over.
+func (w *Writer) flushDue() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.armed = false
+	_ = w.w.Flush() // an error sticks in w.w: the next Write returns it
+}
+
+// Write writes f, and flushes it (at once, or within the coalescing
+// delay).
 func (w *Writer) Write(f Frame) error {
 	if len(f.Payload)+5 > MaxFrame {
 		return fmt.Errorf("%w: %d bytes", ErrFrameTooLong, len(f.Payload)+5)
@@ -196,7 +232,14 @@ func (w *Writer) Write(f Frame) error {
 	if _, err := w.w.Write(f.Payload); err != nil {
 		return err
 	}
-	return w.w.Flush()
+	if w.delay <= 0 {
+		return w.w.Flush()
+	}
+	if !w.armed {
+		w.armed = true
+		time.AfterFunc(w.delay, w.flushDue)
+	}
+	return nil
 }
 
 // WriteJSON writes a frame whose payload is v as JSON.

@@ -53,7 +53,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, opts Options) error
 	}
 	ctx, cancel := context.WithCancel(ctx) // ends the reader, the loop and the watchdog
 	defer cancel()
-	s := &server{w: NewWriter(out), opts: opts, jobs: map[uint32]*job{}}
+	s := &server{w: NewCoalescingWriter(out, Coalesce), opts: opts, jobs: map[uint32]*job{}}
 	s.heard.Store(time.Now().UnixNano())
 	frames, readErr := make(chan Frame), make(chan error, 1)
 	r := NewReader(in)
