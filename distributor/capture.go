@@ -8,7 +8,7 @@ import (
 )
 
 // MaxResultLine bounds the result line dsub keeps in memory. A job's
-// output streams to its log file whatever its size; only the last
+// output streams to the run's output streams whatever its size; only the last
 // non-empty line is kept, and one longer than this fails the job.
 const MaxResultLine = 1 << 20
 

@@ -55,7 +55,7 @@ type completion struct {
 	tail    string
 	output  records.Locator // where its output is
 	command string
-	local   error  // the job's log could not be written (outcome Canceled)
+	local   error  // the job's output could not be recorded (outcome Canceled)
 	why     string // for the joblog: why a job that exited 0 failed
 	pgid    int    // Lost: the remote process group, which may run on
 	usage   remote.Usage

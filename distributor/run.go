@@ -139,7 +139,7 @@ var (
 	ErrHalted = errors.New("run halted")
 	// ErrNoHosts: jobs were waiting and no host could run them.
 	ErrNoHosts = errors.New("no usable host remains")
-	// ErrRecords: the run's local records (a job's log, the journal)
+	// ErrRecords: the run's local records (the output streams, the journal)
 	// could not be written, for example because the disk under LogsDir is
 	// full. No job starts after it.
 	ErrRecords = errors.New("cannot write the run's records")

@@ -255,7 +255,7 @@ func writeSummary(w io.Writer, run *distributor.Run, stats *records.Stats, resul
 
 // runOutput receives each job's final outcome from the dispatcher and,
 // off its goroutine, reports failures and, with --reduce none, copies each
-// job's whole stdout from its log to stdout, kept together per job (in
+// job's whole stdout from the run's output streams to stdout, kept together per job (in
 // job order with --keep-order).
 type runOutput struct {
 	stdout    io.Writer
