@@ -316,9 +316,8 @@ func (r *Run) loadResumed() (prevBinary string, err error) {
 	if !ValidRunID(m.ID) {
 		return "", errs.E(errs.OpResume, "", errs.KindConfig, fmt.Errorf("run.json holds no valid run id (%q): not a dsub run directory", m.ID)).WithPath(string(r.dir))
 	}
-	if m.Schema != records.SchemaStreams {
-		return "", errs.E(errs.OpResume, "", errs.KindConfig, fmt.Errorf("run.json has schema %d (%s), and this dsub resumes only schema %d (output streams): start a new run, or resume it with the dsub that recorded it; dsub report still reads it",
-			max(m.Schema, 1), "per-job log files in jobs/", records.SchemaStreams)).WithPath(string(r.dir))
+	if err := m.Resumable(); err != nil {
+		return "", errs.E(errs.OpResume, "", errs.KindConfig, err).WithPath(string(r.dir))
 	}
 	r.id = m.ID
 	if m.Binary != nil {

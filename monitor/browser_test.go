@@ -52,7 +52,7 @@ func eval[T any](t *testing.T, ctx ctxT, js string) T {
 func TestReportInBrowser(t *testing.T) {
 	ctx := browser.New(t, 1280, 1000)
 	f := startFakeRun(t, 12)
-	close(f.release)
+	f.releaseAll(t)
 	f.wait(t)
 	out := filepath.Join(t.TempDir(), "report.html")
 	w, err := os.Create(out)
@@ -242,7 +242,7 @@ func TestPageCommandAndPartialResult(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv2.Close()
-	close(f.release)
+	f.releaseAll(t)
 	f.wait(t)
 	if err := chromedp.Run(ctx, chromedp.Navigate(srv2.URL())); err != nil {
 		t.Fatal(err)

@@ -30,6 +30,17 @@ type fakeRun struct {
 
 const failJob = 3
 
+// releaseAll lets the jobs finish once both hosts are ready: released
+// before, one host alone could run every job, and the other would have
+// neither executions nor health to report.
+func (f *fakeRun) releaseAll(t *testing.T) {
+	t.Helper()
+	if err := f.run.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	close(f.release)
+}
+
 func startFakeRun(t *testing.T, n int) *fakeRun {
 	t.Helper()
 	f := &fakeRun{m: NewModel("dsub run test"), release: make(chan struct{})}
@@ -118,7 +129,7 @@ func TestModelLive(t *testing.T) {
 			t.Errorf("running bar %+v", s)
 		}
 	}
-	close(f.release)
+	f.releaseAll(t)
 	f.wait(t)
 	st = f.m.State(st.Timeline.Epoch, lastID(st.Timeline.Ended))
 	if !st.Done || st.Succeeded != 7 || st.Failed != 1 || len(st.Timeline.Running) != 0 || st.Error != "" && !strings.Contains(st.Error, "fail") {
@@ -150,7 +161,7 @@ func lastID(segs []Segment) int {
 // histogram and the stragglers.
 func TestReportFromRecords(t *testing.T) {
 	f := startFakeRun(t, 12)
-	close(f.release)
+	f.releaseAll(t)
 	f.wait(t)
 	st, err := FromRecords(f.dir)
 	if err != nil {

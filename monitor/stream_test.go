@@ -118,7 +118,7 @@ func TestStream(t *testing.T) {
 	if lanes != 4 {
 		t.Errorf("%d lanes sent, want 4 (2 hosts of 2 slots), each once", lanes)
 	}
-	close(f.release)
+	f.releaseAll(t)
 	f.wait(t)
 	var last message
 	for m, ok := recv(); ok; m, ok = recv() { // ends after the run's end
@@ -208,7 +208,7 @@ func TestLingerUntilEndGiven(t *testing.T) {
 	defer srv.Close()
 	ch := openStream(t, srv, "")
 	<-ch // watching
-	close(f.release)
+	f.releaseAll(t)
 	f.wait(t)
 	var last message
 	for m := range ch {
@@ -230,7 +230,7 @@ func TestLingerUntilEndGiven(t *testing.T) {
 // stayed on the state of a second before (seen in TestMonitorLive).
 func TestEndGivenOnlyWhenDelivered(t *testing.T) {
 	f := startFakeRun(t, 4)
-	close(f.release)
+	f.releaseAll(t)
 	f.wait(t)
 	st := f.m.State(-1, -1)
 	if !st.Done {

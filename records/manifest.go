@@ -171,6 +171,16 @@ type HookRecord struct {
 	Error   string  `json:"error,omitempty"`
 }
 
+// Resumable is nil for a run directory of the layout this dsub writes
+// (SchemaStreams), else why it cannot be resumed, naming its format.
+func (m *Manifest) Resumable() error {
+	if m.Schema == SchemaStreams {
+		return nil
+	}
+	return fmt.Errorf("run.json has schema %d (per-job log files in jobs/), and this dsub resumes only schema %d (output streams): start a new run, or resume it with the dsub that recorded it; dsub report and dsub log still read it",
+		max(m.Schema, 1), SchemaStreams)
+}
+
 // ReadManifest reads dir's run.json.
 func ReadManifest(dir RunDir) (*Manifest, error) {
 	b, err := os.ReadFile(dir.Manifest())

@@ -29,6 +29,9 @@ func resumeRun(cmd *cobra.Command, hf *hostFlags, f *runFlags, args []string, st
 	if err != nil {
 		return usagef("--resume %s: %v", dir, err)
 	}
+	if err := man.Resumable(); err != nil {
+		return usagef("resume %s: %v", dir, err)
+	}
 	var rec runRecord
 	if err := json.Unmarshal(man.Command, &rec); err != nil || len(rec.Args) == 0 {
 		return usagef("--resume %s: run.json holds no recorded command line", dir)
