@@ -84,7 +84,7 @@ type dispatcher struct {
 
 // hostTally is what the dispatcher counts per host.
 type hostTally struct {
-	state       string
+	state       records.HostState
 	done, fails int
 	lost        int
 	jobTime     time.Duration
@@ -147,7 +147,7 @@ func (d *dispatcher) run() {
 // takes jobs only once prepared.
 func (d *dispatcher) startPreparing() {
 	for _, m := range d.r.c.members {
-		d.tally[m.Name()] = &hostTally{state: "preparing"}
+		d.tally[m.Name()] = &hostTally{state: records.HostPreparing}
 		d.order = append(d.order, m.Name())
 		_ = d.q.AddHost(m.Name(), 1)
 		_ = d.q.SetHostState(m.Name(), queue.Down)
@@ -396,7 +396,7 @@ func (d *dispatcher) onSubmit(spec JobSpec) {
 	// pinned there before it did.
 	if spec.Pin != "" && d.q.HostState(spec.Pin) == queue.Quarantined {
 		why := "was quarantined"
-		if d.tally[spec.Pin].state == "failed" {
+		if d.tally[spec.Pin].state == records.HostFailed {
 			why = "could not be prepared"
 		}
 		d.failPinned(spec.Pin, why)
@@ -437,7 +437,7 @@ func (d *dispatcher) onPrepDefer(pe *prepError) {
 	d.deferred[pe.host] = true
 	d.preparing--
 	d.markReady()
-	d.tally[pe.host].state = "down"
+	d.tally[pe.host].state = records.HostDown
 	d.r.setHostRecord(pe.host, func(rec *records.HostRecord) { rec.Error = pe.Error() })
 }
 
@@ -449,7 +449,7 @@ func (d *dispatcher) onPrepFail(err error) {
 		d.markReady()
 	}
 	if pe != nil {
-		d.tally[pe.host].state = "failed"
+		d.tally[pe.host].state = records.HostFailed
 		_ = d.q.SetHostState(pe.host, queue.Quarantined)
 		d.failPinned(pe.host, "could not be prepared")
 		d.r.setHostRecord(pe.host, func(rec *records.HostRecord) { rec.Error = pe.Error() })

@@ -144,12 +144,12 @@ func (d *dispatcher) hostAfter(c completion) {
 	t := d.tally[c.e.Host]
 	if c.outcome == queue.Lost && d.q.HostState(c.e.Host) == queue.Up {
 		_ = d.q.SetHostState(c.e.Host, queue.Down)
-		t.state = "down"
+		t.state = records.HostDown
 		d.r.opts.Warn(fmt.Sprintf("host %s lost (%v); its jobs go to other hosts", c.e.Host, c.err))
 		go d.r.reconnect(d.runCtx, d.hosts[c.e.Host])
 	}
-	if d.q.HostState(c.e.Host) == queue.Quarantined && t.state != "quarantined" {
-		t.state = "quarantined"
+	if d.q.HostState(c.e.Host) == queue.Quarantined && t.state != records.HostQuarantined {
+		t.state = records.HostQuarantined
 		d.failPinned(c.e.Host, "was quarantined")
 		d.r.opts.Warn(fmt.Sprintf("host %s quarantined after %d consecutive failed jobs", c.e.Host, d.r.opts.QuarantineAfter))
 	}
@@ -164,7 +164,7 @@ func (d *dispatcher) onReady(h *runHost) {
 		d.hosts[name] = h // a host prepared again (agent mode) replaces the lost one
 		d.rejoin(h)
 	}
-	d.tally[name].state, d.tally[name].slots = d.q.HostState(name).String(), h.slots
+	d.tally[name].state, d.tally[name].slots = records.HostState(d.q.HostState(name).String()), h.slots
 }
 
 // join adds a newly prepared host.

@@ -213,9 +213,9 @@ type Snapshot struct {
 // HostSnapshot is one host's live state.
 type HostSnapshot struct {
 	Name     string
-	State    string // preparing, up, down, quarantined, failed
-	Running  int    // started there
-	Queued   int    // sent there, waiting in its window for a slot
+	State    records.HostState
+	Running  int // started there
+	Queued   int // sent there, waiting in its window for a slot
 	Done     int
 	Failed   int
 	Progress float64 // mean reported progress of its running jobs, 0..1
@@ -391,7 +391,7 @@ func (r *Run) setAgent() error {
 // writeManifest writes run.json: st is nil until the run ends.
 func (r *Run) writeManifest(st *records.Stats) error {
 	r.mu.Lock()
-	m := &records.Manifest{Schema: records.SchemaStreams, ID: r.id, Started: r.start.Format(time.RFC3339Nano), Resumed: r.opts.ResumeDir != "",
+	m := &records.Manifest{Schema: records.SchemaStreams, ID: r.id, Started: r.start, Resumed: r.opts.ResumeDir != "",
 		Retries: r.opts.Retries, TimeoutS: r.opts.Timeout.Seconds(), Files: r.opts.Files, Hosts: append([]records.HostRecord(nil), r.hostsRec...)}
 	r.mu.Unlock()
 	if r.opts.Record != nil {
@@ -410,7 +410,7 @@ func (r *Run) writeManifest(st *records.Stats) error {
 		m.Mode = "commands"
 	}
 	if st != nil {
-		m.Finished = time.Now().Format(time.RFC3339Nano)
+		m.Finished = time.Now()
 		m.Stats, m.Speedup = st, st.Speedup()
 		if len(r.result) <= records.MaxManifestResult {
 			m.Result = r.result

@@ -156,7 +156,7 @@ func (w *jsonw) strings(k string, ss []string) {
 func (w *jsonw) hostRow(h *HostRow) {
 	w.open('{')
 	w.str("name", h.Name)
-	w.str("state", h.State)
+	w.str("state", string(h.State))
 	w.strOmit("launcher", h.Launcher)
 	w.int("slots", int64(h.Slots))
 	w.int("running", int64(h.Running))

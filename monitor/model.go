@@ -48,16 +48,16 @@ type State struct {
 
 // HostRow is a host's line in the table.
 type HostRow struct {
-	Name      string  `json:"name"`
-	State     string  `json:"state"`
-	Launcher  string  `json:"launcher,omitempty"`
-	Slots     int     `json:"slots"`
-	Running   int     `json:"running"`
-	Queued    int     `json:"queued"` // waiting in its window for a slot
-	Done      int     `json:"done"`
-	Failed    int     `json:"failed"`
-	Lost      int     `json:"lost"`
-	SecPerJob float64 `json:"sec_per_job"`
+	Name      string            `json:"name"`
+	State     records.HostState `json:"state"`
+	Launcher  string            `json:"launcher,omitempty"`
+	Slots     int               `json:"slots"`
+	Running   int               `json:"running"`
+	Queued    int               `json:"queued"` // waiting in its window for a slot
+	Done      int               `json:"done"`
+	Failed    int               `json:"failed"`
+	Lost      int               `json:"lost"`
+	SecPerJob float64           `json:"sec_per_job"`
 	// CPUEff is CPU time over job time, where the host measures CPU
 	// (agents do); -1 where it does not.
 	CPUEff float64 `json:"cpu_eff"`
@@ -314,7 +314,7 @@ func (m *Model) rate(now time.Time, done int) float64 {
 
 // newHostRow is a host's row with nothing measured yet: its CPU
 // efficiency, load and memory unknown (-1).
-func newHostRow(name, state string) HostRow {
+func newHostRow(name string, state records.HostState) HostRow {
 	return HostRow{Name: name, State: state, CPUEff: -1, Load: -1, MemFree: -1}
 }
 

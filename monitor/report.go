@@ -41,7 +41,7 @@ func FromRecords(dir string) (State, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return State{}, err
 	}
-	b := &reportBuilder{st: State{ID: man.ID, Dir: dir, Started: man.Started, Done: man.Finished != "", Error: man.Error,
+	b := &reportBuilder{st: State{ID: man.ID, Dir: dir, Started: rfc3339(man.Started), Done: !man.Finished.IsZero(), Error: man.Error,
 		Command: commandOf(man), Speedup: man.Speedup, EtaS: -1}, rd: rd, man: man, journal: journal}
 	if bad > 0 {
 		b.st.Notes = append(b.st.Notes, fmt.Sprintf("%d lines of %s could not be read", bad, rd.Timeline()))
@@ -68,10 +68,18 @@ type hostAcc struct {
 	jobTime, cpu float64 // of its succeeded executions; cpu where measured
 }
 
+// rfc3339 is t as the page shows a time, "" for none.
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(time.RFC3339Nano)
+}
+
 // build fills the state from the joblog's rows.
 func (b *reportBuilder) build(rows []records.JoblogRow) {
-	t0, err := time.Parse(time.RFC3339, b.man.Started)
-	if err != nil && len(rows) > 0 {
+	t0 := b.man.Started
+	if t0.IsZero() && len(rows) > 0 {
 		t0 = rows[0].Start
 	}
 	// Rows are written as executions end: draw them in that order, on
@@ -120,9 +128,9 @@ func (b *reportBuilder) build(rows []records.JoblogRow) {
 func (b *reportBuilder) addHosts() {
 	b.hosts = map[string]*hostAcc{}
 	for _, h := range b.man.Hosts {
-		state := "up"
+		state := records.HostUp
 		if h.Error != "" {
-			state = "failed"
+			state = records.HostFailed
 		}
 		r := newHostRow(h.Name, state)
 		r.Launcher, r.Slots, r.Error = h.Launcher, h.Slots, h.Error
@@ -144,7 +152,7 @@ func (b *reportBuilder) addHosts() {
 func (b *reportBuilder) host(name string) *hostAcc {
 	a := b.hosts[name]
 	if a == nil {
-		a = &hostAcc{row: newHostRow(name, "up")}
+		a = &hostAcc{row: newHostRow(name, records.HostUp)}
 		b.hosts[name] = a
 		b.order = append(b.order, a)
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // RunDir is a run's local directory. It owns every path in it: nothing
@@ -96,9 +97,9 @@ func (d RunDir) InputPart() string { return d.path("input.part") }
 type Manifest struct {
 	// Schema is the run directory's layout: SchemaStreams, or 0 for a
 	// run recorded before there was one (per-job log files, schema 1).
-	Schema  int    `json:"schema,omitempty"`
-	ID      string `json:"id"`
-	Started string `json:"started"` // RFC 3339
+	Schema  int       `json:"schema,omitempty"`
+	ID      string    `json:"id"`
+	Started time.Time `json:"started"`
 	// Command is the caller's record of what started the run
 	// (RunOptions.Record), e.g. the CLI's arguments.
 	Command  json.RawMessage `json:"command,omitempty"`
@@ -112,10 +113,10 @@ type Manifest struct {
 	Build  string        `json:"build,omitempty"`
 	Mode   string        `json:"mode,omitempty"`
 	// Set when the run ends.
-	Finished string  `json:"finished,omitempty"`
-	Stats    *Stats  `json:"stats,omitempty"`
-	Speedup  float64 `json:"speedup,omitempty"`
-	Error    string  `json:"error,omitempty"`
+	Finished time.Time `json:"finished,omitzero"`
+	Stats    *Stats    `json:"stats,omitempty"`
+	Speedup  float64   `json:"speedup,omitempty"`
+	Error    string    `json:"error,omitempty"`
 	// Result is the reduced result, when it is at most MaxManifestResult
 	// bytes (reports show it).
 	Result string `json:"result,omitempty"`
@@ -210,15 +211,27 @@ func WriteJSONFile(path string, v any) error {
 	return os.Rename(tmp, path)
 }
 
+// HostState is a host's state in a run, as its records and its live
+// snapshot tell it.
+type HostState string
+
+const (
+	HostPreparing   HostState = "preparing"   // connecting, probing, shipping
+	HostUp          HostState = "up"          // taking jobs
+	HostDown        HostState = "down"        // unreachable for now; tried again
+	HostQuarantined HostState = "quarantined" // failed too many jobs in a row
+	HostFailed      HostState = "failed"      // could not be prepared: out of the run
+)
+
 // HostStats are one host's figures for the final table.
 type HostStats struct {
-	Name    string  `json:"name"`
-	Jobs    int     `json:"jobs"`       // results recorded from this host
-	JobTime float64 `json:"job_time_s"` // sum of those jobs' run times
-	Failed  int     `json:"failed"`     // failed executions
-	Lost    int     `json:"lost"`       // executions lost to transport failures
-	Slots   int     `json:"slots"`
-	State   string  `json:"state"`
+	Name    string    `json:"name"`
+	Jobs    int       `json:"jobs"`       // results recorded from this host
+	JobTime float64   `json:"job_time_s"` // sum of those jobs' run times
+	Failed  int       `json:"failed"`     // failed executions
+	Lost    int       `json:"lost"`       // executions lost to transport failures
+	Slots   int       `json:"slots"`
+	State   HostState `json:"state"`
 	// CPU is the CPU seconds of its executions, where measured (agent
 	// mode); Launcher is how its jobs were started.
 	CPU      float64 `json:"cpu_s,omitempty"`
@@ -233,8 +246,8 @@ type HostStats struct {
 
 // UnusedHost is a host that took no part in a run, and its state then.
 type UnusedHost struct {
-	Name  string `json:"name"`
-	State string `json:"state"` // preparing, down, failed
+	Name  string    `json:"name"`
+	State HostState `json:"state"` // preparing, down, failed
 }
 
 // Stats summarise a run.
@@ -347,7 +360,7 @@ func (s *Stats) WriteTable(w io.Writer) {
 		// Not rows: they would read as hosts that were given no work.
 		names := make([]string, len(s.Unused))
 		for i, h := range s.Unused {
-			names[i] = h.Name + " (" + h.State + ")"
+			names[i] = h.Name + " (" + string(h.State) + ")"
 		}
 		fmt.Fprintf(w, "not used: %s\n", strings.Join(names, ", "))
 	}

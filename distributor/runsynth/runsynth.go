@@ -80,10 +80,10 @@ func Write(dir string, jobs, hosts, slots, failEvery int) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	m := records.Manifest{ID: "synthetic", Started: t0.Format(time.RFC3339Nano), Finished: end.Format(time.RFC3339Nano), Mode: "commands"}
+	m := records.Manifest{ID: "synthetic", Started: t0, Finished: end, Mode: "commands"}
 	for i := range per {
 		name := fmt.Sprintf("h%02d", i+1)
-		per[i].Name, per[i].Slots, per[i].State, per[i].Launcher = name, slots, "up", "agent"
+		per[i].Name, per[i].Slots, per[i].State, per[i].Launcher = name, slots, records.HostUp, "agent"
 		m.Hosts = append(m.Hosts, records.HostRecord{Name: name, Address: name, Slots: slots, Launcher: "agent"})
 	}
 	st.Hosts, st.Wall = per, end.Sub(t0).Seconds()
