@@ -56,6 +56,7 @@ bench:
 	@DSUB_BENCH=1 ./scripts/setup.sh
 	$(GO) run ./bench/fanout -n 32 -rounds 5
 	$(GO) run ./bench/run -rounds 3
+	$(GO) run ./bench/engine -hosts 1000 -slots 10 -jobs 1000000
 
 # The README's screenshots, taken by the browser tests themselves.
 screenshots: setup
