@@ -179,7 +179,7 @@ func (m *Model) draw(e *distributor.Event) {
 		}
 		s := Segment{Start: ms(e.Time.Add(-e.Duration).Sub(m.start)), End: t, Job: e.Job, Kind: kindOf(e.Outcome),
 			Exit: e.Exit, Cmd: e.Command, Tail: e.StderrTail, Host: e.Host}
-		if m.run != nil && !e.Output.IsZero() {
+		if m.run != nil && !e.Output.IsZero() && s.Kind == "fail" { // only a failure shows it
 			s.Log = LogCommand(m.run.Dir(), e.Job)
 		}
 		s = m.tl.end(e.Seq, s)

@@ -239,7 +239,7 @@ func (b *reportBuilder) stderrTail(r records.JoblogRow) (log, tail string) {
 	if !ok || rec.Output.IsZero() {
 		return "", ""
 	}
-	if _, err := b.rd.ReadOutput(rec.Output, records.Stderr, t); err != nil {
+	if _, err := records.ReadTail(b.rd.Output(), rec.Output, records.Stderr, maxTail, t); err != nil {
 		return "", ""
 	}
 	return LogCommand(string(b.rd), r.Job), strings.ToValidUTF8(string(t.tail()), "")

@@ -246,9 +246,6 @@ func (o *Output) Close() (Locator, error) {
 	return Locator{File: o.sw.name(), Off: off}, nil
 }
 
-// Bytes is how much the execution wrote to each stream so far.
-func (o *Output) Bytes() (stdout, stderr int64) { return o.s[0].n, o.s[1].n }
-
 func (w *StreamWriter) name() string { return baseName(w.f.Name()) }
 
 // repair finds the end of the whole records in f and cuts anything after

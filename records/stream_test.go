@@ -67,6 +67,13 @@ func TestStreamRoundTrip(t *testing.T) {
 				t.Errorf("execution %d %v: read %d bytes (%v), want %d identical", i, s, n, err, len(exp))
 			}
 		}
+		// A tail reads only the records that cover it.
+		var tb bytes.Buffer
+		n, err := ReadTail(dir, wt.loc, Stdout, 100, &tb)
+		want := wt.out[max(0, len(wt.out)-100):]
+		if err != nil || !bytes.HasSuffix(tb.Bytes(), want) || n > int64(min(len(wt.out), 100+chunkSize)) {
+			t.Errorf("execution %d: tail of 100 read %d bytes (%v), want its last %d within %d", i, n, err, len(want), 100+chunkSize)
+		}
 		e, err := ReadEnd(dir, wt.loc)
 		if err != nil || e.Job != i+1 || e.Seq != i+10 || e.Bytes[0] != int64(len(wt.out)) {
 			t.Errorf("end of %d = %+v, %v", i, e, err)

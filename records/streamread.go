@@ -32,8 +32,27 @@ func validFile(name string) error {
 // ReadOutput copies stream s of the execution that loc locates, in dir,
 // to w, byte for byte, and returns how many bytes it copied.
 func ReadOutput(dir string, loc Locator, s Stream, w io.Writer) (int64, error) {
+	return readOutput(dir, loc, s, -1, w)
+}
+
+// ReadTail is ReadOutput of no more than what holds stream s's last n
+// bytes: only the records that cover them are read (a 1 GiB stderr's tail
+// costs a record or two), and w receives at least those n bytes, or the
+// whole stream if it is shorter.
+func ReadTail(dir string, loc Locator, s Stream, n int64, w io.Writer) (int64, error) {
+	return readOutput(dir, loc, s, max(n, 0), w)
+}
+
+// readOutput walks the chain of stream s back from the execution's end
+// record, reading only headers, until it has the whole stream or, with
+// tail >= 0, at least its last tail bytes; then it copies those records
+// forward, checking each one's checksum.
+func readOutput(dir string, loc Locator, s Stream, tail int64, w io.Writer) (int64, error) {
 	if err := validFile(loc.File); err != nil {
 		return 0, err
+	}
+	if s != Stdout && s != Stderr {
+		return 0, fmt.Errorf("no stream %v", s)
 	}
 	f, err := os.Open(filepath.Join(dir, loc.File))
 	if err != nil {
@@ -44,13 +63,9 @@ func ReadOutput(dir string, loc Locator, s Stream, w io.Writer) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("output stream %s at %d: %w", loc.File, loc.Off, err)
 	}
-	if s != Stdout && s != Stderr {
-		return 0, fmt.Errorf("no stream %v", s)
-	}
-	// Walk the chain back from the last record, reading only headers,
-	// then copy the records forward.
 	var offs []int64
-	for off := end.last[s-1]; off >= 0; {
+	var held int64 // data bytes in the records found so far
+	for off := end.last[s-1]; off >= 0 && (tail < 0 || held < tail); {
 		if len(offs) > 1<<26 {
 			return 0, fmt.Errorf("output stream %s: a chain without end", loc.File)
 		}
@@ -66,6 +81,7 @@ func ReadOutput(dir string, loc Locator, s Stream, w io.Writer) (int64, error) {
 				loc.File, off, d.job, d.seq, d.stream, end.Job, end.Seq, s)
 		}
 		offs = append(offs, off)
+		held += d.size
 		off = d.prev
 	}
 	var total int64
@@ -171,6 +187,7 @@ type dataHead struct {
 	stream   Stream
 	prev     int64
 	data     []byte
+	size     int64 // the record's data bytes (readDataHead: data holds only some)
 }
 
 // readDataHead reads a data record's header, not its bytes (it does not
@@ -185,7 +202,13 @@ func readDataHead(f io.ReaderAt, off int64) (dataHead, error) {
 	if b[8] != kindData {
 		return dataHead{}, errors.New("not a data record")
 	}
-	return decodeData(b[8:n])
+	d, err := decodeData(b[8:n])
+	if err != nil {
+		return d, err
+	}
+	body := int64(binary.LittleEndian.Uint32(b[:4]))
+	d.size = body - int64(n-8-len(d.data)) // the body less its header
+	return d, nil
 }
 
 func decodeData(body []byte) (dataHead, error) {
@@ -197,6 +220,7 @@ func decodeData(body []byte) (dataHead, error) {
 		return dataHead{}, r.err
 	}
 	d.data = r.b
+	d.size = int64(len(r.b))
 	return d, nil
 }
 

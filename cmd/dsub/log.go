@@ -76,9 +76,9 @@ func (f *logFlags) stream() records.Stream {
 	return records.Stdout
 }
 
-// records loads the run's manifest and journal, refusing a directory
-// that is no run's.
-func (f *logFlags) records() (map[int]records.JournalRecord, *records.Manifest, error) {
+// load reads the run's manifest and journal, refusing a directory that
+// is no run's.
+func (f *logFlags) load() (map[int]records.JournalRecord, *records.Manifest, error) {
 	m, err := records.ReadManifest(f.dir)
 	if err != nil {
 		return nil, nil, usagef("log: %s is not a run directory: %v", f.dir, err)
@@ -91,7 +91,7 @@ func (f *logFlags) records() (map[int]records.JournalRecord, *records.Manifest, 
 }
 
 func (f *logFlags) printJob(w io.Writer, job int) error {
-	jr, m, err := f.records()
+	jr, m, err := f.load()
 	if err != nil {
 		return err
 	}
@@ -183,7 +183,7 @@ type logLine struct {
 }
 
 func (f *logFlags) printAll(w io.Writer) error {
-	jr, m, err := f.records()
+	jr, m, err := f.load()
 	if err != nil {
 		return err
 	}
@@ -203,34 +203,34 @@ func (f *logFlags) printAll(w io.Writer) error {
 		if rec.Output.IsZero() {
 			continue
 		}
+		// Only the streams printed are read.
 		out.Reset()
 		er.Reset()
-		if _, err := f.dir.ReadOutput(rec.Output, records.Stdout, &out); err != nil {
-			return fmt.Errorf("log: job %d: %w", j, err)
+		read := func(s records.Stream, b *bytes.Buffer) error {
+			if _, err := f.dir.ReadOutput(rec.Output, s, b); err != nil {
+				return fmt.Errorf("log: job %d: %w", j, err)
+			}
+			return nil
 		}
 		if f.json {
-			if _, err := f.dir.ReadOutput(rec.Output, records.Stderr, &er); err != nil {
-				return fmt.Errorf("log: job %d: %w", j, err)
+			if err := errors.Join(read(records.Stdout, &out), read(records.Stderr, &er)); err != nil {
+				return err
 			}
 			if err := enc.Encode(logLine{Job: j, Host: rec.Host, Attempt: rec.Attempt, Stdout: out.String(), Stderr: er.String()}); err != nil {
 				return err
 			}
 			continue
 		}
-		b := out.Bytes()
-		if f.stderr {
-			if _, err := f.dir.ReadOutput(rec.Output, records.Stderr, &er); err != nil {
-				return fmt.Errorf("log: job %d: %w", j, err)
-			}
-			b = er.Bytes()
+		if err := read(f.stream(), &out); err != nil {
+			return err
 		}
 		prefix := visible(rec.Host) + ":" + strconv.Itoa(j) + ": "
-		for len(b) > 0 {
-			line, rest, _ := bytes.Cut(b, []byte("\n"))
+		for rest := out.Bytes(); len(rest) > 0; {
+			var line []byte
+			line, rest, _ = bytes.Cut(rest, []byte("\n"))
 			bw.WriteString(prefix)
 			bw.Write(line)
 			bw.WriteByte('\n')
-			b = rest
 		}
 	}
 	return bw.Flush()
